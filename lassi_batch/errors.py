@@ -1,0 +1,31 @@
+"""Exceptions the CLI turns into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+
+class LassiError(Exception):
+    """Base for expected failures: the CLI prints `error: <message>` and exits with `exit_code`."""
+
+    exit_code = 1
+
+
+class ConfigError(LassiError):
+    """Bad study/app configuration or command-line usage (exit 2, nothing written)."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str):
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("; ".join(self.problems))
+
+
+class ToolchainError(LassiError):
+    """A compiler or runtime the platform needs is missing."""
+
+
+class MeterError(LassiError):
+    """A requested power meter cannot be used."""
+
+
+class ArchiveError(LassiError):
+    """A trial archive is missing, unreadable, or of an unknown schema version."""
