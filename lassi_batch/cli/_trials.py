@@ -1,0 +1,106 @@
+"""Shared by `run` and `demo`: run a study's trials locally with a live rich display."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ..config import StudyConfig
+from ..pipeline.session import run_trial
+
+
+def default_platform() -> str:
+    """cuda when an NVIDIA GPU and nvcc are usable, hip for AMD with hipcc, else cpu."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        n = pynvml.nvmlDeviceGetCount()
+        pynvml.nvmlShutdown()
+        if n > 0 and shutil.which("nvcc"):
+            return "cuda"
+    except Exception:  # no driver / library: not an NVIDIA machine
+        pass
+    try:
+        import amdsmi  # type: ignore
+
+        amdsmi.amdsmi_init()
+        n = len(amdsmi.amdsmi_get_processor_handles())
+        amdsmi.amdsmi_shut_down()
+        if n > 0 and shutil.which("hipcc"):
+            return "hip"
+    except Exception:
+        pass
+    return "cpu"
+
+
+def _fmt(v: float | None, unit: str, prec: int = 2) -> str:
+    return "-" if v is None else f"{v:.{prec}f} {unit}"
+
+
+def run_study_trials(study: StudyConfig, console: Console, trials: int | None = None) -> list[dict[str, Any]]:
+    """Run every (app, trial) of `study` in turn; returns one summary row per trial."""
+    rows: list[dict[str, Any]] = []
+    n = trials or study.trials
+    state: dict[str, Any] = {}
+
+    def render() -> Text:
+        it = state.get("iteration")
+        best = state.get("best")
+        return Text.assemble(
+            ("  ", ""), (f"{state.get('app', '')} trial {state.get('trial', '')}", "bold"),
+            f"  stage {state.get('stage', '-')}",
+            f"  iteration {it if it is not None else '-'}",
+            f"  best {_fmt(best, 'J')}",
+            f"  [{state.get('last', '')}]",
+        )
+
+    with Live(render(), console=console, refresh_per_second=8, transient=True) as live:
+
+        def on_event(ev: dict[str, Any]) -> None:
+            kind = ev.get("event")
+            if kind == "stage":
+                state["stage"] = ev["stage"]
+            elif kind == "iteration":
+                state["iteration"] = ev["iteration"]
+            elif kind == "best":
+                state["best"] = ev.get("energy_j")
+            state["last"] = ev.get("key", kind)
+            live.update(render())
+
+        for sapp in study.apps:
+            for t in range(n):
+                state.clear()
+                state.update(app=sapp.app.name, trial=t)
+                live.update(render())
+                path, out = run_trial(study, sapp, t, progress=on_event)
+                row = {"app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
+                       "source_j": out.source_energy_j, "best_j": out.best_energy_j,
+                       "reduction": out.reduction, "vanilla_passed": out.vanilla_passed,
+                       "candidates": out.candidates, "stop": out.stop_reason}
+                rows.append(row)
+                red = "-" if out.reduction is None else f"{100 * out.reduction:.1f}%"
+                console.print(f"  {sapp.app.name} trial {t}: {out.status}, source {_fmt(out.source_energy_j, 'J')}, "
+                              f"best {_fmt(out.best_energy_j, 'J')} ({red}), {out.candidates} candidates -> {path}")
+    return rows
+
+
+def summary_table(rows: list[dict[str, Any]], estimate_note: str = "") -> Table:
+    t = Table(title="Trials" + (f" ({estimate_note})" if estimate_note else ""))
+    for col in ("app", "trial", "status", "source", "best", "reduction", "vanilla ok", "candidates", "stop reason"):
+        t.add_column(col)
+    for r in rows:
+        red = "-" if r["reduction"] is None else f"{100 * r['reduction']:.1f}%"
+        t.add_row(r["app"], str(r["trial"]), r["status"], _fmt(r["source_j"], "J"), _fmt(r["best_j"], "J"), red,
+                  "yes" if r["vanilla_passed"] else "no", str(r["candidates"]), r["stop"])
+    return t
+
+
+def study_dir_hint(study: StudyConfig) -> str:
+    return str(Path(study.out) / "trials")
