@@ -312,6 +312,8 @@ class LLMConfig:
     reasoning_models: list[str] = field(default_factory=lambda: ["o1*", "o3*", "o4*", "gpt-5*"])
     timeout_s: float = 600.0
     max_retries: int = 4
+    retry_base_s: float = 1.0  # first backoff delay; doubles per retry, with jitter
+    retry_max_s: float = 60.0
     max_tokens: int = 16000
     temperature: float = 0.2
     temperature_step: float = 0.2

@@ -16,7 +16,6 @@ from ..config import StudyApp, StudyConfig
 from ..errors import ConfigError
 from ..llm.client import make_backend
 from ..llm.prompts import PromptSet
-from ..llm.replay import ReplayBackend
 from ..power.base import open_meter
 from ..store.archive import TrialArchive
 from ..sysinfo import environment, system_details
@@ -53,12 +52,10 @@ def _backend(study: StudyConfig, app_name: str, index: int) -> Any:
         path = Path(cfg.replay_path)
         if not path.is_absolute() and study.source is not None:
             path = study.source.parent / path
-        if path.is_dir():
-            return ReplayBackend.for_trial(path, f"{app_name}.{study.platform.kind}", index)
         if not path.exists():
             raise ConfigError(f"replay transcript not found: {path}")
-        return ReplayBackend(path)
-    return make_backend(cfg)
+        cfg = replace(cfg, replay_path=str(path))
+    return make_backend(cfg, app=f"{app_name}.{study.platform.kind}", trial=index)
 
 
 def run_trial(
@@ -66,7 +63,7 @@ def run_trial(
     system_text: str | None = None,
 ) -> tuple[Path, TrialOutcome]:
     """Run (or resume) one trial; returns its archive path and outcome. A finished trial is not rerun."""
-    problems = check_platform(study.platform)
+    problems = check_platform(study.platform, study.container)
     if problems:
         raise ConfigError(problems)
     path = trial_path(study, sapp.app.name, index)

@@ -15,7 +15,8 @@ from typing import Any, Callable
 
 from ..config import AppConfig, LLMConfig, StudyConfig
 from ..llm.extract import extract_code, parse_optimizations, parse_verdict
-from ..llm.prompts import PromptSet
+from ..llm.client import LLMError, is_reasoning_model
+from ..llm.prompts import PromptSet, format_sources
 from ..records import Candidate, LLMCall
 from ..store.archive import TrialArchive
 from . import schedule as sch
@@ -35,14 +36,11 @@ def _clip(text: str, limit: int = MAX_LOG_CHARS) -> str:
 
 
 def render_files(files: dict[str, str], lang: str) -> str:
-    """Code as the LLM sees it: one fenced block per file, labelled with its name."""
-    return "\n\n".join(f"File: {name}\n```{lang}\n{text}\n```" for name, text in files.items())
+    return format_sources(files, lang)
 
 
 def _uses_temperature(model: str, cfg: LLMConfig) -> bool:
-    from fnmatch import fnmatch
-
-    return not any(fnmatch(model, pat) for pat in cfg.reasoning_models)
+    return not is_reasoning_model(model, cfg.reasoning_models)
 
 
 @dataclass
@@ -106,7 +104,13 @@ class Trial:
         temp = temperature if _uses_temperature(model, self.cfg) else None
         self.progress(event="llm", key=key, kind=kind, model=model)
         t0 = time.time()
-        call = self.backend.complete(key=key, kind=kind, model=model, messages=messages, temperature=temp)
+        try:
+            call = self.backend.complete(key=key, kind=kind, model=model, messages=messages, temperature=temp)
+        except LLMError as e:  # the endpoint refuses us for good: keep the evidence, then stop the trial
+            if e.call is not None:
+                with self.ar.transaction():
+                    self.ar.add_llm_call(e.call)
+            raise
         with self.ar.transaction():
             cid = self.ar.add_llm_call(call)
             self.ar.record_step(key, "llm", {"llm_call": cid}, t0, time.time())

@@ -1,0 +1,104 @@
+"""Apptainer command lines for building and running untrusted code inside an image.
+
+The image holds the toolchain (CUDA or ROCm); the host keeps the submitit worker and the power
+meter. Each compile or run is one `apptainer exec` with the strictest isolation that still lets
+the GPU through: no host environment, no home, no network, and only the trial folder bound.
+Apptainer could not be installed on the development machines, so only the argv is tested.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ConfigError
+
+GPU_FLAGS = {"cuda": ["--nv"], "hip": ["--rocm"], "cpu": []}
+
+# Host paths that mean nothing inside the image (and LD_LIBRARY_PATH would break --nv's library
+# injection); HOME cannot be overridden through --env (Apptainer refuses it), --no-home is used.
+_HOST_ONLY = {
+    "PATH", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH",
+    "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "ROCM_HOME", "HIP_PATH", "HIP_CLANG_PATH", "HSA_PATH",
+    "DEVICE_LIB_PATH", "HOME",
+}
+# What the apptainer process itself (trusted) may see from the host.
+_RUNTIME_ENV = ("PATH", "LANG", "USER", "LOGNAME", "HOME", "XDG_RUNTIME_DIR", "TMPDIR")
+
+
+def _check_bind_path(p: str) -> str:
+    if ":" in p or "," in p:
+        raise ConfigError(f"path '{p}' cannot be bound into a container (':' and ',' separate bind specs)")
+    return p
+
+
+def apptainer_exec_argv(image: str, platform_kind: str, workdir: Path, argv: list[str], env: dict[str, str],
+                        binds: Sequence[str] = (), network: bool = False) -> list[str]:
+    """`apptainer exec` for argv in workdir: contained, clean environment, GPU passed through."""
+    if platform_kind not in GPU_FLAGS:
+        raise ConfigError(f"unknown platform '{platform_kind}' (use {', '.join(GPU_FLAGS)})")
+    real = _check_bind_path(str(Path(workdir).resolve()))
+    wd = _check_bind_path(str(Path(workdir).absolute()))  # paths in env (TMPDIR) use this spelling
+    cmd = ["apptainer", "exec", *GPU_FLAGS[platform_kind], "--containall", "--cleanenv", "--no-home"]
+    if not network:
+        cmd += ["--net", "--network", "none"]
+    cmd += ["--bind", real if real == wd else f"{real}:{wd}"]
+    for b in binds:
+        cmd += ["--bind", b]
+    cmd += ["--pwd", wd]
+    for k, v in sorted(env.items()):
+        if k not in _HOST_ONLY:
+            cmd += ["--env", f"{k}={v}"]
+    return [*cmd, image, *argv]
+
+
+class ApptainerRunner:
+    """Runner that executes every command inside an Apptainer image."""
+
+    def __init__(self, image: str, platform_kind: str, binds: Sequence[str] = (), network: bool = False):
+        self.image = image
+        self.platform_kind = platform_kind
+        self.binds = list(binds)
+        self.network = network
+        self.warnings: list[str] = []
+        self.name = "apptainer"
+
+    def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+        from .toolchain import looks_secret
+
+        inner = {k: v for k, v in env.items() if not looks_secret(k)}
+        outer = {k: os.environ[k] for k in _RUNTIME_ENV if k in os.environ}
+        outer.update({k: v for k, v in os.environ.items()
+                      if k.startswith(("APPTAINER_", "SINGULARITY_")) and not looks_secret(k)})
+        outer.setdefault("PATH", os.defpath)
+        return apptainer_exec_argv(self.image, self.platform_kind, workdir, argv, inner,
+                                   self.binds, self.network), outer
+
+
+_digests: dict[str, tuple[int, int, str]] = {}
+
+
+def image_digest(image: str) -> str:
+    """sha256 (hex) of a local image file, cached by path, mtime and size; '' when not a file."""
+    p = Path(image).expanduser()
+    try:
+        st = p.stat()
+    except OSError:
+        return ""
+    if not p.is_file():
+        return ""
+    key = str(p.resolve())
+    hit = _digests.get(key)
+    if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
+        return hit[2]
+    h = hashlib.sha256()
+    try:
+        with open(p, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+    except OSError:
+        return ""
+    _digests[key] = (st.st_mtime_ns, st.st_size, h.hexdigest())
+    return h.hexdigest()

@@ -1,0 +1,396 @@
+"""Deterministic output verifier: does a candidate's run still do the source's job?
+
+The paper screened candidates with an LLM judge alone, which passed a refactor that deleted the
+measured repeat loop. This module compares the candidate's stdout with the source's stdout using
+only the app's declared rules (`OutputCheck`), so the same inputs always give the same verdict.
+
+Rules, in order (each adds findings; the verdict is the worst severity):
+
+- exit status: not started, killed or nonzero -> fail.
+- `pass_regex` must match the candidate's stdout, `fail_regex` must not -> fail. When the source
+  itself breaks the rule the regex is probably wrong, so the finding is only a warning.
+- checksum (`checksum_regex`, group 1, every match in order): a missing or differing value -> fail.
+- work (`work_regex`, group 1, every match in order): a candidate value below the source's ->
+  fail ("measured work was removed"); a missing work line -> fail. More work is fine.
+- numbers (`compare_numbers`): every number on every line not matched by `ignore_regex`,
+  `checksum_regex` or `work_regex` is compared within tolerance. Lines are aligned by their text
+  with the numbers masked; inside a changed stretch, lines pair up in order by how many numbers
+  they hold (or, if the stretch holds as many numbers on both sides, number by number), so
+  reworded, rewrapped or reformatted lines still pair up. A paired number that differs -> fail.
+  A numeric line of the source with no counterpart -> fail (a result is no longer reported).
+  Extra numeric lines in the candidate -> warn (added diagnostics are harmless). A number that
+  agrees only because the candidate printed fewer digits -> warn.
+
+Tolerance for two numbers a, b: |a - b| <= atol + rtol * max(|a|, |b|) + q / 2, where q is the
+larger printed resolution of the two (one unit in the last printed digit), so "0.000123" and
+"1.2300e-04" agree: neither side can be more precise than it was printed. NaN equals NaN and an
+infinity equals only itself, because identical behaviour is what the comparison asks for.
+
+All regexes run with re.MULTILINE, so '^PASS$' matches a whole line. Work is bounded: only the
+first `MAX_CHARS` characters of each output and the first `MAX_NUMERIC_LINES` numeric lines are
+compared (a finding says so when output was cut).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any, Iterable, Literal
+
+from ..config import OutputCheck
+
+Severity = Literal["info", "warn", "fail"]
+Verdict = Literal["pass", "warn", "fail"]
+
+MAX_CHARS = 2_000_000  # characters of each stdout that are examined
+MAX_NUMERIC_LINES = 4000  # numeric lines of each stdout that are aligned and compared
+MAX_REPORTED = 5  # mismatches spelled out per finding
+ENERGY_SUSPICIOUS_SAVING = 0.9  # a saving above this fraction is more often a bug than a win
+
+_RANK = {"info": 0, "warn": 1, "fail": 2}
+
+# Tokens are the pieces between whitespace and common separators ('=', ':', ',', brackets...).
+_SPLIT = re.compile(r"[\s,;:=()\[\]{}<>|\"'`]+")
+# A numeric token: optional sign, digits with optional fraction, optional exponent, and an
+# optional purely alphabetic unit suffix ("1.5s", "12%"), so "heat2d" or "0x1f" are not numbers.
+_NUMBER = re.compile(r"^(?P<num>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)(?P<unit>[A-Za-z%]*)$")
+_SPECIAL = {"nan": math.nan, "inf": math.inf, "infinity": math.inf}
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observation about the candidate's output."""
+
+    kind: str  # exit | pass_line | fail_line | checksum | work | numbers | energy | truncated
+    severity: Severity
+    message: str
+
+
+@dataclass
+class VerifierReport:
+    """The verdict and the findings behind it; `to_dict` is what the archive stores."""
+
+    verdict: Verdict
+    findings: list[Finding] = field(default_factory=list)
+    stats: dict[str, int] = field(default_factory=dict)  # numbers compared, lines paired, ...
+
+    @classmethod
+    def from_findings(cls, findings: Iterable[Finding], stats: dict[str, int] | None = None) -> VerifierReport:
+        fs = list(findings)
+        worst = max((_RANK[f.severity] for f in fs), default=0)
+        verdict: Verdict = "fail" if worst == 2 else "warn" if worst == 1 else "pass"
+        return cls(verdict=verdict, findings=fs, stats=dict(stats or {}))
+
+    def extended(self, more: Iterable[Finding | None]) -> VerifierReport:
+        """A new report with extra findings (e.g. `energy_sanity`) and the verdict recomputed."""
+        return VerifierReport.from_findings(self.findings + [f for f in more if f is not None], self.stats)
+
+    @property
+    def failures(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "fail"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "findings": [asdict(f) for f in self.findings], "stats": dict(self.stats)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> VerifierReport:
+        fs = [Finding(kind=f["kind"], severity=f["severity"], message=f["message"]) for f in d.get("findings", [])]
+        return cls(verdict=d["verdict"], findings=fs, stats=dict(d.get("stats", {})))
+
+
+# ---------------------------------------------------------------- numbers
+
+
+@dataclass(frozen=True)
+class Number:
+    """A number read from stdout with the resolution it was printed at."""
+
+    value: float
+    quantum: float  # one unit in the last printed digit (0 for nan/inf)
+    text: str
+
+
+def parse_number(token: str) -> Number | None:
+    """Read one token as a number, or None. Keeps the printed resolution for the tolerance."""
+    t = token.rstrip(".")  # sentence punctuation: "is 3." -> "3"
+    if not t or "_" in t:
+        return None
+    low = t.lower().lstrip("+-")
+    if low in _SPECIAL:
+        v = _SPECIAL[low]
+        return Number(-v if t.startswith("-") and v == math.inf else v, 0.0, t)
+    m = _NUMBER.match(t)
+    if not m:
+        return None
+    num = m.group("num")
+    mantissa, _, exp = num.lower().partition("e")
+    decimals = len(mantissa.split(".", 1)[1]) if "." in mantissa else 0
+    try:
+        value = float(num)
+        scale = int(exp or 0) - decimals
+    except ValueError:  # absurdly long digit strings
+        return None
+    try:
+        quantum = 10.0 ** scale
+    except OverflowError:
+        quantum = math.inf
+    return Number(value, quantum, num)
+
+
+def numbers_in(line: str) -> list[Number]:
+    return [n for n in (parse_number(tok) for tok in _SPLIT.split(line)) if n is not None]
+
+
+def _skeleton(line: str) -> str:
+    """The line's text with its numbers masked: what aligns a source line with a candidate line."""
+    return " ".join("#" if parse_number(tok) is not None else tok for tok in _SPLIT.split(line.strip()) if tok)
+
+
+def close(a: Number, b: Number, rtol: float, atol: float, coarser: bool = True) -> bool:
+    """Equal within tolerance; `coarser=False` uses `a`'s printed resolution only (a = source)."""
+    x, y = a.value, b.value
+    if math.isnan(x) or math.isnan(y):
+        return math.isnan(x) and math.isnan(y)
+    if math.isinf(x) or math.isinf(y):
+        return x == y
+    q = max(a.quantum, b.quantum) if coarser else a.quantum
+    return abs(x - y) <= atol + rtol * max(abs(x), abs(y)) + 0.5 * q
+
+
+def _loses_precision(a: Number, b: Number, rtol: float, atol: float) -> bool:
+    """True when b agrees with a only because b was printed with fewer digits."""
+    return b.quantum > a.quantum and close(a, b, rtol, atol) and not close(a, b, rtol, atol, coarser=False)
+
+
+def _describe(a: Number, b: Number) -> str:
+    x, y = a.value, b.value
+    if all(math.isfinite(v) for v in (x, y)) and max(abs(x), abs(y)) > 0:
+        return f"{a.text} vs {b.text} (relative difference {abs(x - y) / max(abs(x), abs(y)):.2e})"
+    return f"{a.text} vs {b.text}"
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _compile(pattern: str | None) -> re.Pattern[str] | None:
+    return re.compile(pattern, re.MULTILINE) if pattern else None
+
+
+def _captures(rx: re.Pattern[str], text: str) -> list[Number | None]:
+    """Group 1 of every match, read as a number (None where it is not one)."""
+    return [parse_number(m.group(1) or "") for m in rx.finditer(text)]
+
+
+def _check_exit(returncode: int | None) -> list[Finding]:
+    if returncode is None:
+        return [Finding("exit", "fail", "the candidate did not run to completion (not started, killed or timed out)")]
+    if returncode != 0:
+        return [Finding("exit", "fail", f"the candidate exited with status {returncode}")]
+    return []
+
+
+def _check_lines(check: OutputCheck, src: str, cand: str) -> list[Finding]:
+    out: list[Finding] = []
+    rx = _compile(check.pass_regex)
+    if rx and not rx.search(cand):
+        if rx.search(src):
+            out.append(Finding("pass_line", "fail", f"no line matches the pass pattern {check.pass_regex!r}"))
+        else:
+            out.append(Finding("pass_line", "warn", f"the pass pattern {check.pass_regex!r} matches neither output; check the app's [check]"))
+    rx = _compile(check.fail_regex)
+    if rx:
+        m = rx.search(cand)
+        if m:
+            line = cand[cand.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0][:200]
+            sev: Severity = "warn" if rx.search(src) else "fail"
+            out.append(Finding("fail_line", sev, f"output matches the fail pattern {check.fail_regex!r}: {line!r}"))
+    return out
+
+
+def _check_checksum(check: OutputCheck, src: str, cand: str) -> list[Finding]:
+    rx = _compile(check.checksum_regex)
+    if rx is None:
+        return []
+    want, got = _captures(rx, src), _captures(rx, cand)
+    if not want:
+        return [Finding("checksum", "warn", "the source printed no checksum; nothing to compare")]
+    if len(got) < len(want):
+        return [Finding("checksum", "fail", f"checksum missing: the source printed {len(want)}, the candidate {len(got)}")]
+    bad, coarse = [], []
+    for k, (w, g) in enumerate(zip(want, got)):
+        if w is None:
+            continue
+        if g is None or not close(w, g, check.rtol, check.atol):
+            bad.append(f"checksum {k + 1}: " + (_describe(w, g) if g is not None else f"{w.text} vs a non-number"))
+        elif _loses_precision(w, g, check.rtol, check.atol):
+            coarse.append(f"{w.text} vs {g.text}")
+    if bad:
+        return [Finding("checksum", "fail", "checksum differs beyond tolerance: " + "; ".join(bad[:MAX_REPORTED]))]
+    if coarse:
+        return [Finding("checksum", "warn", "the candidate prints its checksum with fewer digits, so it was compared "
+                        "at that precision: " + "; ".join(coarse[:MAX_REPORTED]))]
+    return []
+
+
+def _check_work(check: OutputCheck, src: str, cand: str) -> list[Finding]:
+    rx = _compile(check.work_regex)
+    if rx is None:
+        return []
+    want, got = _captures(rx, src), _captures(rx, cand)
+    if not want:
+        return []  # the source reports no work count: nothing to hold the candidate to
+    if len(got) < len(want):
+        return [Finding("work", "fail", f"work line missing: the source printed {len(want)} matching {check.work_regex!r}, the candidate {len(got)}")]
+    shrunk = []
+    for k, (w, g) in enumerate(zip(want, got)):
+        if w is None or math.isnan(w.value):
+            continue
+        if g is None or math.isnan(g.value) or g.value < w.value * (1 - 1e-12):
+            shrunk.append(f"{w.text} -> {g.text if g else 'non-number'}" + (f" (item {k + 1})" if len(want) > 1 else ""))
+    if shrunk:
+        return [Finding("work", "fail", "measured work was removed: the candidate does less work than the source ("
+                        + "; ".join(shrunk[:MAX_REPORTED]) + ")")]
+    return []
+
+
+@dataclass(frozen=True)
+class _Line:
+    no: int  # 1-based line number in its stdout
+    skeleton: str
+    numbers: list[Number]
+
+
+def _numeric_lines(text: str, skip: list[re.Pattern[str]], limit: int) -> tuple[list[_Line], bool]:
+    """The first `limit` lines that hold numbers and match no skip pattern; True if there were more."""
+    out: list[_Line] = []
+    for no, line in enumerate(text.splitlines(), 1):
+        if any(rx.search(line) for rx in skip):
+            continue
+        nums = numbers_in(line)
+        if nums:
+            if len(out) == limit:
+                return out, True
+            out.append(_Line(no, _skeleton(line), nums))
+    return out, False
+
+
+def _align(a: list[_Line], b: list[_Line]) -> list[tuple[str, int, int, int, int]]:
+    sa, sb = [l.skeleton for l in a], [l.skeleton for l in b]
+    if sa == sb:
+        return [("equal", 0, len(a), 0, len(b))]  # the common case: same layout, skip the aligner
+    return difflib.SequenceMatcher(None, sa, sb).get_opcodes()
+
+
+def _check_numbers(check: OutputCheck, src: str, cand: str) -> tuple[list[Finding], dict[str, int]]:
+    skip = [rx for rx in (_compile(check.ignore_regex), _compile(check.checksum_regex), _compile(check.work_regex)) if rx]
+    a, more_a = _numeric_lines(src, skip, MAX_NUMERIC_LINES)
+    b, more_b = _numeric_lines(cand, skip, MAX_NUMERIC_LINES)
+    findings: list[Finding] = []
+    if more_a or more_b:
+        findings.append(Finding("truncated", "info", f"only the first {MAX_NUMERIC_LINES} numeric lines of each output were compared"))
+
+    mismatches: list[str] = []
+    coarse: list[str] = []
+    missing: list[_Line] = []
+    extra: list[_Line] = []
+    compared = paired = 0
+
+    def compare(xs: list[Number], ys: list[Number], where: str) -> None:
+        nonlocal compared
+        for x, y in zip(xs, ys):
+            compared += 1
+            if not close(x, y, check.rtol, check.atol):
+                mismatches.append(f"{where}: {_describe(x, y)}")
+            elif _loses_precision(x, y, check.rtol, check.atol):
+                coarse.append(f"{where}: {x.text} vs {y.text}")
+
+    for tag, i1, i2, j1, j2 in _align(a, b):
+        sa, sb = a[i1:i2], b[j1:j2]
+        if tag == "equal" or (tag == "replace" and len(sa) == len(sb) and all(len(x.numbers) == len(y.numbers) for x, y in zip(sa, sb))):
+            for x, y in zip(sa, sb):  # same text, or reworded lines with the same numbers per line
+                paired += 1
+                compare(x.numbers, y.numbers, f"source line {x.no} / candidate line {y.no}")
+            continue
+        flat_a = [n for l in sa for n in l.numbers]
+        flat_b = [n for l in sb for n in l.numbers]
+        if tag == "replace" and len(flat_a) == len(flat_b):
+            paired += len(sa)  # the same numbers wrapped differently over lines
+            compare(flat_a, flat_b, f"source lines {sa[0].no}-{sa[-1].no} / candidate lines {sb[0].no}-{sb[-1].no}")
+            continue
+        # Otherwise pair lines in order by how many numbers they hold; the rest are unmatched.
+        k = 0
+        for x in sa:
+            hit = next((m for m in range(k, len(sb)) if len(sb[m].numbers) == len(x.numbers)), None)
+            if hit is None:
+                missing.append(x)
+                continue
+            extra.extend(sb[k:hit])
+            paired += 1
+            compare(x.numbers, sb[hit].numbers, f"source line {x.no} / candidate line {sb[hit].no}")
+            k = hit + 1
+        extra.extend(sb[k:])
+
+    if mismatches:
+        findings.append(Finding("numbers", "fail", f"{len(mismatches)} number(s) differ beyond tolerance "
+                                f"(rtol {check.rtol:g}, atol {check.atol:g}): " + "; ".join(mismatches[:MAX_REPORTED])))
+    if missing:
+        shown = ", ".join(str(l.no) for l in missing[:MAX_REPORTED])
+        findings.append(Finding("numbers", "fail", f"{len(missing)} numeric line(s) of the source have no counterpart "
+                                f"in the candidate (source lines {shown})"))
+    if extra:
+        shown = ", ".join(str(l.no) for l in extra[:MAX_REPORTED])
+        findings.append(Finding("numbers", "warn", f"the candidate prints {len(extra)} numeric line(s) the source "
+                                f"does not (candidate lines {shown})"))
+    if coarse:
+        findings.append(Finding("numbers", "warn", f"{len(coarse)} number(s) agree only at the candidate's coarser "
+                                "printed precision: " + "; ".join(coarse[:MAX_REPORTED])))
+    stats = {"numbers_compared": compared, "lines_paired": paired, "source_numeric_lines": len(a),
+             "candidate_numeric_lines": len(b)}
+    return findings, stats
+
+
+def verify(check: OutputCheck, source_stdout: str, candidate_stdout: str, candidate_returncode: int | None) -> VerifierReport:
+    """Compare a candidate's run with the source's run under the app's `check` rules."""
+    findings: list[Finding] = []
+    src = (source_stdout or "").replace("\r\n", "\n")
+    cand = (candidate_stdout or "").replace("\r\n", "\n")
+    if len(src) > MAX_CHARS or len(cand) > MAX_CHARS:
+        findings.append(Finding("truncated", "info", f"outputs longer than {MAX_CHARS} characters were cut "
+                                f"(source {len(src)}, candidate {len(cand)})"))
+        src, cand = src[:MAX_CHARS], cand[:MAX_CHARS]
+    findings += _check_exit(candidate_returncode)
+    findings += _check_lines(check, src, cand)
+    findings += _check_checksum(check, src, cand)
+    findings += _check_work(check, src, cand)
+    stats: dict[str, int] = {}
+    if check.compare_numbers:
+        more, stats = _check_numbers(check, src, cand)
+        findings += more
+    return VerifierReport.from_findings(findings, stats)
+
+
+def energy_sanity(
+    source_energy: float | None,
+    cand_energy: float | None,
+    source_runtime: float | None = None,
+    cand_runtime: float | None = None,
+    threshold: float = ENERGY_SUSPICIOUS_SAVING,
+) -> Finding | None:
+    """Warn when a candidate saves more than `threshold` of the energy or run time.
+
+    Savings that large usually mean removed work (a deleted repeat loop, a copy moved out of the
+    timed region); a human should look before the result counts. Missing values give None.
+    """
+    parts = []
+    for what, before, after in (("energy", source_energy, cand_energy), ("runtime", source_runtime, cand_runtime)):
+        if before is None or after is None or not math.isfinite(before) or not math.isfinite(after) or before <= 0:
+            continue
+        saving = 1.0 - after / before
+        if saving > threshold:
+            parts.append(f"{what} fell by {saving:.1%} ({before:.4g} -> {after:.4g})")
+    if not parts:
+        return None
+    return Finding("energy", "warn", "suspiciously large saving: " + "; ".join(parts)
+                   + f" (above {threshold:.0%}); check that the measured work is still done")

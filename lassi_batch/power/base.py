@@ -1,0 +1,302 @@
+"""One meter interface, one module per vendor, and the choice between them.
+
+A meter answers two questions cheaply enough to be asked from a sampling thread: what is the
+power right now (instant and the sensor's own moving average), and how much energy has the
+device used so far (a cumulative counter, where the hardware has one). Everything else (idle
+baselines, windows, integration) lives in `power.energy` as pure functions.
+
+`open_meter` never fails silently: `auto` walks a fixed chain per platform and, if it ends at
+the CPU-time `estimate`, says which meter was skipped and why (in the meter's notes, which end
+up in every trace). Naming a meter explicitly and not getting it is an error.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..config import METERS, PlatformConfig
+from ..errors import MeterError
+
+NAN = math.nan
+
+# meter name -> "module:Class", imported lazily so that a missing vendor library only matters
+# when that meter is asked for.
+REGISTRY: dict[str, str] = {
+    "nvml": "lassi_batch.power.nvml:NvmlMeter",
+    "amdsmi": "lassi_batch.power.amdsmi:AmdSmiMeter",
+    "rapl": "lassi_batch.power.rapl:RaplMeter",
+    "estimate": "lassi_batch.power.estimate:EstimateMeter",
+}
+
+# `auto`: the sensor that measures what the platform's programs run on, then the model.
+# RAPL is deliberately not a fallback for GPU platforms: it measures the CPU package, and a
+# GPU program's CPU package energy is not the quantity LASSI-EE optimises.
+AUTO_CHAIN: dict[str, tuple[str, ...]] = {
+    "cuda": ("nvml", "estimate"),
+    "hip": ("amdsmi", "estimate"),
+    "cpu": ("rapl", "estimate"),
+}
+
+
+class MeterUnavailable(MeterError):
+    """This meter cannot be used on this machine; the message is the one-line reason."""
+
+
+@dataclass(frozen=True)
+class MeterProbe:
+    """One line of `lassi-batch doctor`: could this meter be opened, and what does it read."""
+
+    name: str
+    ok: bool
+    detail: str
+
+
+class Meter(ABC):
+    """A power/energy source for one device.
+
+    Subclasses set the attributes in `__init__` and implement `read_power`; those with an energy
+    counter also implement `read_counter_j`. Readings are never replaced by zeros: a channel the
+    device lacks reads NaN and the reason is in `notes`.
+    """
+
+    name: ClassVar[str] = "meter"
+    # The sampler reads the counter this often (s); NVML's call costs ~4 ms, so not every sample.
+    counter_interval_s: float = 0.1
+    # First settle of a process with no known idle level: a stable reading is only trusted as idle
+    # after this long, unless a drop to it was seen (an H100 holds ~133 W for ~2 s after a run).
+    cold_start_s: float = 0.0
+    # Upper bound on any wait for the device to settle (None: the MeasureConfig bounds apply).
+    # CPU meters have no GPU to cool, so their waits are short.
+    wait_cap_s: float | None = None
+    # Rolling window over which "back at idle" is judged (s); a few sensor updates.
+    settle_hold_s: float = 0.3
+
+    def __init__(self, device: str, device_id: str = "", estimate: bool = False) -> None:
+        self.device = device
+        self.device_id = device_id
+        self.estimate = estimate
+        self.notes: list[str] = []
+        # Last settled idle level seen by the protocol on this device (W); lets the next
+        # measurement skip the cold-start wait.
+        self.idle_hint_w: float | None = None
+
+    @property
+    def has_counter(self) -> bool:
+        """True when `read_counter_j` returns cumulative energy."""
+        return False
+
+    @property
+    def channels(self) -> str:
+        """Short description of what this meter reads, for probes and notes."""
+        return "power"
+
+    @abstractmethod
+    def read_power(self) -> tuple[float, float, float]:
+        """(instant W, moving-average W, temperature C), NaN for what the device lacks. Cheap."""
+
+    def read_counter_j(self) -> float | None:
+        """Cumulative energy in J (unwrapped, monotonic), or None without a counter. May be slow."""
+        return None
+
+    def close(self) -> None:
+        """Release the vendor library."""
+
+    def __enter__(self) -> Meter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        est = ", ESTIMATE" if self.estimate else ""
+        return f"<{type(self).__name__} {self.device!r} {self.device_id!r}{est}>"
+
+    @classmethod
+    @abstractmethod
+    def open(cls, platform: PlatformConfig, env: Mapping[str, str]) -> Meter:
+        """Open the meter for `platform`'s device, or raise MeterUnavailable with the reason."""
+
+
+# ------------------------------------------------------------------ which GPU the program sees
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """One physical GPU as the vendor library lists it (never identified by the library's index)."""
+
+    uuid: str  # "GPU-..." (NVIDIA) or the AMD UUID
+    pci_bus_id: str  # "00000000:3B:00.0" or "0000:3b:00.0"
+    name: str = ""
+    mig_uuids: tuple[str, ...] = ()  # MIG instances carved out of this GPU
+
+
+_PCI = re.compile(r"(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])")
+
+
+def parse_pci(bus_id: str) -> tuple[int, int, int, int] | None:
+    """(domain, bus, device, function) of a PCI bus id in NVML, CUDA or lspci spelling."""
+    m = _PCI.fullmatch(bus_id.strip())
+    if not m:
+        return None
+    dom, bus, dev, fn = m.groups()
+    return int(dom or "0", 16), int(bus, 16), int(dev, 16), int(fn, 16)
+
+
+def pci_order(devices: Sequence[GpuInfo]) -> list[GpuInfo]:
+    """Devices in PCI bus order: the order CUDA uses with CUDA_DEVICE_ORDER=PCI_BUS_ID."""
+    far = (1 << 40, 0, 0, 0)
+    return sorted(devices, key=lambda d: parse_pci(d.pci_bus_id) or far)
+
+
+def match_device(entry: str, devices: Sequence[GpuInfo]) -> tuple[GpuInfo | None, str]:
+    """The device one *_VISIBLE_DEVICES entry names (index in `devices`' order, UUID or unique
+    UUID prefix, MIG UUID, PCI bus id), and a note for MIG instances. None when it names none."""
+    e = entry.strip()
+    if re.fullmatch(r"\d+", e):
+        i = int(e)
+        return (devices[i] if i < len(devices) else None), ""
+    up = e.upper()
+    if up.startswith("MIG-"):
+        note = f"{e} is a MIG instance: power and energy are those of the whole GPU, shared with other instances"
+        rest = e[4:]
+        if rest.upper().startswith("GPU-") and "/" in rest:  # legacy MIG-GPU-<uuid>/<gi>/<ci>
+            parent = rest.split("/")[0].upper()
+            return next((d for d in devices if d.uuid.upper() == parent), None), note
+        hits = [d for d in devices if any(m.upper().startswith(up) for m in d.mig_uuids)]
+        return (hits[0] if len(hits) == 1 else None), note
+    if up.startswith("GPU-") or (parse_pci(e) is None and len(e) >= 8):
+        hits = [d for d in devices if d.uuid.upper().startswith(up)]
+        return (hits[0] if len(hits) == 1 else None), ""
+    pci = parse_pci(e)
+    if pci is not None:
+        return next((d for d in devices if parse_pci(d.pci_bus_id) == pci), None), ""
+    return None, ""
+
+
+def visible_devices(spec: str | None, devices: Sequence[GpuInfo]) -> tuple[list[GpuInfo], list[str]]:
+    """Apply one *_VISIBLE_DEVICES value to `devices` as the CUDA/ROCm runtimes do.
+
+    None (unset) keeps all; entries are comma separated; parsing stops at the first entry that
+    names no device; duplicates are ignored.
+    """
+    if spec is None:
+        return list(devices), []
+    out: list[GpuInfo] = []
+    notes: list[str] = []
+    for entry in spec.split(","):
+        if not entry.strip():
+            break
+        dev, note = match_device(entry, devices)
+        if dev is None:
+            break
+        if dev not in out:
+            out.append(dev)
+            if note:
+                notes.append(note)
+    return out, notes
+
+
+def resolve_gpu(levels: Sequence[tuple[str, str | None]], devices: Sequence[GpuInfo]) -> tuple[GpuInfo, list[str]]:
+    """The GPU the measured program uses as its device 0.
+
+    `levels` are (variable name, value or None) applied in order, each filtering the list left
+    by the previous one (AMD: ROCR_VISIBLE_DEVICES then HIP_VISIBLE_DEVICES; NVIDIA: the
+    CUDA_VISIBLE_DEVICES the program will get). Indexes count in PCI bus order.
+    """
+    current = pci_order(devices)
+    if not current:
+        raise MeterUnavailable("no GPU listed by the vendor library")
+    notes: list[str] = []
+    for var, value in levels:
+        before = current
+        current, n = visible_devices(value, current)
+        notes += n
+        if not current:
+            listed = ", ".join(f"{i}={d.uuid}@{d.pci_bus_id}" for i, d in enumerate(before))
+            raise MeterUnavailable(f"{var}={value!r} names no GPU (PCI order: {listed})")
+    return current[0], notes
+
+
+def meter_class(name: str) -> type[Meter]:
+    if name not in REGISTRY:
+        raise MeterError(f"unknown meter '{name}' (use one of {', '.join(METERS)})")
+    mod, cls = REGISTRY[name].split(":")
+    return getattr(importlib.import_module(mod), cls)
+
+
+def _try_open(name: str, platform: PlatformConfig, env: Mapping[str, str]) -> Meter:
+    try:
+        return meter_class(name).open(platform, env)
+    except MeterUnavailable:
+        raise
+    except MeterError as e:  # a vendor module raised the generic form
+        raise MeterUnavailable(str(e)) from e
+    except Exception as e:  # a broken vendor install must not crash the run: report it
+        raise MeterUnavailable(f"{type(e).__name__}: {e}") from e
+
+
+def open_meter(choice: str, platform: PlatformConfig, env: Mapping[str, str] | None = None) -> Meter:
+    """Open the meter named by `choice` (`auto` picks per platform, falling back to `estimate`).
+
+    Raises MeterError (one line) when an explicitly named meter is unavailable.
+    """
+    import os
+
+    env = os.environ if env is None else env
+    if choice not in METERS:
+        raise MeterError(f"unknown meter '{choice}' (use one of {', '.join(METERS)})")
+    if choice != "auto":
+        try:
+            return _try_open(choice, platform, env)
+        except MeterUnavailable as e:
+            raise MeterError(f"meter '{choice}' is not available: {e}") from None
+    chain = AUTO_CHAIN.get(platform.kind, ("estimate",))
+    skipped: list[str] = []
+    for name in chain:
+        try:
+            meter = _try_open(name, platform, env)
+        except MeterUnavailable as e:
+            skipped.append(f"{name}: {e}")
+            continue
+        if skipped:
+            meter.notes.insert(
+                0,
+                f"meter auto: fell back to '{meter.name}' because "
+                + "; ".join(skipped)
+                + (" -- figures are an ESTIMATE, not a measurement" if meter.estimate else ""),
+            )
+        return meter
+    raise MeterError("no meter could be opened: " + "; ".join(skipped))  # estimate never fails
+
+
+def probe_meters(platform_kind: str, env: Mapping[str, str] | None = None) -> list[MeterProbe]:
+    """Try every meter (the platform's preferred ones first) and report what each can read."""
+    import os
+
+    env = os.environ if env is None else env
+    order = list(AUTO_CHAIN.get(platform_kind, ()))
+    order += [m for m in REGISTRY if m not in order]
+    platform = PlatformConfig(kind=platform_kind if platform_kind in AUTO_CHAIN else "cpu")
+    out: list[MeterProbe] = []
+    for name in order:
+        try:
+            meter = _try_open(name, platform, env)
+        except MeterUnavailable as e:
+            out.append(MeterProbe(name, False, str(e)))
+            continue
+        try:
+            detail = f"{meter.device} [{meter.device_id}] reads {meter.channels}"
+            if meter.estimate:
+                detail += " (ESTIMATE)"
+            if meter.notes:
+                detail += "; " + "; ".join(meter.notes)
+            out.append(MeterProbe(name, True, detail))
+        finally:
+            meter.close()
+    return out

@@ -1,0 +1,218 @@
+"""NVIDIA GPUs through NVML (nvidia-ml-py).
+
+Three readings, with the costs measured on an H100 (docs/measurement.md):
+
+* instant power, field NVML_FI_DEV_POWER_INSTANT (186): ~14 us per call, new value every
+  ~100 ms -> the `instant` channel, read every sample;
+* nvmlDeviceGetPowerUsage: on Ampere (except GA100) and newer a 1 s moving average, ~1 us ->
+  the `average` channel, kept because the LASSI-EE paper integrated it;
+* nvmlDeviceGetTotalEnergyConsumption (mJ since driver load, Volta and newer): new value every
+  ~100 ms but ~4 ms per call -> the counter, read on its own ~100 ms cadence.
+
+The GPU is found by UUID or PCI bus id, never by NVML index: NVML's enumeration order need not
+match the order the program's CUDA runtime uses.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+from ..config import PlatformConfig
+from .base import GpuInfo, Meter, MeterUnavailable, resolve_gpu
+
+NAN = math.nan
+FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
+TEMPERATURE_EVERY_S = 0.5  # temperature moves slowly; do not pay for it every 10 ms
+
+
+def import_nvml() -> Any:
+    """pynvml from nvidia-ml-py, without its deprecation chatter."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import pynvml  # type: ignore
+    except ImportError as e:
+        raise MeterUnavailable("nvidia-ml-py (pynvml) is not installed") from e
+    return pynvml
+
+
+def _text(v: Any) -> str:
+    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+
+
+def _field_value(fv: Any) -> float:
+    """Numeric value of an nvmlFieldValue_t according to its valueType."""
+    kind = int(fv.valueType)
+    member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}.get(kind, "uiVal")
+    return float(getattr(fv.value, member))
+
+
+def list_gpus(nv: Any) -> tuple[list[GpuInfo], list[str]]:
+    """Every GPU NVML can read, with UUID, PCI bus id and MIG instance UUIDs."""
+    notes: list[str] = []
+    out: list[GpuInfo] = []
+    for i in range(nv.nvmlDeviceGetCount()):
+        try:
+            h = nv.nvmlDeviceGetHandleByIndex(i)  # enumeration only; the meter re-opens by UUID
+            uuid = _text(nv.nvmlDeviceGetUUID(h))
+            bus = _text(nv.nvmlDeviceGetPciInfo(h).busId)
+            name = _text(nv.nvmlDeviceGetName(h))
+        except nv.NVMLError as e:
+            notes.append(f"NVML device {i} unreadable ({e}); skipped")
+            continue
+        migs: list[str] = []
+        try:
+            current, _pending = nv.nvmlDeviceGetMigMode(h)
+            if current:
+                for k in range(nv.nvmlDeviceGetMaxMigDeviceCount(h)):
+                    try:
+                        migs.append(_text(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetMigDeviceHandleByIndex(h, k))))
+                    except nv.NVMLError:
+                        continue
+        except (nv.NVMLError, AttributeError, TypeError):
+            pass
+        out.append(GpuInfo(uuid=uuid, pci_bus_id=bus, name=name, mig_uuids=tuple(migs)))
+    return out, notes
+
+
+class NvmlMeter(Meter):
+    """Instant + averaged power every sample, total-energy counter every ~100 ms."""
+
+    name = "nvml"
+    counter_interval_s = 0.1
+    cold_start_s = 3.0  # H100: ~133 W for ~2 s after a CUDA process ends, idle after ~2.8 s
+    settle_hold_s = 0.3
+
+    def __init__(self, nv: Any, handle: Any, gpu: GpuInfo) -> None:
+        super().__init__(device=gpu.name or "NVIDIA GPU", device_id=gpu.uuid)
+        self._nv = nv
+        self._h = handle
+        self.pci_bus_id = gpu.pci_bus_id
+        self._instant_ok = self._probe_instant()
+        self._average_ok = self._probe_average()
+        self._counter_ok = self._probe_counter()
+        self._temp = NAN
+        self._temp_at = -math.inf
+        if not self._instant_ok:
+            self.notes.append("NVML instant power field (186) not supported on this GPU/driver: no instant channel")
+        if not self._average_ok:
+            self.notes.append("nvmlDeviceGetPowerUsage not supported: no averaged channel")
+        if not self._counter_ok:
+            self.notes.append(
+                "nvmlDeviceGetTotalEnergyConsumption not supported (pre-Volta GPU?): "
+                "energy from the instant channel instead of the counter"
+            )
+        if not (self._instant_ok or self._average_ok or self._counter_ok):
+            raise MeterUnavailable(f"{self.device} reports neither power nor energy through NVML")
+
+    # ---- opening
+
+    @classmethod
+    def open(cls, platform: PlatformConfig, env: Mapping[str, str]) -> NvmlMeter:
+        nv = import_nvml()
+        try:
+            nv.nvmlInit()
+        except nv.NVMLError as e:
+            raise MeterUnavailable(f"NVML cannot start ({_nvml_reason(nv, e)})") from None
+        try:
+            gpus, notes = list_gpus(nv)
+            if not gpus:
+                raise MeterUnavailable("NVML lists no NVIDIA GPU" + (f" ({'; '.join(notes)})" if notes else ""))
+            # the program's CUDA_VISIBLE_DEVICES: the platform's device if set (the toolchain
+            # exports it), else what this process inherited
+            if platform.device:
+                levels = [("device", platform.device)]
+            else:
+                levels = [("CUDA_VISIBLE_DEVICES", env.get("CUDA_VISIBLE_DEVICES"))]
+            gpu, more = resolve_gpu(levels, gpus)
+            try:
+                handle = nv.nvmlDeviceGetHandleByUUID(gpu.uuid)
+            except nv.NVMLError:
+                handle = nv.nvmlDeviceGetHandleByPciBusId(gpu.pci_bus_id)
+            meter = cls(nv, handle, gpu)
+        except MeterUnavailable:
+            nv.nvmlShutdown()
+            raise
+        except nv.NVMLError as e:
+            nv.nvmlShutdown()
+            raise MeterUnavailable(f"NVML error: {_nvml_reason(nv, e)}") from None
+        meter.notes.extend(notes + more)
+        return meter
+
+    def _probe_instant(self) -> bool:
+        try:
+            fv = self._nv.nvmlDeviceGetFieldValues(self._h, [FI_POWER_INSTANT])[0]
+            return int(fv.nvmlReturn) == 0 and _field_value(fv) > 0
+        except (self._nv.NVMLError, AttributeError, IndexError):
+            return False
+
+    def _probe_average(self) -> bool:
+        try:
+            return self._nv.nvmlDeviceGetPowerUsage(self._h) > 0
+        except self._nv.NVMLError:
+            return False
+
+    def _probe_counter(self) -> bool:
+        try:
+            self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h)
+            return True
+        except self._nv.NVMLError:
+            return False
+
+    # ---- the Meter interface
+
+    @property
+    def has_counter(self) -> bool:
+        return self._counter_ok
+
+    @property
+    def channels(self) -> str:
+        parts = [n for n, ok in (("instant", self._instant_ok), ("average", self._average_ok),
+                                 ("energy counter", self._counter_ok)) if ok]
+        return ", ".join(parts)
+
+    def read_power(self) -> tuple[float, float, float]:
+        nv = self._nv
+        inst = avg = NAN
+        if self._instant_ok:
+            fv = nv.nvmlDeviceGetFieldValues(self._h, [FI_POWER_INSTANT])[0]
+            if int(fv.nvmlReturn) == 0:
+                inst = _field_value(fv) / 1000.0
+        if self._average_ok:
+            avg = nv.nvmlDeviceGetPowerUsage(self._h) / 1000.0
+        now = time.monotonic()
+        if now - self._temp_at >= TEMPERATURE_EVERY_S:
+            self._temp_at = now
+            try:
+                self._temp = float(nv.nvmlDeviceGetTemperature(self._h, nv.NVML_TEMPERATURE_GPU))
+            except nv.NVMLError:
+                self._temp = NAN
+        return inst, avg, self._temp
+
+    def read_counter_j(self) -> float | None:
+        if not self._counter_ok:
+            return None
+        return self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h) / 1000.0
+
+    def close(self) -> None:
+        if self._nv is not None:
+            try:
+                self._nv.nvmlShutdown()
+            except self._nv.NVMLError:
+                pass
+            self._nv = None
+
+
+def _nvml_reason(nv: Any, e: Exception) -> str:
+    """Plain words for the NVML errors people meet when a machine has no usable GPU."""
+    known = {
+        "NVMLError_LibraryNotFound": "libnvidia-ml.so not found: no NVIDIA driver on this machine",
+        "NVMLError_DriverNotLoaded": "NVIDIA driver not loaded",
+        "NVMLError_NoPermission": "no permission to read the GPU",
+        "NVMLError_NotFound": "GPU not found",
+    }
+    return known.get(type(e).__name__, str(e))

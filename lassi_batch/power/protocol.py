@@ -1,0 +1,290 @@
+"""The measurement protocol: cool down, idle window, run, tail until settled, figures.
+
+The LASSI-EE paper waited a fixed ~2 s before and 15 s after every run. This protocol waits only
+as long as the device needs, judged on the power channel it samples anyway:
+
+1. settle: until the power is back at idle. With a known idle level (from an earlier
+   measurement on this meter) that is a direct comparison. Without one, a stable reading is
+   trusted only after a drop to it was seen, or after the meter's cold-start period: an H100
+   holds ~133 W for ~2 s after any CUDA process exits, a plateau that looks idle but is not.
+   Bounded by MeasureConfig.settle_timeout_s.
+2. idle window: MeasureConfig.idle_window_s of idle samples (the settle hold counts towards it).
+3. the run, marked by RunResult.t_launch / t_exit (same monotonic clock as the samples).
+4. tail: until the power is back within tolerance of the pre-run baseline for a hold period,
+   but at least three counter periods (so the counter has updated past the exit), at most
+   MeasureConfig.post_max_s.
+
+Every wait actually spent is recorded in Measurement.attrs, next to the paper's fixed 17 s.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..config import MeasureConfig
+from ..toolchain import RunResult
+from . import energy
+from .base import Meter
+from .estimate import EstimateMeter, cpu_model_energy
+from .sampler import Sampler
+from .trace import Measurement, Window
+
+NAN = math.nan
+POLL_S = 0.05  # how often the waits look at the samples
+PAPER_FIXED_WAIT_S = 17.0  # the paper: ~2 s idle before + 15 s after every run
+DROP_FACTOR = 0.2  # a fall of >20% to a stable level counts as "the device left its busy state"
+MIN_COUNTER_PERIODS = 3  # post-run minimum, in counter update periods
+IDLE_WINDOW_CAPS = {"rapl": 0.5, "estimate": 0.2}  # CPU meters: no GPU to cool, keep waits short
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SettleCheck:
+    settled: bool
+    reason: str
+    level_w: float  # median power over the last hold period
+
+
+def pre_settle_check(
+    t: np.ndarray,
+    p: np.ndarray,
+    t_start: float,
+    now: float,
+    *,
+    hint_w: float | None,
+    tolerance: float,
+    hold_s: float,
+    cold_start_s: float,
+) -> SettleCheck:
+    """Is the device at idle at `now`, judging from samples since `t_start`? (pure)"""
+    t = np.asarray(t, dtype=float)
+    p = np.asarray(p, dtype=float)
+    m = (t >= t_start) & (t <= now) & np.isfinite(p)
+    t, p = t[m], p[m]
+    if now - t_start < hold_s:
+        return SettleCheck(False, "collecting", NAN)
+    if t.size == 0:
+        return SettleCheck(True, "no power readings to judge settling by", NAN)
+    recent = p[t >= now - hold_s]
+    if recent.size == 0:
+        return SettleCheck(False, "no recent samples", NAN)
+    level = float(np.median(recent))
+    limit = 1.0 + tolerance
+    if hint_w is not None and math.isfinite(hint_w) and level <= hint_w * limit:
+        return SettleCheck(True, f"at the known idle level {hint_w:.1f} W", level)
+    floor = energy.idle_baseline(t, p, t_start, now, tolerance)
+    before = p[(t >= now - 2 * hold_s) & (t < now - hold_s)]
+    # stable: at the lowest level seen, and not still falling from the hold period before
+    at_floor = level <= floor * limit and before.size > 0 and float(np.median(before)) <= level * limit
+    bins = np.floor((t - t_start) / 0.1).astype(np.int64)
+    peak = max(float(np.median(p[bins == k])) for k in np.unique(bins))
+    if at_floor and peak > level * (1.0 + max(4 * tolerance, DROP_FACTOR)):
+        return SettleCheck(True, f"dropped from {peak:.1f} W to a stable {level:.1f} W", level)
+    far_above_hint = hint_w is not None and math.isfinite(hint_w) and level > hint_w * (1.0 + max(4 * tolerance, DROP_FACTOR))
+    if at_floor and now - t_start >= cold_start_s and not far_above_hint:
+        why = f"stable at {level:.1f} W for the cold-start period ({cold_start_s:g} s)" if cold_start_s else f"stable at {level:.1f} W"
+        if hint_w is not None and math.isfinite(hint_w):
+            why += f", above the earlier idle {hint_w:.1f} W (drift)"
+        return SettleCheck(True, why, level)
+    return SettleCheck(False, f"at {level:.1f} W, lowest so far {floor:.1f} W", level)
+
+
+def _channel(t: np.ndarray, inst: np.ndarray, avg: np.ndarray) -> np.ndarray:
+    """Settle on the instant channel when the meter has one, else the averaged one."""
+    return inst if energy.has_data(inst) else avg
+
+
+def _caps(meter: Meter, cfg: MeasureConfig) -> tuple[float, float, float]:
+    """(settle timeout, idle window, post max) for this meter."""
+    cap = meter.wait_cap_s
+    settle = cfg.settle_timeout_s if cap is None else min(cfg.settle_timeout_s, cap)
+    post = cfg.post_max_s if cap is None else min(cfg.post_max_s, cap)
+    idle = cfg.idle_window_s
+    if meter.name in IDLE_WINDOW_CAPS:
+        idle = min(idle, IDLE_WINDOW_CAPS[meter.name])
+    return settle, idle, post
+
+
+def measure(
+    run: Callable[[], RunResult],
+    meter: Meter,
+    cfg: MeasureConfig,
+    repeat_index: int = 0,
+    *,
+    log: Log | None = None,
+) -> tuple[RunResult, Measurement]:
+    """Measure one run of `run()` on `meter`. A failing program still yields its trace."""
+    say = log or (lambda s: None)
+    t_call = time.monotonic()
+    tol = cfg.settle_tolerance
+    hold = meter.settle_hold_s
+    settle_max, idle_window, post_max = _caps(meter, cfg)
+    notes: list[str] = []
+    sampler = Sampler(meter, cfg.sample_interval_s)
+    sampler.start()
+    try:
+        # 1. settle
+        t0 = sampler.t_start
+        check = SettleCheck(False, "not checked", NAN)
+        cold = meter.cold_start_s
+        while True:
+            time.sleep(POLL_S if settle_max > 0 else 0.0)
+            now = time.monotonic()
+            t, inst, avg = sampler.power_so_far()
+            if settle_max <= 0:
+                check = SettleCheck(True, "no settling for this meter", NAN)
+                break
+            check = pre_settle_check(t, _channel(t, inst, avg), t0, now, hint_w=meter.idle_hint_w,
+                                     tolerance=tol, hold_s=hold, cold_start_s=cold)
+            if check.settled:
+                break
+            if now - t0 >= settle_max:
+                notes.append(f"device not settled after {settle_max:g} s ({check.reason}); measured anyway")
+                break
+        t_settle_done = time.monotonic()
+        say(f"settled: {check.reason}")
+
+        # 2. idle window (the settle hold already counts)
+        t_idle_start = max(t0, t_settle_done - hold) if check.settled else t_settle_done
+        wait_until = t_idle_start + idle_window
+        while time.monotonic() < wait_until:
+            time.sleep(min(POLL_S, max(wait_until - time.monotonic(), 0.0)))
+        t_idle_done = time.monotonic()
+        t, inst, avg = sampler.power_so_far()
+        chan = _channel(t, inst, avg)
+        baseline = energy.idle_baseline(t, chan, t_idle_start, t_idle_done, tol)
+
+        # 3. run
+        t_before = time.monotonic()
+        rr = run()
+        t_after = time.monotonic()
+        t_launch, t_exit = rr.t_launch, rr.t_exit
+        if not (t_before - 0.5 <= t_launch <= t_exit <= t_after + 0.5):
+            notes.append("run markers outside the measured call; window taken around the call instead")
+            t_launch, t_exit = t_before, t_after
+        say(f"ran {t_exit - t_launch:.2f} s, exit {rr.returncode}")
+
+        # 4. tail until settled
+        min_post = max(hold, MIN_COUNTER_PERIODS * meter.counter_interval_s if meter.has_counter else 0.0)
+        post_settled = False
+        t_settled = NAN
+        while True:
+            now = time.monotonic()
+            if now - t_exit >= min_post and post_max <= 0:
+                t_settled, post_settled = now, False  # this meter has nothing to settle (estimate)
+                break
+            if now - t_exit >= min_post:
+                t, inst, avg = sampler.power_so_far()
+                chan = _channel(t, inst, avg)
+                if not energy.has_data(chan):
+                    t_settled, post_settled = now, False
+                    notes.append("no power channel to judge the tail by; stopped after the minimum wait")
+                    break
+                ts = energy.settle_time(t, chan, t_exit, baseline, tol, hold)
+                if math.isfinite(ts):
+                    t_settled, post_settled = ts, True
+                    break
+                if now - t_exit >= max(post_max, min_post):
+                    t_settled = now
+                    notes.append(f"power not back within {tol:.0%} of idle {baseline:.1f} W after {post_max:g} s")
+                    break
+            time.sleep(POLL_S)
+    finally:
+        trace = sampler.stop()
+    t_end = float(trace.t[-1]) if trace.t.size else time.monotonic()
+    t_settled = min(t_settled, t_end) if math.isfinite(t_settled) else t_end
+    window = Window(t_idle_start=t_idle_start, t_launch=t_launch, t_exit=t_exit, t_settled=t_settled, t_end=t_end)
+
+    analysis = energy.analyze(trace, window, tol)
+    figures = analysis.figures
+    method = analysis.method
+    if isinstance(meter, EstimateMeter):
+        method = _apply_cpu_model(meter, rr, figures, notes, method)
+    trace.notes.extend(notes + analysis.notes)
+    if post_settled and math.isfinite(figures["idle_w"]):
+        meter.idle_hint_w = figures["idle_w"]
+
+    wall = time.monotonic() - t_call
+    runtime = figures["runtime_s"]
+    attrs = {
+        "repeat": repeat_index,
+        "energy_method": method,
+        "default_figure": "energy_net_j",
+        "idle_source": analysis.idle_source,
+        "estimate": bool(meter.estimate),
+        "settle_reason": check.reason,
+        "settled_before": bool(check.settled),
+        "settled_after": bool(post_settled),
+        "settle_tolerance": tol,
+        "settle_hold_s": hold,
+        "pre_baseline_w": baseline,
+        "wait_settle_s": t_settle_done - t0,
+        "wait_idle_s": t_idle_done - t_settle_done,
+        "wait_post_s": t_end - t_exit,
+        "wait_total_s": (t_settle_done - t0) + (t_idle_done - t_settle_done) + (t_end - t_exit),
+        "paper_fixed_wait_s": PAPER_FIXED_WAIT_S,
+        "measure_wall_s": wall,
+        "overhead_s": wall - runtime if math.isfinite(runtime) else NAN,
+        "sampler_cpu_s": sampler.cpu_s,
+        "sampler_counter_cpu_s": sampler.counter_cpu_s,
+        "sampler_cpu_pct": sampler.cpu_share_pct,
+        "sample_interval_s": cfg.sample_interval_s,
+        "counter_interval_s": sampler.counter_interval_s,
+        "run_ok": bool(rr.ok),
+        "run_error": rr.error,
+        "timed_out": bool(rr.timed_out),
+    }
+    return rr, Measurement(trace=trace, window=window, returncode=rr.returncode, figures=figures, attrs=attrs)
+
+
+def _apply_cpu_model(meter: EstimateMeter, rr: RunResult, figures: dict[str, float], notes: list[str], method: str) -> str:
+    """Estimate meter: the program's own CPU seconds beat the machine-wide /proc/stat model."""
+    runtime = figures["runtime_s"]
+    if rr.cpu_s > 0 and math.isfinite(runtime) and runtime > 0:
+        gross, net = cpu_model_energy(rr.cpu_s, runtime, meter.cpu_watts, meter.idle_watts, meter.ncpu)
+        figures["energy_cpu_model_net_j"] = net
+        figures["idle_w"] = meter.idle_watts
+        figures["energy_net_j"] = net
+        figures["energy_gross_j"] = gross
+        figures["power_avg_w"] = gross / runtime
+        figures["power_net_avg_w"] = net / runtime
+        figures["cpu_s"] = rr.cpu_s
+        notes.append(
+            f"ESTIMATE: energy_net_j = ({meter.cpu_watts:g} - {meter.idle_watts:g}) W x {rr.cpu_s:.3f} CPU s / "
+            f"{meter.ncpu} CPUs (program's own CPU time)"
+        )
+        return "estimate:cpu_seconds"
+    notes.append("ESTIMATE: the runner reported no CPU time; energy from the machine-wide /proc/stat model")
+    return f"estimate:{method}"
+
+
+def measure_repeats(
+    run: Callable[[], RunResult],
+    meter: Meter,
+    cfg: MeasureConfig,
+    repeat: int | None = None,
+    *,
+    log: Log | None = None,
+    rng: random.Random | None = None,
+) -> list[tuple[RunResult, Measurement]]:
+    """`repeat` measurements (default cfg.repeat) with a random delay of up to
+    cfg.random_delay_s before each one after the first, so that repeats do not share the
+    sensor's update phase."""
+    n = cfg.repeat if repeat is None else repeat
+    rng = rng or random.Random()
+    out: list[tuple[RunResult, Measurement]] = []
+    for r in range(n):
+        delay = rng.uniform(0.0, cfg.random_delay_s) if r > 0 and cfg.random_delay_s > 0 else 0.0
+        if delay:
+            time.sleep(delay)
+        rr, m = measure(run, meter, cfg, r, log=log)
+        m.attrs["random_delay_s"] = delay
+        out.append((rr, m))
+    return out

@@ -1,0 +1,183 @@
+"""Background sampling of one meter into growable arrays.
+
+One thread reads power every `interval_s` on an absolute schedule (a late sample does not push
+the others back) and the energy counter every `meter.counter_interval_s`: NVML's counter call
+costs ~4 ms, so reading it every 10 ms would cost 40% of a core and delay the power samples.
+Timestamps are time.monotonic() of this process, the clock RunResult.t_launch/t_exit use.
+
+The thread measures its own CPU time (time.thread_time) so that the cost of measuring can be
+reported next to what it measures.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import numpy as np
+
+from .base import Meter
+from .trace import PowerTrace
+
+NAN = math.nan
+
+
+class _Column:
+    """A float64 array that doubles when full (no per-sample allocation)."""
+
+    def __init__(self, capacity: int = 4096) -> None:
+        self._a = np.empty(capacity)
+        self.n = 0
+
+    def append(self, v: float) -> None:
+        if self.n == self._a.size:
+            self._a = np.concatenate((self._a, np.empty(self._a.size)))
+        self._a[self.n] = v
+        self.n += 1
+
+    def array(self) -> np.ndarray:
+        return self._a[: self.n].copy()
+
+
+class Sampler:
+    """Start, let it run around the program, stop -> PowerTrace."""
+
+    def __init__(self, meter: Meter, interval_s: float = 0.01, counter_interval_s: float | None = None) -> None:
+        if interval_s <= 0:
+            raise ValueError("interval_s must be > 0")
+        self.meter = meter
+        self.interval_s = interval_s
+        self.counter_interval_s = meter.counter_interval_s if counter_interval_s is None else counter_interval_s
+        self._cols = {k: _Column() for k in ("t", "inst", "avg", "temp")}
+        self._ct, self._cj = _Column(256), _Column(256)
+        self._lock = threading.Lock()
+        self._running = False  # a plain flag: Event.wait costs twice what time.sleep does per wake-up
+        self._thread: threading.Thread | None = None
+        self.cpu_s = 0.0  # CPU time of the sampling thread
+        self.counter_cpu_s = 0.0  # part of it spent in counter reads
+        self.t_start = NAN
+        self.t_stop = NAN
+        self.late = 0  # samples taken more than one interval behind schedule
+        self.errors = 0
+        self.first_error = ""
+
+    # ---- control
+
+    def start(self) -> None:
+        if self._thread is not None:
+            raise RuntimeError("sampler already started")
+        self.t_start = time.monotonic()
+        self._running = True
+        self._thread = threading.Thread(target=self._loop, name=f"power-{self.meter.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> PowerTrace:
+        """Stop sampling and return everything sampled."""
+        if self._thread is not None:
+            self._running = False
+            self._thread.join()
+        self.t_stop = time.monotonic()
+        return self.trace()
+
+    @property
+    def wall_s(self) -> float:
+        end = self.t_stop if math.isfinite(self.t_stop) else time.monotonic()
+        return end - self.t_start if math.isfinite(self.t_start) else 0.0
+
+    @property
+    def cpu_share_pct(self) -> float:
+        """CPU time of the sampling thread as a percentage of one core over its wall time."""
+        w = self.wall_s
+        return 100.0 * self.cpu_s / w if w > 0 else NAN
+
+    def __enter__(self) -> Sampler:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._running:
+            self.stop()
+
+    # ---- data
+
+    def power_so_far(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Copies of (t, instant, average) sampled so far, for settle decisions while running."""
+        with self._lock:
+            c = self._cols
+            return c["t"].array(), c["inst"].array(), c["avg"].array()
+
+    def trace(self) -> PowerTrace:
+        m = self.meter
+        with self._lock:
+            c = self._cols
+            tr = PowerTrace(
+                meter=m.name, device=m.device, device_id=m.device_id, estimate=m.estimate,
+                t=c["t"].array(), power_instant_w=c["inst"].array(), power_average_w=c["avg"].array(),
+                counter_t=self._ct.array(), counter_j=self._cj.array(), temperature_c=c["temp"].array(),
+                notes=list(m.notes),
+            )
+        for name, arr in (("power_instant_w", tr.power_instant_w), ("power_average_w", tr.power_average_w),
+                          ("temperature_c", tr.temperature_c)):
+            if arr.size and not np.isfinite(arr).any():
+                setattr(tr, name, np.zeros(0))  # a channel the meter lacks is empty, never NaN-filled
+        if self.errors:
+            tr.notes.append(f"sampler: {self.errors} meter read(s) failed, first: {self.first_error}")
+        if self.late:
+            tr.notes.append(f"sampler: {self.late} sample(s) more than one interval late")
+        return tr
+
+    # ---- the thread
+
+    def _error(self, e: BaseException) -> None:
+        self.errors += 1
+        if not self.first_error:
+            self.first_error = f"{type(e).__name__}: {e}"
+
+    def _loop(self) -> None:
+        cpu0 = time.thread_time()
+        meter = self.meter
+        cols = self._cols
+        has_counter = meter.has_counter
+        next_t = time.monotonic()
+        next_c = next_t
+        try:
+            while self._running:
+                now = time.monotonic()
+                try:
+                    inst, avg, temp = meter.read_power()
+                except Exception as e:  # a flaky read is a NaN sample and a note, not a dead thread
+                    self._error(e)
+                    inst = avg = temp = NAN
+                with self._lock:
+                    cols["t"].append(now)
+                    cols["inst"].append(inst)
+                    cols["avg"].append(avg)
+                    cols["temp"].append(temp)
+                if has_counter and now >= next_c:
+                    c0 = time.thread_time()
+                    t0 = time.monotonic()
+                    try:
+                        j = meter.read_counter_j()
+                    except Exception as e:
+                        self._error(e)
+                        j = None
+                    t1 = time.monotonic()
+                    if j is not None and math.isfinite(j):
+                        with self._lock:
+                            self._ct.append((t0 + t1) / 2.0)  # the read took ~4 ms on NVML: its middle
+                            self._cj.append(j)
+                    self.counter_cpu_s += time.thread_time() - c0
+                    next_c += self.counter_interval_s
+                    if next_c <= t1:
+                        next_c = t1 + self.counter_interval_s
+                next_t += self.interval_s
+                delay = next_t - time.monotonic()
+                if delay < -self.interval_s:
+                    self.late += 1
+                    next_t = time.monotonic()
+                    delay = 0.0
+                if delay > 0:
+                    time.sleep(delay)
+        finally:
+            self.cpu_s = time.thread_time() - cpu0

@@ -1,0 +1,419 @@
+"""The deterministic output verifier: each rule fires when it should and only then."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from lassi_batch.config import OutputCheck
+from lassi_batch.pipeline import verifier
+from lassi_batch.pipeline.verifier import (
+    Finding,
+    VerifierReport,
+    close,
+    energy_sanity,
+    numbers_in,
+    parse_number,
+    verify,
+)
+
+CHECK = OutputCheck(
+    pass_regex="^PASS$",
+    fail_regex="^FAIL",
+    checksum_regex="^checksum = (\\S+)",
+    rtol=1e-6,
+    ignore_regex="(?i)(^work:|time|elapsed)",
+    work_regex="^work: steps=(\\d+)",
+)
+
+NUMBERS_ONLY = OutputCheck(pass_regex="^PASS$", rtol=1e-6)
+
+SOURCE = """\
+demo: grid 128 x 128, steps 20
+total_heat = 2.6147943050e+05
+max_change_last = 6.7626253075e-01
+settle_step = 14
+checksum = 9.5132126890e+06
+loop time: 0.008 s
+work: steps=20 launches=20 bytes_copied=5408000
+PASS
+"""
+
+
+def kinds(report: VerifierReport, severity: str | None = None) -> set[str]:
+    return {f.kind for f in report.findings if severity is None or f.severity == severity}
+
+
+# ---------------------------------------------------------------- parsing
+
+
+@pytest.mark.parametrize(
+    "token, value, quantum",
+    [
+        ("20", 20.0, 1.0),
+        ("-3.25", -3.25, 0.01),
+        ("1.2345e-03", 1.2345e-3, 1e-7),
+        ("6.0E+2", 600.0, 10.0),
+        (".5", 0.5, 0.1),
+        ("3.", 3.0, 1.0),
+        ("1.5s", 1.5, 0.1),
+        ("12%", 12.0, 1.0),
+    ],
+)
+def test_parse_number_keeps_value_and_printed_resolution(token: str, value: float, quantum: float) -> None:
+    n = parse_number(token)
+    assert n is not None
+    assert n.value == pytest.approx(value)
+    assert n.quantum == pytest.approx(quantum)
+
+
+@pytest.mark.parametrize("token", ["heat2d", "0x1f", "max_change", "1_000", "abc", "", "...", "1.2.3", "256x256"])
+def test_parse_number_rejects_words_and_identifiers(token: str) -> None:
+    assert parse_number(token) is None
+
+
+@pytest.mark.parametrize("token, expect", [("nan", "nan"), ("-nan", "nan"), ("inf", "+inf"), ("-inf", "-inf"), ("Infinity", "+inf")])
+def test_parse_number_special_values(token: str, expect: str) -> None:
+    n = parse_number(token)
+    assert n is not None
+    if expect == "nan":
+        assert math.isnan(n.value)
+    else:
+        assert n.value == (math.inf if expect == "+inf" else -math.inf)
+
+
+def test_parse_number_survives_absurd_exponents() -> None:
+    big = parse_number("1e400")
+    assert big is not None and big.value == math.inf
+    tiny = parse_number("1e-400")
+    assert tiny is not None and tiny.value == 0.0
+
+
+def test_numbers_in_splits_on_separators() -> None:
+    vals = [n.value for n in numbers_in("x=1.5, y: -2 (z=3e2) [4] ratio 5%")]
+    assert vals == [1.5, -2.0, 300.0, 4.0, 5.0]
+
+
+def test_close_tolerance_edges() -> None:
+    a = parse_number("1.000000000000e+00")
+    assert a is not None
+    inside = parse_number("1.000000900000e+00")
+    outside = parse_number("1.000001100000e+00")
+    assert inside is not None and outside is not None
+    assert close(a, inside, rtol=1e-6, atol=0.0)
+    assert not close(a, outside, rtol=1e-6, atol=0.0)
+    # Near zero only atol and the printed resolution help.
+    zero, small = parse_number("0.0000000000e+00"), parse_number("1.0000000000e-09")
+    assert zero is not None and small is not None
+    assert not close(zero, small, rtol=1e-6, atol=0.0)
+    assert close(zero, small, rtol=1e-6, atol=1e-8)
+
+
+def test_close_allows_half_a_printed_digit() -> None:
+    coarse, fine, off = parse_number("0.000123"), parse_number("1.2345678e-04"), parse_number("1.2360000e-04")
+    assert coarse and fine and off
+    assert close(coarse, fine, rtol=1e-9, atol=0.0)
+    assert not close(coarse, off, rtol=1e-9, atol=0.0)
+    assert not close(fine, coarse, rtol=1e-9, atol=0.0, coarser=False)  # judged at the source's digits
+
+
+def test_close_special_values() -> None:
+    nan, inf, ninf, one = (parse_number(t) for t in ("nan", "inf", "-inf", "1.0"))
+    assert nan and inf and ninf and one
+    assert close(nan, nan, 1e-6, 0.0)
+    assert not close(nan, one, 1e-6, 1.0)
+    assert close(inf, inf, 1e-6, 0.0)
+    assert not close(inf, ninf, 1e-6, 0.0)
+    assert not close(inf, one, 1e-6, 1e300)
+
+
+def test_integers_do_not_absorb_an_off_by_one() -> None:
+    a, b = parse_number("20"), parse_number("21")
+    assert a and b and not close(a, b, rtol=1e-6, atol=0.0)
+
+
+# ---------------------------------------------------------------- whole outputs
+
+
+def test_identical_outputs_pass() -> None:
+    report = verify(CHECK, SOURCE, SOURCE, 0)
+    assert report.verdict == "pass", report.findings
+    assert report.stats["numbers_compared"] == 6  # 128, 128, 20 and three results
+
+
+def test_nonzero_exit_fails() -> None:
+    report = verify(CHECK, SOURCE, SOURCE, 3)
+    assert report.verdict == "fail"
+    assert "exit" in kinds(report, "fail")
+    assert verify(CHECK, SOURCE, SOURCE, None).verdict == "fail"
+
+
+def test_missing_pass_line_fails() -> None:
+    report = verify(CHECK, SOURCE, SOURCE.replace("PASS\n", ""), 0)
+    assert report.verdict == "fail"
+    assert kinds(report, "fail") == {"pass_line"}
+
+
+def test_pass_must_be_a_whole_line() -> None:
+    report = verify(CHECK, SOURCE, SOURCE.replace("PASS\n", "PASSED? no\n"), 0)
+    assert "pass_line" in kinds(report, "fail")
+
+
+def test_fail_line_fails_even_with_pass() -> None:
+    report = verify(CHECK, SOURCE, SOURCE + "FAIL: sample 3 differs\n", 0)
+    assert report.verdict == "fail"
+    assert "fail_line" in kinds(report, "fail")
+    assert "sample 3 differs" in next(f.message for f in report.findings if f.kind == "fail_line")
+
+
+def test_pass_rule_the_source_breaks_is_only_a_warning() -> None:
+    src = SOURCE.replace("PASS\n", "")
+    report = verify(CHECK, src, src, 0)
+    assert report.verdict == "warn"
+    assert kinds(report) == {"pass_line"}
+
+
+def test_checksum_beyond_tolerance_fails() -> None:
+    cand = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = 9.5133126890e+06")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "fail"
+    assert kinds(report, "fail") == {"checksum"}
+    assert "9.5132126890e+06" in report.failures[0].message
+
+
+def test_checksum_within_tolerance_passes() -> None:
+    cand = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = 9.5132126990e+06")  # 1e-9 relative
+    assert verify(CHECK, SOURCE, cand, 0).verdict == "pass"
+
+
+def test_missing_checksum_fails() -> None:
+    cand = SOURCE.replace("checksum = 9.5132126890e+06\n", "")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "fail"
+    assert "checksum" in kinds(report, "fail")
+
+
+def test_non_numeric_checksum_fails() -> None:
+    cand = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = pending")
+    assert "checksum" in kinds(verify(CHECK, SOURCE, cand, 0), "fail")
+
+
+def test_nan_checksum_fails_against_a_number() -> None:
+    cand = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = -nan")
+    assert "checksum" in kinds(verify(CHECK, SOURCE, cand, 0), "fail")
+
+
+def test_repeat_loop_deleted_is_caught_by_work_even_when_checksum_matches() -> None:
+    # The bsearch case from the paper: results unchanged, the measured repetitions gone.
+    cand = SOURCE.replace("work: steps=20 launches=20", "work: steps=1 launches=1")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "fail"
+    assert kinds(report, "fail") == {"work"}
+    msg = report.failures[0].message
+    assert "work was removed" in msg and "20 -> 1" in msg
+
+
+def test_more_work_and_fewer_launches_are_fine() -> None:
+    # Launch and byte counts on the work line may shrink in a good refactor; only steps count.
+    cand = SOURCE.replace("work: steps=20 launches=20 bytes_copied=5408000", "work: steps=20 launches=40 bytes_copied=8")
+    assert verify(CHECK, SOURCE, cand, 0).verdict == "pass"
+
+
+def test_missing_work_line_fails() -> None:
+    cand = SOURCE.replace("work: steps=20 launches=20 bytes_copied=5408000\n", "")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert "work" in kinds(report, "fail")
+
+
+def test_no_work_line_in_source_means_no_work_rule() -> None:
+    src = SOURCE.replace("work: steps=20 launches=20 bytes_copied=5408000\n", "")
+    assert verify(CHECK, src, src, 0).verdict == "pass"
+
+
+def test_formatting_only_differences_pass() -> None:
+    cand = """\
+demo: grid 128 x 128, steps 20
+Total heat: 261479.4305
+max_change_last=0.67626253075
+settle_step   =   14
+checksum = 9513212.689
+elapsed: 0.002 s
+work: steps=20 launches=20 bytes_copied=5408000
+PASS
+"""
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "pass", report.findings
+
+
+def test_rewrapped_lines_pass() -> None:
+    cand = SOURCE.replace(
+        "total_heat = 2.6147943050e+05\nmax_change_last = 6.7626253075e-01\n",
+        "heat and change: 2.6147943050e+05 6.7626253075e-01\n",
+    )
+    assert verify(CHECK, SOURCE, cand, 0).verdict == "pass"
+
+
+def test_changed_result_number_fails_with_location() -> None:
+    cand = SOURCE.replace("max_change_last = 6.7626253075e-01", "max_change_last = 6.7700000000e-01")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "fail"
+    msg = next(f.message for f in report.findings if f.kind == "numbers")
+    assert "line 3" in msg and "6.7626253075e-01" in msg
+
+
+def test_changed_integer_fails() -> None:
+    cand = SOURCE.replace("settle_step = 14", "settle_step = 15")
+    assert "numbers" in kinds(verify(CHECK, SOURCE, cand, 0), "fail")
+
+
+def test_timing_lines_are_ignored() -> None:
+    cand = SOURCE.replace("loop time: 0.008 s", "loop time: 9.999 s")
+    assert verify(CHECK, SOURCE, cand, 0).verdict == "pass"
+
+
+def test_dropped_result_line_fails() -> None:
+    cand = SOURCE.replace("settle_step = 14\n", "")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "fail"
+    assert "no counterpart" in next(f.message for f in report.findings if f.kind == "numbers")
+
+
+def test_extra_diagnostic_line_only_warns() -> None:
+    cand = SOURCE.replace("settle_step = 14\n", "settle_step = 14\nfused kernels: 2\n")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "warn"
+    assert kinds(report) == {"numbers"}
+
+
+def test_reworded_line_plus_extra_line_still_pairs_numbers() -> None:
+    good = SOURCE.replace("settle_step = 14\n", "steps to settle: 14\nblock size 256\n")
+    assert verify(CHECK, SOURCE, good, 0).verdict == "warn"
+    bad = SOURCE.replace("settle_step = 14\n", "steps to settle: 99\nblock size 256\n")
+    assert verify(CHECK, SOURCE, bad, 0).verdict == "fail"
+
+
+def test_coarser_candidate_precision_warns() -> None:
+    cand = SOURCE.replace("max_change_last = 6.7626253075e-01", "max_change_last = 0.68")
+    report = verify(CHECK, SOURCE, cand, 0)
+    assert report.verdict == "warn"
+    assert "coarser" in report.findings[0].message
+
+
+def test_compare_numbers_can_be_turned_off() -> None:
+    check = OutputCheck(pass_regex="^PASS$", compare_numbers=False)
+    cand = SOURCE.replace("settle_step = 14", "settle_step = 99")
+    assert verify(check, SOURCE, cand, 0).verdict == "pass"
+
+
+def test_default_check_still_compares_numbers_and_exit() -> None:
+    check = OutputCheck()
+    assert verify(check, "result 1.0\n", "result 1.0\n", 0).verdict == "pass"
+    assert verify(check, "result 1.0\n", "result 2.0\n", 0).verdict == "fail"
+    assert verify(check, "result 1.0\n", "result 1.0\n", 139).verdict == "fail"
+
+
+def test_crlf_line_endings_are_accepted() -> None:
+    assert verify(CHECK, SOURCE, SOURCE.replace("\n", "\r\n"), 0).verdict == "pass"
+
+
+def test_huge_output_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verifier, "MAX_NUMERIC_LINES", 50)
+    body = "".join(f"value {i} = {i * 0.5:.6e}\n" for i in range(5000))
+    src = body + SOURCE
+    report = verify(CHECK, src, src, 0)
+    assert report.verdict == "pass"
+    assert "truncated" in kinds(report, "info")
+    assert report.stats["numbers_compared"] <= 100
+
+
+def test_output_over_char_limit_is_cut(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verifier, "MAX_CHARS", 1000)
+    src = SOURCE + "x" * 5000
+    report = verify(CHECK, src, src, 0)
+    assert "truncated" in kinds(report, "info")
+    assert report.verdict == "pass"
+
+
+def test_report_round_trips_through_dict() -> None:
+    report = verify(CHECK, SOURCE, SOURCE.replace("PASS\n", ""), 2)
+    again = VerifierReport.from_dict(report.to_dict())
+    assert again == report
+    assert again.to_dict()["verdict"] == "fail"
+    assert all(set(f) == {"kind", "severity", "message"} for f in report.to_dict()["findings"])
+
+
+def test_extended_recomputes_verdict() -> None:
+    report = verify(CHECK, SOURCE, SOURCE, 0)
+    assert report.extended([None]).verdict == "pass"
+    assert report.extended([Finding("energy", "warn", "x")]).verdict == "warn"
+    assert report.extended([Finding("energy", "fail", "x")]).verdict == "fail"
+    assert report.verdict == "pass"  # the original is not modified
+
+
+# ---------------------------------------------------------------- energy sanity
+
+
+def test_energy_sanity_flags_huge_savings() -> None:
+    f = energy_sanity(100.0, 0.4, 5.0, 0.02)
+    assert f is not None and f.severity == "warn" and f.kind == "energy"
+    assert "99.6%" in f.message
+
+
+def test_energy_sanity_quiet_for_ordinary_savings() -> None:
+    assert energy_sanity(100.0, 40.0, 5.0, 3.0) is None
+    assert energy_sanity(100.0, 120.0) is None
+
+
+def test_energy_sanity_runtime_alone_can_trigger() -> None:
+    f = energy_sanity(100.0, 50.0, 10.0, 0.5)
+    assert f is not None and "runtime" in f.message and "energy" not in f.message.split(":")[1].split(";")[0]
+
+
+@pytest.mark.parametrize("args", [(None, 1.0), (0.0, 1.0), (math.nan, 1.0), (100.0, None), (-5.0, 1.0)])
+def test_energy_sanity_ignores_missing_or_bad_values(args: tuple[float | None, float | None]) -> None:
+    assert energy_sanity(*args) is None
+
+
+# ---------------------------------------------------------------- properties
+
+_line_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\r\n"), max_size=40)
+_outputs = st.lists(_line_text, max_size=30).map(lambda lines: "\n".join(lines))
+
+
+@settings(max_examples=150, deadline=None)
+@given(_outputs)
+def test_identical_outputs_never_fail(text: str) -> None:
+    report = verify(CHECK, text, text, 0)
+    assert report.verdict != "fail", report.findings
+    assert not any(f.kind in ("numbers", "work") for f in report.findings)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(allow_nan=False, allow_infinity=False, min_value=-1e12, max_value=1e12), min_size=1, max_size=20))
+def test_reprinting_with_more_digits_passes(values: list[float]) -> None:
+    src = "".join(f"v{i} = {v:.8e}\n" for i, v in enumerate(values)) + "PASS\n"
+    cand = "".join(f"v{i}: {float(f'{v:.8e}'):.12e}\n" for i, v in enumerate(values)) + "PASS\n"
+    assert verify(NUMBERS_ONLY, src, cand, 0).verdict == "pass"
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.floats(min_value=1e-6, max_value=1e9, allow_nan=False),
+    st.floats(min_value=1e-4, max_value=10.0),
+)
+def test_relative_change_beyond_rtol_fails(value: float, change: float) -> None:
+    src = f"result = {value:.12e}\nPASS\n"
+    cand = f"result = {value * (1 + change):.12e}\nPASS\n"
+    assert verify(NUMBERS_ONLY, src, cand, 0).verdict == "fail"
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9))
+def test_work_rule_is_monotone(source_steps: int, cand_steps: int) -> None:
+    src = f"work: steps={source_steps}\nPASS\n"
+    cand = f"work: steps={cand_steps}\nPASS\n"
+    report = verify(CHECK, src, cand, 0)
+    assert (report.verdict == "fail") == (cand_steps < source_steps)
