@@ -298,6 +298,7 @@ class MeasureConfig:
     settle_tolerance: float = 0.05  # "back at idle" = within 5% of the baseline
     sample_interval_s: float = 0.01
     random_delay_s: float = 0.5  # upper bound of a random delay between repeats
+    min_improvement: float = 0.02  # a new best must use this fraction less energy (guards against noise)
 
 
 @dataclass(frozen=True)
@@ -419,6 +420,8 @@ def parse_study(data: dict[str, Any], base: Path, source: Path | None = None) ->
     measure = _dc_from(MeasureConfig, top.table("measure"), "[measure]", problems)
     if measure.repeat < 1:
         problems.append("[measure].repeat: must be >= 1")
+    if not 0.0 <= measure.min_improvement < 1.0:
+        problems.append("[measure].min_improvement: must be within 0..1 (a fraction, e.g. 0.02)")
     if measure.post_max_s > 60 or measure.post_max_s < 0:
         problems.append("[measure].post_max_s: must be within 0..60 s")
     llm = _dc_from(LLMConfig, top.table("llm"), "[llm]", problems)

@@ -62,7 +62,13 @@ class ProfileResult:
 
 
 def detect_platform() -> str:
-    """cuda with an NVIDIA GPU device node, hip with /dev/kfd, else cpu."""
+    """cuda when an NVIDIA GPU is present, hip for an AMD one, else cpu (same rule as doctor)."""
+    try:
+        from .doctor import default_platform_kind
+
+        return default_platform_kind()
+    except Exception:  # doctor unavailable: fall back to device nodes
+        pass
     if any(Path("/dev").glob("nvidia[0-9]*")):
         return "cuda"
     if Path("/dev/kfd").exists():

@@ -29,13 +29,15 @@ import json
 import math
 import os
 import platform as pyplatform
+import random
+import resource
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,36 +93,30 @@ def build_workload(kind: str, dest: Path) -> Path:
 
 def launch(argvs: list[list[str]]) -> RunResult:
     """Run the programs one after the other; the window spans first launch to last exit."""
-    out, err, cpu, rc = [], [], 0.0, 0
+    out, err, rc = [], [], 0
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t_launch = time.monotonic()
     for argv in argvs:
         p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         so, se = p.communicate()
-        # communicate() reaped the child; its CPU time is in RUSAGE_CHILDREN deltas
         out.append(so)
         err.append(se)
         rc = rc or p.returncode
     t_exit = time.monotonic()
-    import resource
-
-    cpu = resource.getrusage(resource.RUSAGE_CHILDREN)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)  # reaped children only: exactly these runs
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return RunResult(argv=argvs[0], returncode=rc, stdout="".join(out), stderr="".join(err), t_launch=t_launch,
-                     t_exit=t_exit, wall_s=t_exit - t_launch, cpu_s=cpu.ru_utime + cpu.ru_stime)
+                     t_exit=t_exit, wall_s=t_exit - t_launch, cpu_s=cpu)
 
 
 class Runner:
-    """Callable for measure(): N back-to-back runs of the workload, child CPU time per call."""
+    """Callable for measure(): N back-to-back runs of the workload."""
 
     def __init__(self, exe: Path, iterations: int, mib: int, n: int = 1) -> None:
         self.argvs = [[str(exe), str(iterations), str(mib)]] * n
 
     def __call__(self) -> RunResult:
-        import resource
-
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        rr = launch(self.argvs)
-        rr.cpu_s -= before.ru_utime + before.ru_stime
-        return rr
+        return launch(self.argvs)
 
 
 def calibrate(exe: Path, mib: int, probe_iters: int) -> tuple[float, float]:
@@ -186,7 +182,7 @@ class Campaign:
         out = []
         for r in range(repeats):
             if r:
-                time.sleep(self.cfg.random_delay_s * (0.5 + 0.5 * ((r * 7919) % 13) / 13))
+                time.sleep(random.uniform(0.0, self.cfg.random_delay_s))  # decorrelate the sensor phase
             rr, m = measure(runner, self.meter, self.cfg, r)
             rec = Record(section, label, iterations, len(runner.argvs), m, rr)
             self.records.append(rec)

@@ -417,3 +417,10 @@ def test_work_rule_is_monotone(source_steps: int, cand_steps: int) -> None:
     cand = f"work: steps={cand_steps}\nPASS\n"
     report = verify(CHECK, src, cand, 0)
     assert (report.verdict == "fail") == (cand_steps < source_steps)
+
+
+def test_loose_checksum_capture_tolerates_trailing_punctuation() -> None:
+    check = OutputCheck(checksum_regex="checksum (\\S+)")
+    src = "checksum 1.2500000000e+03, done\n"
+    assert verify(check, src, "checksum 1250.0000000;\n", 0).verdict == "pass"
+    assert "checksum" in kinds(verify(check, src, "checksum 1251.0000000;\n", 0), "fail")

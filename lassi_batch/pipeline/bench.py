@@ -9,10 +9,12 @@ from statistics import fmean
 from typing import Any
 
 from ..config import AppConfig, MeasureConfig, PlatformConfig
-from ..power import energy, protocol
+from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
 from ..toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
+
+DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         return {
-            "energy_j": self.figure(energy.DEFAULT_FIGURE),
+            "energy_j": self.figure(DEFAULT_FIGURE),
             "runtime_s": self.figure("runtime_s"),
             "power_w": self.figure("power_avg_w"),
         }

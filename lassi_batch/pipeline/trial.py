@@ -21,7 +21,7 @@ from ..records import Candidate, LLMCall
 from ..store.archive import TrialArchive
 from . import schedule as sch
 from .bench import Bench, Outcome
-from .verifier import verify
+from .verifier import VerifierReport, verify
 
 LANG = {"cuda": "cuda", "hip": "cpp", "cpu": "cpp"}
 MODEL_NAMES = {"cuda": "CUDA", "hip": "HIP", "cpu": "OpenMP C++"}
@@ -41,6 +41,13 @@ def render_files(files: dict[str, str], lang: str) -> str:
 
 def _uses_temperature(model: str, cfg: LLMConfig) -> bool:
     return not is_reasoning_model(model, cfg.reasoning_models)
+
+
+def findings_text(rep: VerifierReport) -> str:
+    """The deterministic verifier's findings as the judge reads them."""
+    lines = [f"Deterministic checks: {rep.verdict.upper()}"]
+    lines += [f"- [{f.severity}] {f.kind}: {f.message}" for f in rep.findings] or ["- no findings"]
+    return "\n".join(lines)
 
 
 @dataclass
@@ -122,6 +129,8 @@ class Trial:
         if rec is not None:
             return self.ar.candidate(rec["candidate"])
         if cand.id is None:
+            cand.id = self.ar.candidate_id(key)  # stored before a kill, not yet evaluated
+        if cand.id is None:
             with self.ar.transaction():
                 self.ar.add_candidate(cand)
         self.progress(event="evaluate", key=key, stage=cand.stage, iteration=cand.iteration)
@@ -177,7 +186,7 @@ class Trial:
             "source_output": _clip(source.stdout),
             "candidate_output": _clip(cand.stdout),
             "energy_report": self._energy_text(source, cand),
-            "verifier_findings": rep.text(),
+            "verifier_findings": findings_text(rep),
             "model_name": MODEL_NAMES[self.kind],
         }
         call = self._ask(key, "judge", self.cfg.judge_model, values, 0.0)
@@ -266,7 +275,8 @@ class Trial:
             self.ar.set_status("failed", msg)
             return TrialOutcome("failed", None, None, None, False, len(self.ar.candidates()), msg)
         vanilla = self._stage("stage1_vanilla", lambda: self._stage1(source))
-        best = vanilla if (vanilla.passed and sch.improves(vanilla.energy_j, source.energy_j)) else source
+        gain = self.study.measure.min_improvement
+        best = vanilla if (vanilla.passed and sch.improves(vanilla.energy_j, source.energy_j, gain)) else source
         self.progress(event="best", energy_j=best.energy_j, candidate=best.id)
         self._stage("stage2_context", lambda: self._stage2(best))
         best, reason = self._stage("stage3_iterate", lambda: self._stage3(source, best))
@@ -333,7 +343,7 @@ class Trial:
             call = self._ask(f"{prefix}/refactor", "refactor", self.cfg.generator_model, values, st.temperature)
             cand = self._generate(prefix, 3, i, call, best, st.temperature, self_correct=True, source=source)
             cand = self._screen(f"{prefix}/judge", cand, source)
-            improved = cand.passed and sch.improves(cand.energy_j, best.energy_j)
+            improved = cand.passed and sch.improves(cand.energy_j, best.energy_j, self.study.measure.min_improvement)
             if improved:
                 best = cand
                 self.progress(event="best", energy_j=best.energy_j, candidate=best.id)

@@ -179,8 +179,13 @@ def _compile(pattern: str | None) -> re.Pattern[str] | None:
 
 
 def _captures(rx: re.Pattern[str], text: str) -> list[Number | None]:
-    """Group 1 of every match, read as a number (None where it is not one)."""
-    return [parse_number(m.group(1) or "") for m in rx.finditer(text)]
+    """The first number in group 1 of every match (None where there is none), so a loose
+    capture such as '(\\S+)' still reads "1.5e+03," as 1500."""
+    out: list[Number | None] = []
+    for m in rx.finditer(text):
+        nums = numbers_in(m.group(1) or "")
+        out.append(nums[0] if nums else None)
+    return out
 
 
 def _check_exit(returncode: int | None) -> list[Finding]:

@@ -25,6 +25,7 @@ from .base import Meter
 NAN = math.nan
 PROC_STAT = Path("/proc/stat")
 SPAN_S = 0.1  # rate window for the modelled power
+READ_EVERY_S = 0.04  # /proc/stat re-read interval for the power channel
 
 
 def n_cpus() -> int:
@@ -76,6 +77,7 @@ class EstimateMeter(Meter):
         self._busy0 = first[0] if first else 0.0
         self._has_stat = first is not None
         self._recent: deque[tuple[float, float]] = deque()
+        self._cached: tuple[float, float] | None = None
         self.notes.append(
             f"ESTIMATE: power modelled from CPU time ({cpu_watts:g} W loaded, {idle_watts:g} W idle, "
             f"{self.ncpu} CPUs), not measured"
@@ -105,6 +107,8 @@ class EstimateMeter(Meter):
     def read_power(self) -> tuple[float, float, float]:
         """Modelled power over the last ~0.1 s (/proc/stat counts in 10 ms ticks)."""
         now = time.monotonic()
+        if self._cached is not None and now - self._cached[0] < READ_EVERY_S:
+            return self._cached[1], NAN, NAN  # /proc/stat moves in 10 ms ticks: re-reading it is wasted CPU
         j = self._model_j(now)
         if j is None:
             return NAN, NAN, NAN
@@ -115,7 +119,9 @@ class EstimateMeter(Meter):
         t_old, j_old = q[0]
         if now - t_old < SPAN_S / 2:
             return NAN, NAN, NAN  # not enough history yet for a meaningful rate
-        return (j - j_old) / (now - t_old), NAN, NAN
+        p = (j - j_old) / (now - t_old)
+        self._cached = (now, p)
+        return p, NAN, NAN
 
     def read_counter_j(self) -> float | None:
         return self._model_j(time.monotonic())

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import threading
+from array import array
 import time
 
 import numpy as np
@@ -24,20 +25,14 @@ NAN = math.nan
 
 
 class _Column:
-    """A float64 array that doubles when full (no per-sample allocation)."""
+    """A growable float64 column: array.array appends in C, numpy copies out on demand."""
 
-    def __init__(self, capacity: int = 4096) -> None:
-        self._a = np.empty(capacity)
-        self.n = 0
-
-    def append(self, v: float) -> None:
-        if self.n == self._a.size:
-            self._a = np.concatenate((self._a, np.empty(self._a.size)))
-        self._a[self.n] = v
-        self.n += 1
+    def __init__(self) -> None:
+        self._a = array("d")
+        self.append = self._a.append
 
     def array(self) -> np.ndarray:
-        return self._a[: self.n].copy()
+        return np.frombuffer(self._a, dtype=np.float64).copy() if len(self._a) else np.zeros(0)
 
 
 class Sampler:
@@ -50,7 +45,7 @@ class Sampler:
         self.interval_s = interval_s
         self.counter_interval_s = meter.counter_interval_s if counter_interval_s is None else counter_interval_s
         self._cols = {k: _Column() for k in ("t", "inst", "avg", "temp")}
-        self._ct, self._cj = _Column(256), _Column(256)
+        self._ct, self._cj = _Column(), _Column()
         self._lock = threading.Lock()
         self._running = False  # a plain flag: Event.wait costs twice what time.sleep does per wake-up
         self._thread: threading.Thread | None = None
@@ -134,50 +129,56 @@ class Sampler:
         if not self.first_error:
             self.first_error = f"{type(e).__name__}: {e}"
 
+    def _read_counter(self, due: float) -> float:
+        """Read the counter once; returns when the next read is due."""
+        c0 = time.thread_time()
+        t0 = time.monotonic()
+        try:
+            j = self.meter.read_counter_j()
+        except Exception as e:
+            self._error(e)
+            j = None
+        t1 = time.monotonic()
+        if j is not None and math.isfinite(j):
+            with self._lock:
+                self._ct.append((t0 + t1) / 2.0)  # the read took ~4 ms on NVML: its middle
+                self._cj.append(j)
+        self.counter_cpu_s += time.thread_time() - c0
+        due += self.counter_interval_s
+        return due if due > t1 else t1 + self.counter_interval_s
+
     def _loop(self) -> None:
         cpu0 = time.thread_time()
         meter = self.meter
-        cols = self._cols
         has_counter = meter.has_counter
-        next_t = time.monotonic()
+        read_power = meter.read_power
+        monotonic = time.monotonic
+        lock = self._lock
+        c_t, c_i, c_a, c_tc = (self._cols[k].append for k in ("t", "inst", "avg", "temp"))
+        interval = self.interval_s
+        next_t = monotonic()
         next_c = next_t
         try:
             while self._running:
-                now = time.monotonic()
+                now = monotonic()
                 try:
-                    inst, avg, temp = meter.read_power()
+                    inst, avg, temp = read_power()
                 except Exception as e:  # a flaky read is a NaN sample and a note, not a dead thread
                     self._error(e)
                     inst = avg = temp = NAN
-                with self._lock:
-                    cols["t"].append(now)
-                    cols["inst"].append(inst)
-                    cols["avg"].append(avg)
-                    cols["temp"].append(temp)
+                with lock:
+                    c_t(now)
+                    c_i(inst)
+                    c_a(avg)
+                    c_tc(temp)
                 if has_counter and now >= next_c:
-                    c0 = time.thread_time()
-                    t0 = time.monotonic()
-                    try:
-                        j = meter.read_counter_j()
-                    except Exception as e:
-                        self._error(e)
-                        j = None
-                    t1 = time.monotonic()
-                    if j is not None and math.isfinite(j):
-                        with self._lock:
-                            self._ct.append((t0 + t1) / 2.0)  # the read took ~4 ms on NVML: its middle
-                            self._cj.append(j)
-                    self.counter_cpu_s += time.thread_time() - c0
-                    next_c += self.counter_interval_s
-                    if next_c <= t1:
-                        next_c = t1 + self.counter_interval_s
-                next_t += self.interval_s
-                delay = next_t - time.monotonic()
-                if delay < -self.interval_s:
+                    next_c = self._read_counter(next_c)
+                next_t += interval
+                delay = next_t - monotonic()
+                if delay < -interval:
                     self.late += 1
-                    next_t = time.monotonic()
-                    delay = 0.0
-                if delay > 0:
+                    next_t = monotonic()
+                elif delay > 0:
                     time.sleep(delay)
         finally:
             self.cpu_s = time.thread_time() - cpu0

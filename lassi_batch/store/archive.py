@@ -709,10 +709,30 @@ class TrialArchive:
             g = f.get("llm_calls")
             return [] if g is None else [_read_llm_call(g[k]) for k in _numbered(g)]
 
+    def llm_call(self, cid: int) -> LLMCall:
+        """One recorded call by id (what a journaled `llm` step points at)."""
+        with self._reading() as f:
+            g = f.get("llm_calls")
+            name = child_name(cid)
+            if g is None or name not in g:
+                raise ArchiveError(f"{self.path}: no LLM call {cid}")
+            return _read_llm_call(g[name])
+
     def candidates(self) -> list[Candidate]:
         with self._reading() as f:
             g = f.get("candidates")
             return [] if g is None else [_read_candidate(g[k], int(k)) for k in _numbered(g)]
+
+    def candidate_id(self, key: str) -> int | None:
+        """The candidate recorded under `key` (a resumed step finds its code again), if any."""
+        with self._reading() as f:
+            g = f.get("candidates")
+            if g is None:
+                return None
+            for k in _numbered(g):
+                if attr(g[k], "key") == key:
+                    return int(k)
+        return None
 
     def candidate(self, cid: int) -> Candidate:
         with self._reading() as f:

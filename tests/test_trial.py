@@ -1,0 +1,210 @@
+"""Whole trials on a tiny real C++ app with a scripted transcript: stage logic, screening, resume.
+
+The app is compiled with g++ and measured with the `estimate` meter (CPU-seconds x watts), and
+the trial archive is a real HDF5 file. Kills are real SIGKILLs of a subprocess at chosen steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from lassi_batch.config import parse_study
+from lassi_batch.pipeline.session import run_trial, trial_path
+from lassi_batch.store.archive import TrialArchive
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+
+# The source does redundant work: it recomputes the same inner sum `waste` times per repeat.
+SOURCE = r"""
+#include <cstdio>
+#include <cstdlib>
+int main(int argc, char** argv) {
+  long n = argc > 1 ? atol(argv[1]) : 1000;
+  int reps = argc > 2 ? atoi(argv[2]) : 10;
+  int waste = WASTE;
+  double total = 0; long done = 0;
+  for (int r = 0; r < reps; ++r) {
+    double s = 0;
+    for (int w = 0; w < waste; ++w) { s = 0; for (long i = 0; i < n; ++i) s += (double)(i % 7) * 0.5; }
+    total += s; ++done;
+  }
+  printf("checksum = %.10e\n", total);
+  printf("work: reps=%ld\n", done);
+  printf(total > 0 ? "PASS\n" : "FAIL\n");
+  return total > 0 ? 0 : 1;
+}
+"""
+
+
+def code(waste: int, *, reps_expr: str = "reps", broken: bool = False, crash: bool = False) -> str:
+    s = SOURCE.replace("WASTE", str(waste)).replace("r < reps", f"r < {reps_expr}")
+    if broken:
+        s = s.replace("double total = 0;", "double total = 0")  # missing semicolon
+    if crash:
+        s = s.replace("  printf(\"checksum", "  if (n > 0) return 3;\n  printf(\"checksum")
+    return s
+
+
+def reply(text: str, note: str = "Here is the refactored program.") -> str:
+    return f"{note}\n\n```cpp\n{text}\n```\n"
+
+
+VALID = "The outputs agree and the computation is the same.\nVERDICT: VALID"
+REPORT = 'Removed repeated sums.\n```json\n[{"name": "drop redundant recomputation", "category": "algorithmic"}]\n```'
+
+
+def transcript() -> list[dict]:
+    """Stage 1 improves a little; i1 needs a compile fix and improves; i2 deletes work (judge says
+    VALID, verifier must fail it); i3 crashes, is fixed, improves; then no gains until the stop."""
+    rows = [
+        ("s1/zero_shot", "zero_shot", reply(code(6))),
+        ("s1/judge", "judge", VALID),
+        ("s2/background", "context_background", "Background summary."),
+        ("s2/system", "context_system", "System summary."),
+        ("s2/code", "context_code", "The inner sum is recomputed needlessly."),
+        ("s2/plan", "plan", "1. Compute the inner sum once per repeat."),
+        ("s3/i1/refactor", "refactor", reply(code(3, broken=True))),
+        ("s3/i1/fix1", "fix_compile", reply(code(3))),
+        ("s3/i1/judge", "judge", VALID),
+        ("s3/i1/plan", "plan", "2. Keep going."),
+        ("s3/i2/refactor", "refactor", reply(code(1, reps_expr="reps / 2"), "Half the repeats suffice.")),
+        ("s3/i2/judge", "judge", VALID),
+        ("s3/i3/refactor", "refactor", reply(code(1, crash=True))),
+        ("s3/i3/fix1", "fix_runtime", reply(code(1))),
+        ("s3/i3/judge", "judge", VALID),
+        ("s3/i3/plan", "plan", "3. Nothing left."),
+    ]
+    for i in range(4, 8):
+        # valid but slower than the best: never an improvement, whatever the noise
+        rows += [(f"s3/i{i}/refactor", "refactor", reply(code(4))), (f"s3/i{i}/judge", "judge", VALID)]
+    rows.append(("s4/report", "final_report", REPORT))
+    return [{"key": k, "kind": kind, "reply": r} for k, kind, r in rows]
+
+
+@pytest.fixture()
+def setup(tmp_path: Path):
+    app = tmp_path / "sumapp"
+    app.mkdir()
+    (app / "main.cpp").write_text(code(10))
+    (app / "app.toml").write_text(textwrap.dedent("""
+        name = "sumapp"
+        [platforms.cpu]
+        files = ["main.cpp"]
+        [run]
+        args = ["20000000", "4"]
+        time_limit_s = 30
+        [check]
+        pass_regex = "^PASS$"
+        checksum_regex = "^checksum = (\\\\S+)"
+        work_regex = "^work: reps=(\\\\d+)"
+        ignore_regex = "^work:"
+    """))
+    tr = tmp_path / "sumapp.jsonl"
+    tr.write_text("".join(json.dumps(r) + "\n" for r in transcript()))
+    data = {
+        "study": {"name": "t", "trials": 1, "k": [1], "out": str(tmp_path / "out")},
+        "platform": {"kind": "cpu", "meter": "estimate", "compiler": "g++ -O1 -fopenmp"},
+        "measure": {"repeat": 1, "settle_timeout_s": 0.0, "idle_window_s": 0.05, "post_max_s": 0.05,
+                    "random_delay_s": 0.0},
+        "llm": {"backend": "replay", "replay_path": str(tr)},
+        "apps": [{"path": str(app)}],
+    }
+    return tmp_path, data
+
+
+def _study(data):
+    return parse_study(data, Path("."))
+
+
+def test_full_trial_stages_screening_and_result(setup):
+    tmp, data = setup
+    study = _study(data)
+    path, out = run_trial(study, study.apps[0], 0, system_text="test machine")
+    assert out.status == "done"
+    with TrialArchive.open(path, writable=False) as ar:
+        cands = {c.key: c for c in ar.candidates()}
+        # stage 1 (no self-correction) improved on the source and passed
+        assert cands["s1/eval0"].passed
+        # i1: a compile error, then the fix as a separate candidate with one self-correction
+        assert cands["s3/i1/eval0"].status == "build_failed"
+        assert cands["s3/i1/eval1"].self_corrections == 1 and cands["s3/i1/eval1"].passed
+        assert cands["s3/i1/eval1"].parent == cands["s3/i1/eval0"].id
+        # i2 deleted half the repeats: the judge accepted it, the verifier did not
+        bad = cands["s3/i2/eval0"]
+        assert bad.judge_verdict == "VALID" and bad.verifier_verdict == "fail" and not bad.passed
+        assert any(f["kind"] == "work" for f in bad.verifier["findings"])
+        # i3: runtime failure, then fixed
+        assert cands["s3/i3/eval0"].status == "run_failed" and cands["s3/i3/eval1"].run_ok
+        r = ar.result()
+        best = ar.candidate(r["best_candidate"])
+        assert best.key in ("s3/i3/eval1", "s3/i1/eval1") and best.passed
+        assert r["best_energy_j"] < r["source_energy_j"]
+        assert 0 < r["reduction"] < 1
+        assert r["vanilla_passed"] and r["pipeline_passed"]
+        assert "temperature" in r["stop_reason"]
+        assert ar.status == "done"
+        # the schedule ran 0.2..0.8 after the last improvement (i3), then stopped
+        temps = [c.temperature for c in ar.candidates() if c.stage == 3 and c.key.endswith("eval0")]
+        assert temps[-4:] == pytest.approx([0.2, 0.4, 0.6, 0.8])
+        keys = [c.key for c in ar.llm_calls()]
+        assert len(keys) == len(set(keys))  # no call asked twice
+        assert ar.stage_times().keys() >= {"stage0_profile", "stage1_vanilla", "stage2_context",
+                                            "stage3_iterate", "stage4_report"}
+        assert "algorithmic" in json.dumps(r) or ar.result().get("optimizations")
+
+
+def test_finished_trial_is_not_rerun(setup):
+    tmp, data = setup
+    study = _study(data)
+    path, _ = run_trial(study, study.apps[0], 0, system_text="x")
+    before = path.stat().st_mtime_ns
+    _, out = run_trial(study, study.apps[0], 0, system_text="x")
+    assert out.status == "done" and path.stat().st_mtime_ns == before
+
+
+CHILD = r"""
+import json, os, signal, sys
+from pathlib import Path
+from lassi_batch.config import parse_study
+from lassi_batch.pipeline.session import run_trial
+data = json.loads(sys.argv[1]); kill_at = int(sys.argv[2]); seen = [0]
+def on_event(ev):
+    seen[0] += 1
+    if seen[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+study = parse_study(data, Path("."))
+run_trial(study, study.apps[0], 0, progress=on_event, system_text="x")
+"""
+
+
+@pytest.mark.parametrize("kill_at", [2, 5, 9, 14, 20, 27])
+def test_killed_trial_resumes_without_repeating_llm_calls(setup, kill_at):
+    tmp, data = setup
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    p = subprocess.run([sys.executable, "-c", CHILD, json.dumps(data), str(kill_at)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == -signal.SIGKILL, p.stderr[-2000:]
+    study = _study(data)
+    path = trial_path(study, "sumapp", 0)
+    with TrialArchive.open(path, writable=False) as ar:
+        calls_before = [c.key for c in ar.llm_calls()]
+        cands_before = [c.key for c in ar.candidates()]
+    _, out = run_trial(study, study.apps[0], 0, system_text="x")
+    assert out.status == "done"
+    with TrialArchive.open(path, writable=False) as ar:
+        calls = [c.key for c in ar.llm_calls()]
+        cands = [c.key for c in ar.candidates()]
+        assert calls[: len(calls_before)] == calls_before  # kept, in order
+        assert len(calls) == len(set(calls))  # nothing asked twice
+        assert cands[: len(cands_before)] == cands_before  # no candidate lost
+        assert len(set(cands)) == len(cands)
+        assert [c.key for c in ar.llm_calls()][-1] == "s4/report"
