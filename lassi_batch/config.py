@@ -466,6 +466,10 @@ def parse_study(data: dict[str, Any], base: Path, source: Path | None = None) ->
         if not isinstance(raw_path, str):
             problems.append(f"{where}.path: expected a string")
             continue
+        unset = [v for v in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", raw_path) if v not in os.environ]
+        if unset:
+            problems.append(f"{where}.path: environment variable {unset[0]} is not set (path '{raw_path}')")
+            continue
         app_dir = _expand(raw_path, base)
         study_args = entry.pop("args", None)
         try:

@@ -39,7 +39,7 @@ FIGURES: dict[str, str] = {
     "runtime_s": "t_exit - t_launch of the measured program",
     "idle_w": "idle baseline used for every net figure (pre-run level, or post-run level when lower; see notes)",
     "idle_pre_w": "lowest stable level of the power channel in the pre-run idle window",
-    "idle_post_w": "lowest stable level after the device settled (t_settled..t_end); NaN if not sampled",
+    "idle_post_w": "median power after the device settled (t_settled..t_end); NaN if not sampled",
     "energy_net_j": "THE DEFAULT: energy above idle over the run window, from the source named in attrs energy_method",
     "energy_gross_j": "total device energy over the run window, same source as energy_net_j",
     "energy_counter_j": "energy counter difference over the run window (linear interpolation between counter updates)",
@@ -49,7 +49,7 @@ FIGURES: dict[str, str] = {
     "energy_average_net_j": "trapezoid integral of (moving average - idle_w) over the run window (lags the load)",
     "energy_eq4_paper_j": "LASSI-EE Eq. 4 as published: dt * sum(max(P_avg - idle_paper_w, 0)) over samples in the run window",
     "energy_eq4_instant_j": "Eq. 4 on the instant channel with idle_w",
-    "idle_paper_w": "the paper's idle: mean of the averaged channel's pre-run mean and post-run mean",
+    "idle_paper_w": "the paper's idle: mean of the averaged channel's pre-run mean and the post-run idle level",
     "energy_tail_j": "energy above idle from exit until the device settled (t_exit..t_settled), default source",
     "tail_s": "t_settled - t_exit",
     "power_avg_w": "energy_gross_j / runtime_s",
@@ -92,6 +92,12 @@ def median_dt(t: np.ndarray) -> float:
     if t.size < 2:
         return NAN
     return float(np.median(np.diff(t)))
+
+
+def median_in(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
+    t, p = _finite(t, p)
+    m = (t >= a) & (t <= b)
+    return float(np.median(p[m])) if m.any() else NAN
 
 
 def mean_in(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
@@ -140,10 +146,12 @@ def idle_baseline(
 ) -> float:
     """Idle level in [a, b]: the lowest stable level, robust to a "just used" device.
 
-    The window is cut into bins of one sensor update (0.1 s); the lowest bin median marks the
-    idle level, and the result is the median of all samples in bins within `tolerance` of it.
-    A clean window gives its plain median; a window that starts in the ~133 W state an H100
-    keeps for ~2 s after a run and ends at 74 W gives ~74 W, not the mixture.
+    The window is cut into bins of one sensor update (0.1 s). The lowest bin median marks the
+    idle plateau; the bins within `tolerance` of it give a first level, and the result is the
+    median of all samples in bins within `tolerance` of that level (the second pass re-centres
+    the band, so noise does not pull the figure towards the lowest bin). A clean window gives
+    its plain median; a window that starts in the ~133 W state an H100 keeps for ~2 s after a
+    run and ends at 74 W gives ~74 W, not the mixture.
     """
     t, p = _finite(t, p)
     m = (t >= a) & (t <= b)
@@ -154,9 +162,9 @@ def idle_baseline(
     bins = np.unique(idx)
     meds = np.array([np.median(p[idx == k]) for k in bins])
     low = float(meds.min())
-    limit = low + tolerance * abs(low)
-    keep = np.isin(idx, bins[meds <= limit])
-    return float(np.median(p[keep]))
+    level = float(np.median(p[np.isin(idx, bins[meds <= low + tolerance * abs(low)])]))
+    keep = np.isin(idx, bins[np.abs(meds - level) <= tolerance * abs(level)])
+    return float(np.median(p[keep])) if keep.any() else level
 
 
 def settle_time(
@@ -316,7 +324,8 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
 
     # idle baseline: the pre-run level, unless the device settled lower after the run
     idle_pre = idle_baseline(t, chan, w.t_idle_start, a, tolerance)
-    idle_post = idle_baseline(t, chan, w.t_settled, w.t_end, tolerance) if w.t_end - w.t_settled >= 0.1 else NAN
+    # after settling the device is at idle by construction: a plain median, less noisy than the plateau search
+    idle_post = median_in(t, chan, w.t_settled, w.t_end) if w.t_end - w.t_settled >= 0.1 else NAN
     idle, idle_source = idle_pre, "pre"
     if math.isfinite(idle_post) and (not math.isfinite(idle_pre) or idle_post < idle_pre * (1 - tolerance)):
         if math.isfinite(idle_pre):
@@ -358,13 +367,16 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
     def net(e: float) -> float:
         return e - idle * runtime
 
-    # the paper's idle: mean of the averaged channel before and after (post window as long as pre)
+    # the paper's idle: mean of the averaged channel before the run and of the idle after its 15 s
+    # wait. We stop at settling, where the 1 s average still lags, so the post part is the settled
+    # level (the averaged channel's last stretch only when there is none).
     pre_len = max(a - w.t_idle_start, 0.0)
     idle_paper = NAN
     if has_data(avg):
         pre_m = mean_in(t, avg, w.t_idle_start, a)
-        post_m = mean_in(t, avg, max(b, w.t_end - pre_len), w.t_end)
-        idle_paper = float(np.nanmean([pre_m, post_m])) if math.isfinite(pre_m) or math.isfinite(post_m) else NAN
+        post_m = idle_post if math.isfinite(idle_post) else mean_in(t, avg, max(b, w.t_end - pre_len), w.t_end)
+        both = [x for x in (pre_m, post_m) if math.isfinite(x)]
+        idle_paper = float(np.mean(both)) if both else NAN
 
     # tail: exit until settled, above idle, default source (instant if the counter stops short)
     tail_s = w.t_settled - b
