@@ -13,11 +13,11 @@ import json
 import math
 import os
 import shlex
+import shutil
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 import h5py
 from rich.console import Console
@@ -103,7 +103,10 @@ def profile_app(
     measure_cfg: MeasureConfig | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ProfileResult:
-    """Build APP_DIR in a fresh temp folder, measure `repeat` runs, write the HDF5 file."""
+    """Build APP_DIR in a fresh temp folder, measure `repeat` runs, write the HDF5 file.
+
+    The temp folder is removed afterwards, except after a failed build (the error names its log).
+    """
     from . import toolchain
 
     say = log or (lambda s: None)
@@ -140,10 +143,11 @@ def profile_app(
             why = b.log.error or f"exit {b.log.returncode}"
             raise BuildFailed(f"build of {app.name} for {kind} failed ({why}); log: {log_path}")
         say(f"measuring {repeat} run(s) of ./{Path(b.exe).name} {shlex.join(run_args)} with meter {m.name}")
-        results = measure_repeats(lambda: toolchain.run_app(app, pcfg, workdir, run_args), m, cfg=measure_cfg or MeasureConfig(),
-                                  repeat=repeat, log=say)
+        results = measure_repeats(lambda: toolchain.run_app(app, pcfg, workdir, run_args), m,
+                                  cfg=measure_cfg or MeasureConfig(), repeat=repeat, log=say)
     finally:
         m.close()
+    shutil.rmtree(workdir, ignore_errors=True)  # kept only when the build failed (its log is named)
     summary = {f: summarize(meas.figures.get(f, math.nan) for _rr, meas in results) for f in SUMMARY_FIGURES}
     res = ProfileResult(app=app.name, platform=kind, meter=m.name, device=m.device, estimate=m.estimate,
                         args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes)
@@ -152,7 +156,8 @@ def profile_app(
         from .power.plot import plot_measurement
 
         r = median_repeat(results)
-        plot_measurement(results[r][1], plot, title=f"{app.name} ({kind}) repeat {r}" + (" ESTIMATE" if m.estimate else ""))
+        title = f"{app.name} ({kind}) repeat {r}" + (" ESTIMATE" if m.estimate else "")
+        plot_measurement(results[r][1], plot, title=title)
         res.plot = Path(plot)
     return res
 
@@ -221,20 +226,21 @@ def render(res: ProfileResult, console: Console) -> None:
     est = " [bold red]ESTIMATE[/]" if res.estimate else ""
     methods = sorted({str(meas.attrs.get("energy_method", "")) for _rr, meas in res.results})
     table = Table(title=f"{res.app} on {res.device} ({res.platform}, meter {res.meter}){est}", title_justify="left")
-    cols: list[tuple[str, Literal["right"]]] = [("#", "right"), ("runtime s", "right"), ("net J" + (" (EST)" if res.estimate else ""), "right"),
-            ("gross J", "right"), ("eq4-paper J", "right"), ("avg power W", "right"), ("exit", "right")]
-    for name, just in cols:
-        table.add_column(name, justify=just)
+    names = ["#", "runtime s", "net J" + (" (EST)" if res.estimate else ""), "gross J", "eq4-paper J",
+             "avg power W", "exit"]
+    for name in names:
+        table.add_column(name, justify="right")
     keys = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_paper_j", "power_avg_w")
     digits = (3, 1, 1, 1, 1)
     for r, (rr, meas) in enumerate(res.results):
         exit_s = str(rr.returncode) if rr.returncode is not None else "did not start"
         if rr.timed_out:
             exit_s += " (time limit)"
-        table.add_row(str(r), *[_f(meas.figures.get(k), d) for k, d in zip(keys, digits)],
+        table.add_row(str(r), *[_f(meas.figures.get(k), d) for k, d in zip(keys, digits, strict=True)],
                       exit_s if rr.ok else f"[red]{exit_s}[/]")
     table.add_section()
-    table.add_row("mean", *[_f(res.summary[k].mean if k in res.summary else None, d) for k, d in zip(keys, digits)], "")
+    means = [_f(res.summary[k].mean if k in res.summary else None, d) for k, d in zip(keys, digits, strict=True)]
+    table.add_row("mean", *means, "")
     table.add_row("CV %", *[_f(res.summary[k].cv_pct if k in res.summary else None, 1) for k in keys], "")
     console.print(table)
     idle = res.summary["idle_w"].mean

@@ -425,8 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         "measure_config": cfg.__dict__, "wall_s": time.monotonic() - t_start,
     }
     (out / "bench_energy.json").write_text(json.dumps(
-        {"meta": meta, "summary": summary, "measurements": [r.row() for r in c.records]}, indent=1, default=str,
-        allow_nan=True))
+        _plain({"meta": meta, "summary": summary, "measurements": [r.row() for r in c.records]}), indent=1, default=str))
     md = markdown(meta, summary)
     (out / "bench_energy.md").write_text(md)
     _save_traces(out / "bench_energy.h5", c.records)
@@ -434,6 +433,17 @@ def main(argv: list[str] | None = None) -> int:
     print(md, flush=True)
     log(f"done in {time.monotonic() - t_start:.0f} s; results in {out}")
     return 0 if not summary["failed_runs"] else 1
+
+
+def _plain(x: Any) -> Any:
+    """NaN/inf -> None so the JSON is strict (jq, JavaScript and spreadsheets reject NaN)."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return x
 
 
 def _save_traces(path: Path, records: list[Record]) -> None:

@@ -17,9 +17,11 @@ from ..config import METERS, PLATFORMS
 @click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Measured runs.")
 @click.option("--meter", type=click.Choice(METERS), default="auto", show_default=True,
               help="Power source; auto = nvml (cuda), amdsmi (hip), rapl (cpu), falling back to estimate.")
-@click.option("--args", "run_args", default=None, help='Program arguments, e.g. --args "4096 120" (default: the app\'s run.args).')
+@click.option("--args", "run_args", default=None,
+              help='Program arguments, e.g. --args "4096 120" (default: the app\'s run.args).')
 @click.option("--test-size", is_flag=True, help="Use the app's small test_args instead of its measurement args.")
-@click.option("--out", type=click.Path(dir_okay=False), default=None, help="HDF5 file to write (default: <app>.<platform>.profile.h5).")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="HDF5 file to write (default: <app>.<platform>.profile.h5).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG of the median repeat's power trace.")
 @click.option("--compiler", default=None, help='Compiler command line, e.g. "nvcc -O3 -arch=sm_90".')
 def command(app_dir: str, platform: str | None, repeat: int, meter: str, run_args: str | None, test_size: bool,

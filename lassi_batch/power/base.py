@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -246,8 +247,6 @@ def open_meter(choice: str, platform: PlatformConfig, env: Mapping[str, str] | N
 
     Raises MeterError (one line) when an explicitly named meter is unavailable.
     """
-    import os
-
     env = os.environ if env is None else env
     if choice not in METERS:
         raise MeterError(f"unknown meter '{choice}' (use one of {', '.join(METERS)})")
@@ -277,8 +276,6 @@ def open_meter(choice: str, platform: PlatformConfig, env: Mapping[str, str] | N
 
 def probe_meters(platform_kind: str, env: Mapping[str, str] | None = None) -> list[MeterProbe]:
     """Try every meter (the platform's preferred ones first) and report what each can read."""
-    import os
-
     env = os.environ if env is None else env
     order = list(AUTO_CHAIN.get(platform_kind, ()))
     order += [m for m in REGISTRY if m not in order]

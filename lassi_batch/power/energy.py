@@ -47,7 +47,7 @@ FIGURES: dict[str, str] = {
     "energy_instant_j": "trapezoid integral of the instant power channel over the run window",
     "energy_instant_net_j": "trapezoid integral of (instant - idle_w) over the run window, not clamped",
     "energy_average_net_j": "trapezoid integral of (moving average - idle_w) over the run window (lags the load)",
-    "energy_eq4_paper_j": "LASSI-EE Eq. 4 as published: dt * sum(max(P_avg - idle_paper_w, 0)) over samples in the run window",
+    "energy_eq4_paper_j": "LASSI-EE Eq. 4 as published: dt * sum(max(P_avg - idle_paper_w, 0)) over the run window",
     "energy_eq4_instant_j": "Eq. 4 on the instant channel with idle_w",
     "idle_paper_w": "the paper's idle: mean of the averaged channel's pre-run mean and the post-run idle level",
     "energy_tail_j": "energy above idle from exit until the device settled (t_exit..t_settled), default source",

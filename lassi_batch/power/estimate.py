@@ -34,7 +34,9 @@ def n_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def cpu_model_energy(cpu_s: float, runtime_s: float, cpu_watts: float, idle_watts: float, ncpu: int) -> tuple[float, float]:
+def cpu_model_energy(
+    cpu_s: float, runtime_s: float, cpu_watts: float, idle_watts: float, ncpu: int
+) -> tuple[float, float]:
     """(gross J, net J) of a program that used `cpu_s` CPU seconds over `runtime_s` on `ncpu` CPUs."""
     net = (cpu_watts - idle_watts) * max(cpu_s, 0.0) / max(ncpu, 1)
     return net + idle_watts * max(runtime_s, 0.0), net

@@ -2,7 +2,8 @@
 
 Instant and averaged power against time from launch, the power the energy counter implies
 between its updates, the idle baseline, the run window shaded, the tail until settled shaded
-lighter, and the net energy written on it. Draws on an Agg canvas without pyplot: works on headless nodes and leaves global state alone.
+lighter, and the net energy written on it. Draws on an Agg canvas without pyplot: works on
+headless nodes and leaves global state alone.
 """
 
 from __future__ import annotations

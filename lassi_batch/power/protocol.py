@@ -37,6 +37,8 @@ from .trace import Measurement, Window
 
 NAN = math.nan
 POLL_S = 0.05  # how often the waits look at the samples
+SLOW_COUNTER_S = 1.0  # counter cadence away from the run's edges (a slow read; the counter is cumulative)
+EDGE_S = 0.5  # full-rate counter reads for this long from the launch and from the exit
 PAPER_FIXED_WAIT_S = 17.0  # the paper: ~2 s idle before + 15 s after every run
 DROP_FACTOR = 0.2  # a fall of >20% to a stable level counts as "the device left its busy state"
 MIN_COUNTER_PERIODS = 3  # post-run minimum, in counter update periods
@@ -85,18 +87,21 @@ def pre_settle_check(
     at_floor = level <= floor * limit and before.size > 0 and float(np.median(before)) <= level * limit
     bins = np.floor((t - t_start) / 0.1).astype(np.int64)
     peak = max(float(np.median(p[bins == k])) for k in np.unique(bins))
-    if at_floor and peak > level * (1.0 + max(4 * tolerance, DROP_FACTOR)):
+    if at_floor and peak > level * (1.0 + max(4 * tolerance, DROP_FACTOR)):  # left a busy state
         return SettleCheck(True, f"dropped from {peak:.1f} W to a stable {level:.1f} W", level)
-    far_above_hint = hint_w is not None and math.isfinite(hint_w) and level > hint_w * (1.0 + max(4 * tolerance, DROP_FACTOR))
+    drop = 1.0 + max(4 * tolerance, DROP_FACTOR)
+    far_above_hint = hint_w is not None and math.isfinite(hint_w) and level > hint_w * drop
     if at_floor and now - t_start >= cold_start_s and not far_above_hint:
-        why = f"stable at {level:.1f} W for the cold-start period ({cold_start_s:g} s)" if cold_start_s else f"stable at {level:.1f} W"
+        why = f"stable at {level:.1f} W"
+        if cold_start_s:
+            why += f" for the cold-start period ({cold_start_s:g} s)"
         if hint_w is not None and math.isfinite(hint_w):
             why += f", above the earlier idle {hint_w:.1f} W (drift)"
         return SettleCheck(True, why, level)
     return SettleCheck(False, f"at {level:.1f} W, lowest so far {floor:.1f} W", level)
 
 
-def _channel(t: np.ndarray, inst: np.ndarray, avg: np.ndarray) -> np.ndarray:
+def _channel(inst: np.ndarray, avg: np.ndarray) -> np.ndarray:
     """Settle on the instant channel when the meter has one, else the averaged one."""
     return inst if energy.has_data(inst) else avg
 
@@ -127,7 +132,7 @@ def measure(
     hold = meter.settle_hold_s
     settle_max, idle_window, post_max = _caps(meter, cfg)
     notes: list[str] = []
-    sampler = Sampler(meter, cfg.sample_interval_s)
+    sampler = Sampler(meter, cfg.sample_interval_s, slow_counter_interval_s=SLOW_COUNTER_S)
     sampler.start()
     try:
         # 1. settle
@@ -141,7 +146,7 @@ def measure(
             if settle_max <= 0:
                 check = SettleCheck(True, "no settling for this meter", NAN)
                 break
-            check = pre_settle_check(t, _channel(t, inst, avg), t0, now, hint_w=meter.idle_hint_w,
+            check = pre_settle_check(t, _channel(inst, avg), t0, now, hint_w=meter.idle_hint_w,
                                      tolerance=tol, hold_s=hold, cold_start_s=cold)
             if check.settled:
                 break
@@ -158,13 +163,15 @@ def measure(
             time.sleep(min(POLL_S, max(wait_until - time.monotonic(), 0.0)))
         t_idle_done = time.monotonic()
         t, inst, avg = sampler.power_so_far()
-        chan = _channel(t, inst, avg)
+        chan = _channel(inst, avg)
         baseline = energy.idle_baseline(t, chan, t_idle_start, t_idle_done, tol)
 
         # 3. run
+        sampler.fast_counter(EDGE_S)  # the counter is read at full rate only around the window's edges
         t_before = time.monotonic()
         rr = run()
         t_after = time.monotonic()
+        sampler.fast_counter(EDGE_S)
         t_launch, t_exit = rr.t_launch, rr.t_exit
         if not (t_before - 0.5 <= t_launch <= t_exit <= t_after + 0.5):
             notes.append("run markers outside the measured call; window taken around the call instead")
@@ -182,7 +189,7 @@ def measure(
                 break
             if now - t_exit >= min_post:
                 t, inst, avg = sampler.power_so_far()
-                chan = _channel(t, inst, avg)
+                chan = _channel(inst, avg)
                 if not energy.has_data(chan):
                     t_settled, post_settled = now, False
                     notes.append("no power channel to judge the tail by; stopped after the minimum wait")
@@ -244,7 +251,9 @@ def measure(
     return rr, Measurement(trace=trace, window=window, returncode=rr.returncode, figures=figures, attrs=attrs)
 
 
-def _apply_cpu_model(meter: EstimateMeter, rr: RunResult, figures: dict[str, float], notes: list[str], method: str) -> str:
+def _apply_cpu_model(
+    meter: EstimateMeter, rr: RunResult, figures: dict[str, float], notes: list[str], method: str
+) -> str:
     """Estimate meter: the program's own CPU seconds beat the machine-wide /proc/stat model."""
     runtime = figures["runtime_s"]
     if rr.cpu_s > 0 and math.isfinite(runtime) and runtime > 0:
