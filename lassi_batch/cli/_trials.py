@@ -80,7 +80,8 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 state.update(app=sapp.app.name, trial=t)
                 live.update(render())
                 path, out = run_trial(study, sapp, t, progress=on_event)
-                row = {"app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
+                meter, estimate = _meter_of(path)
+                row = {"meter": meter, "estimate": estimate, "app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
                        "source_j": out.source_energy_j, "best_j": out.best_energy_j,
                        "reduction": out.reduction, "vanilla_passed": out.vanilla_passed,
                        "candidates": out.candidates, "stop": out.stop_reason}
@@ -91,14 +92,29 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
     return rows
 
 
-def summary_table(rows: list[dict[str, Any]], estimate_note: str = "") -> Table:
-    t = Table(title="Trials" + (f" ({estimate_note})" if estimate_note else ""))
-    for col in ("app", "trial", "status", "source", "best", "reduction", "vanilla ok", "candidates", "stop reason"):
-        t.add_column(col)
+def _meter_of(path: Path) -> tuple[str, bool]:
+    """Which meter measured the trial's source run, and whether its figures are estimates."""
+    from ..store.archive import TrialArchive
+
+    with TrialArchive.open(path, writable=False) as ar:
+        sid = ar.result().get("source_candidate")
+        ms = ar.measurements(sid) if sid is not None else []
+    return (ms[0].trace.meter, ms[0].trace.estimate) if ms else ("-", False)
+
+
+def summary_table(rows: list[dict[str, Any]]) -> Table:
+    meters = sorted({r.get("meter", "-") for r in rows})
+    est = any(r.get("estimate") for r in rows)
+    title = f"Trials (energy from meter {', '.join(meters)}" + ("; ESTIMATES, not measurements)" if est else ")")
+    t = Table(title=title)
+    for col in ("app", "trial", "status", "source J", "best J", "saving", "vanilla ok", "cands"):
+        t.add_column(col, no_wrap=True)
     for r in rows:
         red = "-" if r["reduction"] is None else f"{100 * r['reduction']:.1f}%"
-        t.add_row(r["app"], str(r["trial"]), r["status"], _fmt(r["source_j"], "J"), _fmt(r["best_j"], "J"), red,
-                  "yes" if r["vanilla_passed"] else "no", str(r["candidates"]), r["stop"])
+        src = "-" if r["source_j"] is None else f"{r['source_j']:.2f}"
+        best = "-" if r["best_j"] is None else f"{r['best_j']:.2f}"
+        t.add_row(r["app"], str(r["trial"]), r["status"], src, best, red,
+                  "yes" if r["vanilla_passed"] else "no", str(r["candidates"]))
     return t
 
 

@@ -12,34 +12,48 @@ from ..config import PLATFORMS, load_study
 from ..errors import ConfigError
 from ._trials import default_platform, run_study_trials, summary_table
 
-DEMO_STUDY = Path(__file__).resolve().parents[2] / "datasets" / "examples" / "demo.toml"
+EXAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "examples"
+DEMO_STUDIES = {"cpu": EXAMPLES / "demo.toml", "cuda": EXAMPLES / "demo-gpu.toml"}  # HIP: no transcripts yet
 NOT_YET = ("aggregate (pass@k, energy-reduction@k tables)", "report (plots)", "export (fine-tuning dataset)")
 
 
 @click.command("demo")
 @click.option("--platform", type=click.Choice(PLATFORMS), help="Default: cuda when an NVIDIA GPU is usable, else cpu.")
+@click.option("--apps", "only_apps", help="Comma-separated subset of the demo's apps.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/demo).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per app (default 3).")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming trials already in the output folder.")
-def command(platform: str | None, out: str | None, trials: int | None, fresh: bool) -> None:
-    """Run a small study (bundled apps x 3 trials) locally with the shipped LLM transcripts."""
+def command(platform: str | None, only_apps: str | None, out: str | None, trials: int | None, fresh: bool) -> None:
+    """Run a small study (bundled apps x 3 trials) locally with the shipped LLM transcripts.
+
+    On an NVIDIA GPU it runs the CUDA versions (datasets/examples/demo-gpu.toml), otherwise the
+    OpenMP versions on the CPU (demo.toml), where energy comes from RAPL or a labelled estimate.
+    """
     console = Console()
-    if not DEMO_STUDY.is_file():
-        raise ConfigError(f"demo study not found at {DEMO_STUDY} (run from a source checkout: pip install -e .)")
-    study = load_study(DEMO_STUDY)
-    kind = platform or default_platform()
     skipped: list[str] = []
+    kind = platform or default_platform()
     if kind == "cpu" and platform is None:
         skipped.append("GPU platform: no usable NVIDIA GPU (driver + nvcc) or AMD GPU (amdsmi + hipcc) found; ran on CPU (OpenMP)")
-    apps = [a for a in study.apps if kind in a.app.platforms]
-    if kind != "cpu":
-        # Quick sizes on a GPU: the measurement sizes take 5-10 s per run and a trial has ~10 runs.
-        apps = [replace(a, args=a.app.test_args) for a in apps]
-    study = replace(study, platform=replace(study.platform, kind=kind, meter="auto"), apps=apps)
+    if kind not in DEMO_STUDIES:
+        if platform is not None:
+            raise ConfigError(f"no demo transcripts for platform '{kind}' yet (available: {', '.join(DEMO_STUDIES)})")
+        skipped.append(f"platform {kind}: no demo transcripts for it yet; ran on CPU (OpenMP) instead")
+        kind = "cpu"
+    path = DEMO_STUDIES[kind]
+    if not path.is_file():
+        raise ConfigError(f"demo study not found at {path} (run from a source checkout: pip install -e .)")
+    study = load_study(path)
+    study = replace(study, platform=replace(study.platform, kind=kind, meter="auto"))
+    if only_apps:
+        wanted = [a.strip() for a in only_apps.split(",") if a.strip()]
+        unknown = sorted(set(wanted) - {a.app.name for a in study.apps})
+        if unknown:
+            raise ConfigError(f"--apps: unknown demo app(s) {', '.join(unknown)} (have: {', '.join(a.app.name for a in study.apps)})")
+        study = replace(study, apps=[a for a in study.apps if a.app.name in wanted])
     if out:
         study = replace(study, out=Path(out).resolve())
     else:
-        study = replace(study, out=Path("runs/demo").resolve())
+        study = replace(study, out=Path(f"runs/{study.name}").resolve())
     if trials:
         study = replace(study, trials=trials)
     if fresh and (study.out / "trials").is_dir():

@@ -50,6 +50,10 @@ def command(app_dir: str, study_file: str | None, platform: str | None, llm: str
     if trials:
         data["study"]["trials"] = trials
     entry: dict = {"path": str(app_path)}
+    if study_file:  # the study's own entry for this app brings its run arguments
+        match = next((a for a in base.apps if a.app.path == app_path), None)
+        if match is not None:
+            entry["args"] = match.args
     data["apps"] = [entry]
     study = parse_study(data, Path.cwd())
     if test_size:
