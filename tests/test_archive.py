@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-import textwrap
+import json
 import threading
 import time
 from datetime import datetime
@@ -26,7 +26,7 @@ from lassi_batch.errors import ArchiveError
 from lassi_batch.power.trace import Measurement, PowerTrace, Window
 from lassi_batch.records import Candidate, LLMCall
 from lassi_batch.store import SCHEMA, SCHEMA_VERSION, TrialArchive, read_llm_calls, summarize_trial
-from lassi_batch.store.schema import attr, get_json, get_text
+from lassi_batch.store.schema import attr, get_text
 
 PACKAGE_ROOT = Path(lassi_batch.__file__).resolve().parents[1]
 IDENT = dict(trial_id="jacobi-cuda-0", app="jacobi", platform="cuda")
@@ -316,7 +316,7 @@ def test_raw_layout_is_readable_with_schema_helpers(tmp_path: Path) -> None:
     with h5py.File(path, "r") as f:
         assert attr(f, "schema") == SCHEMA and attr(f, "status") == "running"
         c = f["candidates/000000"]
-        assert get_text(c, "stdout") == "héllo\n" and get_json(c, "files") == {"a.cu": "x"}
+        assert get_text(c, "stdout") == "héllo\n" and json.loads(get_text(c, "files")) == {"a.cu": "x"}
         assert attr(c, "energy_j") == 3.5 and attr(c, "stage") == 0 and "parent" not in c.attrs
         assert attr(c["measurements/000000"], "fig_energy_j") == 7.0
         call = f["llm_calls/000000"]

@@ -34,24 +34,29 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import h5py
-import numpy as np
 
 from .. import __version__
 from ..errors import ArchiveError
 from ..power.trace import Measurement
 from ..records import Candidate, LLMCall
-from .measurement import (
+from .measurement import append_measurement, read_measurements
+from .schema import (
     JSON_SUFFIX,
-    append_measurement,
+    SCHEMA,
+    SCHEMA_VERSION,
+    attr,
+    child_name,
     clean_str,
     decode_attr,
     get_mapping,
+    get_text,
+    next_index,
     put_mapping,
     put_str_attr,
+    put_text,
     put_value,
-    read_measurements,
+    set_attrs,
 )
-from .schema import SCHEMA, SCHEMA_VERSION, attr, child_name, get_text, next_index
 
 STATUSES = ("running", "done", "failed")
 GROUPS = ("config", "environment", "steps", "llm_calls", "candidates", "context", "plans", "stages")
@@ -120,41 +125,11 @@ def scrub_secrets(obj: Any) -> Any:
     return obj
 
 
-def _put_text(group: h5py.Group, name: str, text: str | None) -> None:
-    """A text as a fixed-length UTF-8 scalar dataset (schema.get_text reads it; no global-heap
-    leak on rewrite). Text HDF5 strings cannot hold (NUL or lone surrogates, e.g. from a
-    program's stdout) is kept losslessly as a uint8 array of its UTF-8 bytes."""
-    text = text or ""
-    if name in group:
-        del group[name]
-    if clean_str(text) == text:
-        b = text.encode("utf-8")
-        group.create_dataset(name, data=np.array(b, dtype=h5py.string_dtype("utf-8", max(1, len(b)))))
-    else:
-        raw = np.frombuffer(text.encode("utf-8", "surrogatepass"), dtype=np.uint8)
-        put_str_attr(group.create_dataset(name, data=raw), "encoding", "utf-8")
-
-
-def _set_attrs(obj: h5py.Group | h5py.Dataset, attrs: dict[str, Any]) -> None:
-    """Strings fixed-length (put_str_attr), numbers and bools native."""
-    for k, v in attrs.items():
-        if isinstance(v, str):
-            put_str_attr(obj, k, v)
-        else:
-            obj.attrs[k] = v
-
-
-def _get_text(group: h5py.Group, name: str, default: str = "") -> str:
-    if name in group and group[name].dtype == np.uint8:
-        return group[name][()].tobytes().decode("utf-8", "surrogatepass")
-    return get_text(group, name, default)
-
-
 def _put_text_if_changed(group: h5py.Group, name: str, text: str | None) -> None:
     # every rewrite allocates new space in the file: skip the ones that change nothing
-    if name in group and _get_text(group, name) == (text or ""):
+    if name in group and get_text(group, name) == (text or ""):
         return
-    _put_text(group, name, text)
+    put_text(group, name, text)
 
 
 def _put_fields(group: h5py.Group, record: Any, skip: set[str]) -> None:
@@ -401,7 +376,7 @@ class TrialArchive:
         try:
             with h5py.File(tmp, "w", locking=False, libver=LIBVER) as f:
                 now = _now()
-                _set_attrs(
+                set_attrs(
                     f,
                     {
                         "schema": SCHEMA,
@@ -577,7 +552,7 @@ class TrialArchive:
             i = next_index(steps)
             g = steps.create_group(child_name(i))
             rec = StepRecord(i, key, kind, json.loads(text), float(t_start), float(t_end), ref)
-            _set_attrs(
+            set_attrs(
                 g,
                 {"key": key, "kind": kind, "t_start": rec.t_start, "t_end": rec.t_end,
                  "result_json": text, "ref": ref},
@@ -600,8 +575,8 @@ class TrialArchive:
             i = next_index(parent)
             g = parent.create_group(child_name(i))
             _put_fields(g, call, skip=set(_LLM_DATASETS))
-            _put_text(g, "messages", json.dumps(scrub_secrets(call.messages), sort_keys=True, default=str))
-            _put_text(g, "reply", call.reply)
+            put_text(g, "messages", json.dumps(scrub_secrets(call.messages), sort_keys=True, default=str))
+            put_text(g, "reply", call.reply)
         return i
 
     def add_candidate(self, c: Candidate) -> int:
@@ -641,7 +616,7 @@ class TrialArchive:
         with self.transaction() as f:
             parent = f.require_group("plans")
             i = next_index(parent)
-            _put_text(parent, child_name(i), text)
+            put_text(parent, child_name(i), text)
             ds = parent[child_name(i)]
             put_str_attr(ds, "key", key)
             if based_on is not None:
@@ -674,7 +649,7 @@ class TrialArchive:
         if status not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
         with self.transaction() as f:
-            _set_attrs(f, {"status": status, "error": error})
+            set_attrs(f, {"status": status, "error": error})
 
     def set_environment(self, environment: dict[str, Any]) -> None:
         """Replace the environment description (host, gpu, driver, compilers, image, ...)."""
@@ -746,7 +721,7 @@ class TrialArchive:
     def context(self) -> dict[str, str]:
         with self._reading() as f:
             g = f.get("context")
-            return {} if g is None else {k: _get_text(g, k) for k in sorted(g.keys())}
+            return {} if g is None else {k: get_text(g, k) for k in sorted(g.keys())}
 
     def plans(self) -> list[dict[str, Any]]:
         """[{id, key, text, based_on}] in order."""
@@ -755,7 +730,7 @@ class TrialArchive:
             if g is None:
                 return []
             return [
-                {"id": int(k), "key": attr(g[k], "key", ""), "text": _get_text(g, k),
+                {"id": int(k), "key": attr(g[k], "key", ""), "text": get_text(g, k),
                  "based_on": attr(g[k], "based_on")}
                 for k in _numbered(g)
             ]
@@ -775,8 +750,8 @@ class TrialArchive:
                 return {}
             g = f["result"]
             out = get_mapping(g)
-            out["report"] = _get_text(g, "report")
-            out["optimizations"] = json.loads(_get_text(g, "optimizations_json") or "[]")
+            out["report"] = get_text(g, "report")
+            out["optimizations"] = json.loads(get_text(g, "optimizations_json") or "[]")
             return out
 
     def summary(self) -> dict[str, Any]:
@@ -832,7 +807,7 @@ def _read_steps(f: h5py.File) -> list[StepRecord]:
 
 def _read_llm_call(g: h5py.Group) -> LLMCall:
     kw = _get_fields(g, LLMCall, skip=set(_LLM_DATASETS))
-    return LLMCall(messages=json.loads(_get_text(g, "messages") or "[]"), reply=_get_text(g, "reply"), **kw)
+    return LLMCall(messages=json.loads(get_text(g, "messages") or "[]"), reply=get_text(g, "reply"), **kw)
 
 
 def _write_candidate(g: h5py.Group, c: Candidate) -> None:
@@ -845,8 +820,8 @@ def _write_candidate(g: h5py.Group, c: Candidate) -> None:
 
 def _read_candidate(g: h5py.Group, cid: int) -> Candidate:
     kw = _get_fields(g, Candidate, skip={"id", *_CANDIDATE_TEXT, *_CANDIDATE_JSON})
-    kw.update({name: _get_text(g, name) for name in _CANDIDATE_TEXT})
-    kw.update({fld: json.loads(_get_text(g, ds) or "{}") for fld, ds in _CANDIDATE_JSON.items()})
+    kw.update({name: get_text(g, name) for name in _CANDIDATE_TEXT})
+    kw.update({fld: json.loads(get_text(g, ds) or "{}") for fld, ds in _CANDIDATE_JSON.items()})
     return Candidate(id=cid, **kw)
 
 

@@ -4,11 +4,6 @@ Trial archives (candidates/<id>/measurements/<r>/) and profile files (/measureme
 this layout, so the raw traces can be re-integrated later (recompute) without a GPU. The round
 trip is lossless: arrays are float64 bit for bit, empty channels stay empty, a None returncode
 stays None.
-
-The attribute codec here (put_str_attr, put_value, put_mapping/get_mapping) is shared with the
-trial archive. Strings are stored fixed-length: HDF5 keeps variable-length strings in a global
-heap that is never reclaimed when they are rewritten and costs at least 4 KiB per writing
-session, which a file rewritten once per pipeline step cannot afford.
 """
 
 from __future__ import annotations
@@ -21,9 +16,19 @@ import h5py
 import numpy as np
 
 from ..power.trace import Measurement, PowerTrace, Window
-from .schema import attr, child_name, get_array, next_index
+from .schema import (
+    JSON_SUFFIX,
+    attr,
+    child_name,
+    decode_attr,
+    get_array,
+    get_mapping,
+    next_index,
+    put_mapping,
+    put_str_attr,
+    put_value,
+)
 
-JSON_SUFFIX = "_json"
 FIG_PREFIX = "fig_"
 ATTR_PREFIX = "attr_"
 WINDOW_MARKERS = ("t_idle_start", "t_launch", "t_exit", "t_settled", "t_end")
@@ -36,82 +41,6 @@ CHANNELS = {
     "counter_j": "J",
     "temperature_c": "degC",
 }
-_INT64 = (-(2**63), 2**63)
-
-
-# ---------------------------------------------------------------------------- attribute codec
-
-
-def clean_str(s: str) -> str:
-    """HDF5 strings cannot hold NUL or lone surrogates; attributes get a visible replacement."""
-    if "\x00" in s:
-        s = s.replace("\x00", "\ufffd")
-    try:
-        s.encode("utf-8")
-    except UnicodeEncodeError:
-        s = s.encode("utf-8", "replace").decode("utf-8")
-    return s
-
-
-def put_str_attr(obj: h5py.Group | h5py.Dataset, name: str, s: str) -> None:
-    """Set a string attribute as fixed-length UTF-8 (NUL and lone surrogates replaced)."""
-    if name in obj.attrs:
-        del obj.attrs[name]
-    s = clean_str(s)
-    b = s.encode("utf-8")
-    try:
-        obj.attrs.create(name, data=np.array(b, dtype=h5py.string_dtype("utf-8", max(1, len(b)))))
-    except OSError:  # over 64 KiB in an old-format object header: variable length fits
-        obj.attrs[name] = s
-
-
-def _is_plain_scalar(v: Any) -> bool:
-    if isinstance(v, str):
-        return clean_str(v) == v
-    if isinstance(v, (bool, np.bool_, float, np.floating)):
-        return True
-    if isinstance(v, (int, np.integer)):
-        return _INT64[0] <= int(v) < _INT64[1]
-    return False
-
-
-def put_value(obj: h5py.Group | h5py.Dataset, name: str, value: Any) -> None:
-    """Store one value losslessly: plain scalars as native attributes; anything else (None,
-    lists, dicts, huge ints, strings with NUL) and any name already ending in `_json` as
-    `<name>_json` JSON text."""
-    for stale in (name, name + JSON_SUFFIX):
-        if stale in obj.attrs:
-            del obj.attrs[stale]
-    if isinstance(value, str) and _is_plain_scalar(value) and not name.endswith(JSON_SUFFIX):
-        put_str_attr(obj, name, value)
-    elif _is_plain_scalar(value) and not name.endswith(JSON_SUFFIX):
-        obj.attrs[name] = value
-    else:
-        put_str_attr(obj, name + JSON_SUFFIX, json.dumps(value, sort_keys=True, default=str))
-
-
-def decode_attr(obj: h5py.Group | h5py.Dataset, stored: str) -> tuple[str, Any]:
-    """Inverse of put_value for one stored attribute name: (logical name, value)."""
-    value = attr(obj, stored)
-    if stored.endswith(JSON_SUFFIX):
-        return stored[: -len(JSON_SUFFIX)], json.loads(value)
-    return stored, value
-
-
-def put_mapping(obj: h5py.Group | h5py.Dataset, mapping: dict[str, Any], prefix: str = "") -> None:
-    """Store every item of `mapping` as attribute `<prefix><key>` (see put_value)."""
-    for k, v in mapping.items():
-        put_value(obj, f"{prefix}{k}", v)
-
-
-def get_mapping(obj: h5py.Group | h5py.Dataset, prefix: str = "") -> dict[str, Any]:
-    """Read back what put_mapping stored under `prefix` (sorted by key)."""
-    out: dict[str, Any] = {}
-    for stored in sorted(obj.attrs.keys()):
-        if stored.startswith(prefix):
-            name, value = decode_attr(obj, stored)
-            out[name[len(prefix) :]] = value
-    return out
 
 
 # ---------------------------------------------------------------------------- measurements
