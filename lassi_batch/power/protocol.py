@@ -37,8 +37,8 @@ from .trace import Measurement, Window
 
 NAN = math.nan
 POLL_S = 0.05  # how often the waits look at the samples
-SLOW_COUNTER_S = 2.0  # counter cadence away from the run's edges (a slow read; the counter is cumulative)
-EDGE_S = 0.35  # full-rate counter reads for this long from the launch and from the exit
+SLOW_COUNTER_S = 1.0  # counter cadence away from the run's edges (a slow read; the counter is cumulative)
+EDGE_S = 0.5  # full-rate counter reads for this long from the launch and from the exit
 PAPER_FIXED_WAIT_S = 17.0  # the paper: ~2 s idle before + 15 s after every run
 DROP_FACTOR = 0.2  # a fall of >20% to a stable level counts as "the device left its busy state"
 MIN_COUNTER_PERIODS = 3  # post-run minimum, in counter update periods
