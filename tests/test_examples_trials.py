@@ -1,0 +1,66 @@
+"""Full trials of the bundled CPU examples with the shipped transcripts, and replay from an archive.
+
+Real g++ builds, real runs, the `estimate` meter, real HDF5 archives. The transcripts script a
+compile error (i1), a work-deleting refactor that the scripted judge accepts (i2) and a runtime
+error (i3); those outcomes are fixed by the replies, whatever the timing noise.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from lassi_batch.config import load_study
+from lassi_batch.pipeline.session import run_trial, with_llm
+from lassi_batch.store.archive import TrialArchive
+
+pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
+
+DEMO = Path(__file__).resolve().parents[1] / "datasets" / "examples" / "demo.toml"
+
+
+def _study(tmp_path: Path):
+    study = load_study(DEMO)
+    quick = replace(study.measure, settle_timeout_s=0.0, idle_window_s=0.05, post_max_s=0.05, random_delay_s=0.0)
+    return replace(study, out=tmp_path, measure=quick, platform=replace(study.platform, meter="estimate"))
+
+
+@pytest.mark.parametrize("app", ["heat2d", "nbody-forces", "rowstats"])
+def test_cpu_example_trial_runs_end_to_end(tmp_path: Path, app: str):
+    study = _study(tmp_path)
+    sapp = next(a for a in study.apps if a.app.name == app)
+    path, out = run_trial(study, sapp, 0, system_text="2-core test machine")
+    assert out.status == "done"
+    with TrialArchive.open(path, writable=False) as ar:
+        c = {x.key: x for x in ar.candidates()}
+        assert c["s3/i1/eval0"].status == "build_failed" and c["s3/i1/eval1"].build_ok
+        cut = c["s3/i2/eval0"]
+        assert cut.judge_verdict == "VALID" and cut.verifier_verdict == "fail" and not cut.passed
+        assert any(f["kind"] == "work" for f in cut.verifier["findings"])
+        assert c["s3/i3/eval0"].status == "run_failed"
+        r = ar.result()
+        assert r["improved"] and r["reduction"] > 0.2  # the examples carry large, removable waste
+        best = ar.candidate(r["best_candidate"])
+        assert best.passed and best.verifier_verdict in ("pass", "warn")
+        # every figure came from the labelled estimate meter
+        ms = ar.measurements(r["source_candidate"])
+        assert ms and ms[0].trace.meter == "estimate" and ms[0].trace.estimate
+
+
+def test_replay_from_a_trial_archive_reproduces_its_llm_calls(tmp_path: Path):
+    study = _study(tmp_path / "first")
+    sapp = next(a for a in study.apps if a.app.name == "rowstats")
+    first, _ = run_trial(study, sapp, 0, system_text="x")
+    with TrialArchive.open(first, writable=False) as ar:
+        recorded = [(c.key, c.reply) for c in ar.llm_calls()]
+    again = with_llm(replace(study, out=tmp_path / "second"), f"replay:{first}")
+    second, out = run_trial(again, sapp, 0, system_text="x")
+    assert out.status == "done"
+    with TrialArchive.open(second, writable=False) as ar:
+        replayed = ar.llm_calls()
+    assert [(c.key, c.reply) for c in replayed][:6] == recorded[:6]  # stages 1-2 are path-independent
+    assert all(c.backend == "replay" for c in replayed)
+    assert {k for k, _ in recorded} >= {c.key for c in replayed if c.ok}
