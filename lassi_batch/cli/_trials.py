@@ -107,7 +107,7 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
     est = any(r.get("estimate") for r in rows)
     title = f"Trials (energy from meter {', '.join(meters)}" + ("; ESTIMATES, not measurements)" if est else ")")
     t = Table(title=title)
-    for col in ("app", "trial", "status", "source J", "best J", "saving", "vanilla ok", "cands"):
+    for col in ("app", "trial", "status", "source J", "best J", "saved", "vanilla", "cands"):
         t.add_column(col, no_wrap=True)
     for r in rows:
         red = "-" if r["reduction"] is None else f"{100 * r['reduction']:.1f}%"

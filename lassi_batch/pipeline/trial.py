@@ -21,7 +21,7 @@ from ..records import Candidate, LLMCall
 from ..store.archive import TrialArchive
 from . import schedule as sch
 from .bench import Bench, Outcome
-from .verifier import VerifierReport, verify
+from .verifier import VerifierReport, energy_sanity, verify
 
 LANG = {"cuda": "cuda", "hip": "cpp", "cpu": "cpp"}
 MODEL_NAMES = {"cuda": "CUDA", "hip": "HIP", "cpu": "OpenMP C++"}
@@ -178,7 +178,8 @@ class Trial:
         """Verifier and judge for a version that ran; both verdicts are kept apart."""
         if cand.judge_verdict or not cand.run_ok:
             return cand
-        rep = verify(self.app.check, source.stdout, cand.stdout, cand.returncode)
+        rep = verify(self.app.check, source.stdout, cand.stdout, cand.returncode).extended(
+            [energy_sanity(source.energy_j, cand.energy_j, source.runtime_s, cand.runtime_s)])
         cand.verifier_verdict, cand.verifier = rep.verdict, rep.to_dict()
         values = {
             "source_code": render_files(source.files, self.lang),
@@ -198,20 +199,20 @@ class Trial:
         return cand
 
     @staticmethod
-    def _energy_text(source: Candidate, cand: Candidate) -> str:
-        def line(label: str, c: Candidate) -> str:
-            e = "n/a" if c.energy_j is None else f"{c.energy_j:.2f} J"
-            t = "n/a" if c.runtime_s is None else f"{c.runtime_s:.3f} s"
-            p = "n/a" if c.power_w is None else f"{c.power_w:.1f} W"
-            return f"{label}: energy {e}, runtime {t}, average power {p}"
+    def _energy_line(label: str, c: Candidate) -> str:
+        e = "n/a" if c.energy_j is None else f"{c.energy_j:.2f} J"
+        t = "n/a" if c.runtime_s is None else f"{c.runtime_s:.3f} s"
+        p = "n/a" if c.power_w is None else f"{c.power_w:.1f} W"
+        return f"{label}: energy {e}, runtime {t}, average power {p}"
 
-        return line("source", source) + "\n" + line("candidate", cand)
+    def _energy_text(self, source: Candidate, cand: Candidate) -> str:
+        return self._energy_line("source", source) + "\n" + self._energy_line("candidate", cand)
 
     # ------------------------------------------------------------------ generation with self-correction
 
     def _generate(
         self, prefix: str, stage: int, iteration: int, call: LLMCall, parent: Candidate, temperature: float | None,
-        self_correct: bool, source: Candidate,
+        self_correct: bool,
     ) -> Candidate:
         """Turn a reply into a candidate, fixing compile/runtime errors up to the cap when allowed."""
         attempt = 0
@@ -299,7 +300,7 @@ class Trial:
     def _stage1(self, source: Candidate) -> Candidate:
         values = {"code": render_files(source.files, self.lang), "model_name": MODEL_NAMES[self.kind]}
         call = self._ask("s1/zero_shot", "zero_shot", self.cfg.generator_model, values, self.cfg.temperature)
-        cand = self._generate("s1", 1, 0, call, source, self.cfg.temperature, self_correct=False, source=source)
+        cand = self._generate("s1", 1, 0, call, source, self.cfg.temperature, self_correct=False)
         return self._screen("s1/judge", cand, source)
 
     def _stage2(self, best: Candidate) -> None:
@@ -320,7 +321,7 @@ class Trial:
 
     def _plan(self, key: str, best: Candidate) -> str:
         values = {**self._ctx, "code": render_files(best.files, self.lang), "model_name": MODEL_NAMES[self.kind],
-                  "energy_report": self._energy_text(best, best).split("\n")[0]}
+                  "energy_report": self._energy_line("current best", best)}
         call = self._ask(key, "plan", self.cfg.generator_model, values, self.cfg.temperature)
         self._store_plan(key + "/stored", call.reply, best.id)
         self._ctx["plan"] = call.reply
@@ -341,7 +342,7 @@ class Trial:
                       "energy_report": self._energy_text(source, best)}
             self.progress(event="iteration", iteration=i, temperature=st.temperature, best_energy_j=best.energy_j)
             call = self._ask(f"{prefix}/refactor", "refactor", self.cfg.generator_model, values, st.temperature)
-            cand = self._generate(prefix, 3, i, call, best, st.temperature, self_correct=True, source=source)
+            cand = self._generate(prefix, 3, i, call, best, st.temperature, self_correct=True)
             cand = self._screen(f"{prefix}/judge", cand, source)
             improved = cand.passed and sch.improves(cand.energy_j, best.energy_j, self.study.measure.min_improvement)
             if improved:
