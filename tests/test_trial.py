@@ -208,3 +208,17 @@ def test_killed_trial_resumes_without_repeating_llm_calls(setup, kill_at):
         assert cands[: len(cands_before)] == cands_before  # no candidate lost
         assert len(set(cands)) == len(cands)
         assert [c.key for c in ar.llm_calls()][-1] == "s4/report"
+
+
+def test_resume_under_other_settings_is_refused(setup):
+    from lassi_batch.errors import ConfigError
+
+    tmp, data = setup
+    study = _study(data)
+    path, _ = run_trial(study, study.apps[0], 0, system_text="x")
+    data["measure"]["repeat"] = 2
+    changed = _study(data)
+    with pytest.raises(ConfigError, match="other settings .*measure.repeat"):
+        run_trial(changed, changed.apps[0], 0, system_text="x")
+    with TrialArchive.open(path, writable=False) as ar:
+        assert ar.status == "done"  # untouched

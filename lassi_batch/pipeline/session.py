@@ -6,6 +6,7 @@ The batch executors (local, Slurm) call `run_trial` for one (app, trial) in a wo
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import replace
@@ -70,12 +71,13 @@ def run_trial(
     path.parent.mkdir(parents=True, exist_ok=True)
     backend = _backend(study, sapp.app.name, index)
     env = environment(study.platform, study.container)
+    config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index}
     archive = TrialArchive.open_or_create(
         path, trial_id=f"{study.name}/{sapp.app.name}/{study.platform.kind}/{index}", app=sapp.app.name,
-        platform=study.platform.kind, config={"study": study.to_dict(), "app": sapp.app.to_dict(), "trial": index},
-        environment=env,
+        platform=study.platform.kind, config=config, environment=env,
     )
     with archive:
+        _same_settings(path, archive.config(), config)
         if archive.status == "done":
             return path, _outcome_from(archive)
         meter = open_meter(study.platform.meter, study.platform)
@@ -95,6 +97,35 @@ def run_trial(
             bench.cleanup()
             meter.close()
     return path, outcome
+
+
+# Settings that may differ between a trial's first run and its resumption without changing its
+# results: where files go and what the LLM backend is (a replay may finish a live trial).
+_FREE = {("study", "out"), ("study", "source"), ("study", "llm"), ("study", "slurm"), ("study", "trials"),
+         ("study", "k"), ("study", "apps")}
+
+
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    out = json.loads(json.dumps(cfg, sort_keys=True, default=str))
+    for sect, key in _FREE:
+        out.get(sect, {}).pop(key, None)
+    return out
+
+
+def _first_difference(a: Any, b: Any, where: str = "") -> str:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for k in sorted(set(a) | set(b)):
+            if a.get(k) != b.get(k):
+                return _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
+    return f"{where}: {a!r} then, {b!r} now"
+
+
+def _same_settings(path: Path, stored: dict[str, Any], new: dict[str, Any]) -> None:
+    """Refuse to resume a trial under settings that change what it measures."""
+    old, now = _comparable(stored), _comparable(new)
+    if old != now:
+        raise ConfigError(f"{path} was started with other settings ({_first_difference(old, now)}); "
+                          "use another --out, or delete the file to start over")
 
 
 def _outcome_from(archive: TrialArchive) -> TrialOutcome:
