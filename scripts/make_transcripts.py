@@ -7,18 +7,21 @@ this script from editable pieces, so that the code inside the replies is always 
 was compiled and tested:
 
     datasets/examples/transcripts/src/common.toml            replies shared by all apps
-    datasets/examples/transcripts/src/<app>/<platform>/*.cpp|*.cu
-                                                             one file per code version ("role")
+    datasets/examples/transcripts/src/<app>/<platform>/zs|step1|step2.cpp|.cu
+                                                             the distinct code versions ("roles")
     datasets/examples/transcripts/src/<app>/<platform>/replies.toml
                                                              the prose of every reply
 
-and the scenarios below (`SCENARIOS`), which say, per trial index, which reply answers which
-step of the trial program (`lassi_batch/pipeline/trial.py`).
+the near-copy code versions below (`DERIVED`: a base version plus a few exact text
+replacements, e.g. a compile error or a deleted loop), and the scenarios (`SCENARIOS`), which
+say, per trial index, which reply answers which step of the trial program
+(`lassi_batch/pipeline/trial.py`).
 
 Usage:
     python scripts/make_transcripts.py            # (re)write the JSONL files
     python scripts/make_transcripts.py --check    # exit 1 if a JSONL file is missing or stale
     python scripts/make_transcripts.py --list     # print the scenario of every trial
+    python scripts/make_transcripts.py --export DIR   # write every code version as a file
 """
 
 from __future__ import annotations
@@ -191,6 +194,406 @@ SCENARIOS: dict[int, tuple[str, list[Step]]] = {
 }
 
 
+# ----------------------------------------------------------------------------- derived code versions
+#
+# Most code versions are a stored version with a small deliberate change. Each is written here as
+# its base role and a list of (old, new) text replacements, applied in order; every old text must
+# occur exactly once in the text at that point, or the build stops.
+
+
+@dataclass(frozen=True)
+class Derived:
+    base: str
+    replace: tuple[tuple[str, str], ...]
+
+
+def derive(base: str, replace: list[tuple[str, str]]) -> Derived:
+    return Derived(base, tuple(replace))
+
+
+# Edits that the CPU and CUDA versions of an app share.
+HEAT2D_STOP_EARLY = [
+    ("++work.steps;",
+     "++work.steps;\n"
+     "    // Steady-state detection: once no cell moves by more than the settle threshold the\n"
+     "    // plate has settled, and further steps only smooth it; stop here to save the energy.\n"
+     "    if (mon.settle_step > 0) break;"),
+    ("work.steps ==", "work.steps <="),
+]
+HEAT2D_WRONG = [
+    ("0.2;         // diffusion number D*dt/h^2; explicit scheme is stable up to 0.25",
+     "0.25;        // diffusion number D*dt/h^2: the largest stable value settles fastest"),
+]
+NBODY_HALF_STEPS = [
+    ("+ sum(pe);\n\n",
+     "+ sum(pe);\n"
+     "\n"
+     "  // Leapfrog is second-order accurate and the energy drift is far below the 1e-3 tolerance, so the\n"
+     "  // same simulated time is covered with a step twice as long in half as many steps.\n"
+     "  const double dt = 2.0 * kDt;\n"
+     "  const int macro_steps = (steps + 1) / 2;\n"),
+]
+ROWSTATS_ONCE = ("\n  // The block does not change between repeats, so every repeat would produce identical\n"
+                 "  // statistics: analyse it once and reuse the result for each frame's report.\n")
+ROWSTATS_SAMPLE_SD_CHECK = [
+    ("self-check.", "self-check (sample standard deviation)."),
+    ("/ cols);", "/ (cols - 1));"),
+]
+
+DERIVED: dict[tuple[str, str], dict[str, Derived]] = {
+    ("heat2d", "cpu"): {
+        "zs_compile_error": derive("zs", replace=[
+            ("// Advances `field` (n x n plus ghosts) by `steps` steps. The stencil runs in parallel; the\n"
+             "// monitor works on a staging copy of the new grid: the copy is compared with the previous\n"
+             "// grid serially and gets its ghost frame refreshed, then becomes the current grid by a swap.\n",
+             "// Advances `field` (n x n plus ghosts) by `steps` steps. The stencil and the convergence\n"
+             "// monitor run in one parallel loop: the largest change is reduced across threads.\n"),
+            ("const size_t bytes = field.size() * sizeof(double);\n"
+             "  std::vector<double> cur(field), next(field), staging(field.size());\n",
+             "std::vector<double> cur(field), next(field);\n"),
+            ("#pragma omp parallel for schedule(static)\n",
+             "    mon.last_change = 0.0;\n"
+             "#pragma omp parallel for schedule(static) reduction(max : mon.last_change)\n"),
+            ("next[at(i, j, n)] =\n",
+             "const double v =\n"),
+            ("cur[at(i, j + 1, n)] - 4.0 * c);",
+             "cur[at(i, j + 1, n)] - 4.0 * c);\n"
+             "        next[at(i, j, n)] = v;\n"
+             "        mon.last_change = std::max(mon.last_change, std::fabs(v - c));"),
+            ("\n"
+             "    std::copy(next.begin(), next.end(), staging.begin());\n"
+             "    work.bytes_copied += bytes;\n"
+             "    record_change(mon, max_abs_change(cur, staging, n), s);\n"
+             "    mirror_ghosts(staging, n);\n"
+             "    // The staging grid now holds the finished step: take it over instead of copying it back.\n"
+             "    next.swap(staging);\n",
+             "    if (mon.settle_step < 0 && mon.last_change < kSettleChange) mon.settle_step = s;\n"
+             "    mirror_ghosts(next, n);\n"),
+        ]),
+        "step1_compile_error": derive("step1", replace=[
+            ("double m = 0.0;\n#pragma", "float m = 0.0f;\n#pragma"),
+        ]),
+        "cut_work": derive("step1", replace=[
+            ("`steps` steps.", "up to `steps` steps, stopping early once it has settled."),
+            *HEAT2D_STOP_EARLY,
+        ]),
+        "step2_runtime_error": derive("step2", replace=[
+            ("// The row pointers below assume the buffers hold the grid and its ghost frame.\n"
+             "  if (cur.size() != static_cast<size_t>(n + 2) * static_cast<size_t>(n + 2)) {\n",
+             "// The row pointers below assume the buffers hold exactly the grid.\n"
+             "  if (cur.size() != static_cast<size_t>(n) * static_cast<size_t>(n)) {\n"),
+            ("static_cast<size_t>(n + 2) * static_cast<size_t>(n + 2));",
+             "static_cast<size_t>(n) * static_cast<size_t>(n));"),
+        ]),
+        "wrong": derive("step2", replace=HEAT2D_WRONG),
+        "slower": derive("step2", replace=[
+            ("// and reduces the largest change of the step (a max does not depend on the order), so every\n"
+             "// cell is read and written once per step; the ghost frame is refreshed in place. The inner\n"
+             "// loop is an explicit SIMD loop, since a max-reduction is not vectorised without it.\n",
+             "// and reduces the largest change of the step; both loops are collapsed into one iteration\n"
+             "// space handed out in small dynamic chunks so that the threads finish together.\n"),
+            ("schedule(static)", "collapse(2) schedule(dynamic, 64)"),
+            ("      const double* up = &cur[at(i - 1, 0, n)];\n"
+             "      const double* row = &cur[at(i, 0, n)];\n"
+             "      const double* down = &cur[at(i + 1, 0, n)];\n"
+             "      double* out = &next[at(i, 0, n)];\n"
+             "#pragma omp simd reduction(max : change)\n",
+             ""),
+            ("const double c = row[j];\n"
+             "        const double v = c + kAlpha * (up[j] + down[j] + row[j - 1] + row[j + 1] - 4.0 * c);\n"
+             "        out[j] = v;\n",
+             "const double c = cur[at(i, j, n)];\n"
+             "        const double v =\n"
+             "            c + kAlpha * (cur[at(i - 1, j, n)] + cur[at(i + 1, j, n)] + cur[at(i, j - 1, n)] + cur[at(i, j + 1, n)] - 4.0 * c);\n"
+             "        next[at(i, j, n)] = v;\n"),
+        ]),
+    },
+    ("heat2d", "cuda"): {
+        "zs_compile_error": derive("zs", replace=[
+            ("__global__ void mirror_ghosts_device(double*", "void mirror_ghosts_device(double*"),
+        ]),
+        "step1_compile_error": derive("step1", replace=[
+            ("atomicMax(reinterpret_cast<unsigned long long*>(addr), static_cast<unsigned long long>(__double_as_longlong(v)));",
+             "atomicMax(addr, v);"),
+        ]),
+        "cut_work": derive("step1", replace=[
+            ("`steps` steps on the GPU.",
+             "up to `steps` steps on the GPU, stopping early once it has settled."),
+            *HEAT2D_STOP_EARLY,
+        ]),
+        "step2_runtime_error": derive("step2", replace=[
+            ("block(32, 8);", "block(64, 32);"),
+        ]),
+        "wrong": derive("step2", replace=HEAT2D_WRONG),
+        "slower": derive("step2", replace=[
+            ("grid stays on the device:", "grids are zero-copy host memory:"),
+            ("double *d_cur = nullptr, *d_next = nullptr, *d_changes = nullptr;\n"
+             "  CUDA_CHECK(cudaMalloc(&d_cur, bytes));\n"
+             "  CUDA_CHECK(cudaMalloc(&d_next, bytes));\n",
+             "// Both grids live in pinned host memory mapped into the device's address space (zero-copy):\n"
+             "  // the kernels read and write them directly, so no bulk copies are needed at all.\n"
+             "  double *h_cur = nullptr, *h_next = nullptr, *d_cur = nullptr, *d_next = nullptr, *d_changes = nullptr;\n"
+             "  CUDA_CHECK(cudaHostAlloc(&h_cur, bytes, cudaHostAllocMapped));\n"
+             "  CUDA_CHECK(cudaHostAlloc(&h_next, bytes, cudaHostAllocMapped));\n"
+             "  CUDA_CHECK(cudaHostGetDevicePointer(&d_cur, h_cur, 0));\n"
+             "  CUDA_CHECK(cudaHostGetDevicePointer(&d_next, h_next, 0));\n"),
+            ("CUDA_CHECK(cudaMemcpy(d_cur, host_cur.data(), bytes, cudaMemcpyHostToDevice));\n"
+             "  work.bytes_copied += bytes;\n"
+             "  CUDA_CHECK(cudaMemcpy(d_next, d_cur, bytes, cudaMemcpyDeviceToDevice));\n",
+             "std::copy(host_cur.begin(), host_cur.end(), h_cur);\n"
+             "  std::copy(host_cur.begin(), host_cur.end(), h_next);\n"),
+            ("const int ghost_threads = 256, ghost_blocks = (n + ghost_threads - 1) / ghost_threads;",
+             "const int ghost_threads = 256, ghost_blocks = (n + ghost_threads - 1) / ghost_threads;\n"
+             "  const double* const d_first = d_cur;"),
+            ("CUDA_CHECK(cudaMemcpy(host_cur.data(), d_cur, bytes, cudaMemcpyDeviceToHost));\n"
+             "  work.bytes_copied += bytes;\n"
+             "  CUDA_CHECK(cudaFree(d_cur));\n"
+             "  CUDA_CHECK(cudaFree(d_next));\n",
+             "const double* h_last = d_cur == d_first ? h_cur : h_next;  // the buffer that holds the last step\n"
+             "  std::copy(h_last, h_last + field.size(), host_cur.begin());\n"
+             "  CUDA_CHECK(cudaFreeHost(h_cur));\n"
+             "  CUDA_CHECK(cudaFreeHost(h_next));\n"),
+        ]),
+    },
+    ("nbody-forces", "cpu"): {
+        "zs_compile_error": derive("zs", replace=[
+            ("drift(b, kDt, work);\n    accelerations(b, ax, ay, az, pe,",
+             "drift(b, kDt, work);\n    accelerations(b, ax, ay, az,"),
+        ]),
+        "step1_compile_error": derive("step1", replace=[
+            ("1.0 / std::sqrt(dx", "rsqrt(dx"),
+        ]),
+        "cut_work": derive("step1", replace=[
+            *NBODY_HALF_STEPS,
+            ("for (int s = 0; s < steps; ++s) {\n"
+             "    kick(b, ax, ay, az, 0.5 * kDt, work);\n"
+             "    drift(b, kDt, work);\n",
+             "for (int s = 0; s < macro_steps; ++s) {\n"
+             "    kick(b, ax, ay, az, 0.5 * dt, work);\n"
+             "    drift(b, dt, work);\n"),
+            ("0.5 * kDt,", "0.5 * dt,"),
+            ("== steps", "== macro_steps"),
+        ]),
+        "step2_runtime_error": derive("step2", replace=[
+            ("part(static_cast<size_t>(nt) * 4", "part(static_cast<size_t>(nt) * 3"),
+        ]),
+        "wrong": derive("step1", replace=[
+            ("for (int j = 0; j < n; ++j) {\n"
+             "      if (j == i) continue;\n",
+             "for (int j = 0; j < n; ++j) {  // no branch: the j == i term has dx = dy = dz = 0 and adds nothing\n"),
+        ]),
+        "slower": derive("step2", replace=[
+            ("divisions.", "divisions; 1/r and 1/r^3 come straight from pow, without a division."),
+            ("const double inv_r = 1.0 / std::sqrt(dx * dx + dy * dy + dz * dz + soft2);\n"
+             "        const double inv_r3 = inv_r * inv_r * inv_r;\n",
+             "const double r2 = dx * dx + dy * dy + dz * dz + soft2;\n"
+             "        const double inv_r = std::pow(r2, -0.5);\n"
+             "        const double inv_r3 = std::pow(r2, -1.5);\n"),
+        ]),
+    },
+    ("nbody-forces", "cuda"): {
+        "zs_compile_error": derive("zs", replace=[
+            ("++work.launches;\n    accelerations<<<blocks, kThreads>>>(d.x, d.y, d.z, d.m, d.ax, d.ay, d.az, d.pe,",
+             "++work.launches;\n    accelerations<<<blocks, kThreads>>>(d.x, d.y, d.z, d.m, d.ax, d.ay, d.az,"),
+        ]),
+        "step1_compile_error": derive("step1", replace=[
+            ("rsqrt(dx", "std::rsqrt(dx"),
+        ]),
+        "cut_work": derive("step1", replace=[
+            *NBODY_HALF_STEPS,
+            ("for (int s = 0; s < steps; ++s) {\n"
+             "    kick<<<blocks, kThreads>>>(d.vx, d.vy, d.vz, d.ax, d.ay, d.az, n, 0.5 * kDt);\n",
+             "for (int s = 0; s < macro_steps; ++s) {\n"
+             "    kick<<<blocks, kThreads>>>(d.vx, d.vy, d.vz, d.ax, d.ay, d.az, n, 0.5 * dt);\n"),
+            ("n, kDt);", "n, dt);"),
+            ("0.5 * kDt);", "0.5 * dt);"),
+            ("== steps", "== macro_steps"),
+        ]),
+        "step2_runtime_error": derive("step2", replace=[
+            ("// Bodies per shared-memory tile: one per thread of a block.\n"
+             "constexpr int kTile = kThreads;\n",
+             "// Bodies per shared-memory tile: large tiles mean fewer block-wide barriers per pass.\n"
+             "constexpr int kTile = 2048;\n"),
+        ]),
+        "wrong": derive("step1", replace=[
+            ("for (int j = 0; j < n; ++j) {\n"
+             "    if (j == i) continue;\n",
+             "for (int j = 0; j < n; ++j) {  // no branch: the j == i term has dx = dy = dz = 0 and adds nothing\n"),
+        ]),
+        "slower": derive("step2", replace=[
+            ("// memory once, and all its threads read them from there, in the same order as before.\n",
+             "// memory once, and all its threads read them from there, in the same order as before. 1/r and\n"
+             "// 1/r^3 come straight from pow, without the chain of multiplications.\n"),
+            ("const double inv_r = rsqrt(dx * dx + dy * dy + dz * dz + soft2);\n"
+             "      const double mj_inv_r = tm[k] * inv_r;\n"
+             "      const double s = mj_inv_r * inv_r * inv_r;\n",
+             "const double r2 = dx * dx + dy * dy + dz * dz + soft2;\n"
+             "      const double mj_inv_r = tm[k] * pow(r2, -0.5);\n"
+             "      const double s = tm[k] * pow(r2, -1.5);\n"),
+        ]),
+    },
+    ("rowstats", "cpu"): {
+        "zs_compile_error": derive("zs", replace=[
+            ("// Each thread owns a contiguous block of channels and reads every channel's samples in order,\n"
+             "// so consecutive reads are neighbours in memory and every cache line is used completely.\n",
+             "// Each thread owns a contiguous block of channels and sweeps the samples in the outer loop, so\n"
+             "// the inner loop jumps a whole row (cols floats) between consecutive reads.\n"),
+            ("#pragma omp parallel for schedule(static)\n", ""),
+            ("double s = 0.0;\n"
+             "    for (int c = 0; c < cols; ++c) s += row[c];\n"
+             "    mean[r] = s / cols;\n",
+             "mean[r] = 0.0;\n"
+             "#pragma omp parallel for simd reduction(+ : mean[r])\n"
+             "    for (int c = 0; c < cols; ++c) mean[r] += row[c];\n"
+             "    mean[r] /= cols;\n"),
+        ]),
+        "step1_compile_error": derive("step1", replace=[
+            ("#include <numeric>\n", ""),
+        ]),
+        "cut_work": derive("step1", replace=[
+            ("const auto t0 = std::chrono::steady_clock::now();",
+             "const auto t0 = std::chrono::steady_clock::now();" + ROWSTATS_ONCE +
+             "  row_means(samples, mean, rows, cols, work);\n"
+             "  row_stddevs(samples, mean, sd, rows, cols, work);\n"
+             "  ++work.steps;"),
+            ("    row_means(samples, mean, rows, cols, work);\n"
+             "    row_stddevs(samples, mean, sd, rows, cols, work);\n",
+             ""),
+            ("    ++work.steps;\n", ""),
+            ("== repeats;", ">= 1;"),
+        ]),
+        "step2_runtime_error": derive("step2", replace=[
+            ("return a;\n"
+             "}\n"
+             "\n",
+             "return a;\n"
+             "}\n"
+             "\n"
+             "constexpr int kRowBuffer = 128;  // samples per channel held in the per-row double buffer\n"
+             "\n"),
+            ("// thread takes whole rows and reads a row twice in a row (sum, then squared deviations), so\n"
+             "// the second read hits the L1 cache and the block streams from memory only once per repeat.\n",
+             "// thread takes whole rows, converts a row to double once into a small buffer, and computes the\n"
+             "// sum and the squared deviations from that buffer, so the block streams from memory only once.\n"),
+            ("Counters& work) {",
+             "Counters& work) {\n"
+             "  if (cols > kRowBuffer) {\n"
+             "    std::fprintf(stderr, \"error: %d samples per channel do not fit the row buffer (%d)\\n\", cols, kRowBuffer);\n"
+             "    std::exit(3);\n"
+             "  }"),
+            ("const float* row = &a[static_cast<size_t>(r) * cols];",
+             "const float* row = &a[static_cast<size_t>(r) * cols];\n"
+             "    double buf[kRowBuffer];"),
+            ("for (int c = 0; c < cols; ++c) s += row[c];\n",
+             "for (int c = 0; c < cols; ++c) {\n"
+             "      buf[c] = row[c];\n"
+             "      s += buf[c];\n"
+             "    }\n"),
+            ("d = row[c]", "d = buf[c]"),
+        ]),
+        "wrong": derive("step2", replace=[
+            ("sd[r] = std::sqrt(q / cols);",
+             "sd[r] = std::sqrt(q / (cols - 1));  // sample standard deviation (Bessel's correction)"),
+            *ROWSTATS_SAMPLE_SD_CHECK,
+        ]),
+        "slower": derive("step2", replace=[
+            ("// Mean and population standard deviation of every channel in one sweep over the block: each\n"
+             "// thread takes whole rows and reads a row twice in a row (sum, then squared deviations), so\n"
+             "// the second read hits the L1 cache and the block streams from memory only once per repeat.\n",
+             "// Mean and population standard deviation of every channel in one sweep over the block with\n"
+             "// Welford's single-pass update: each sample is read exactly once and the running mean and sum\n"
+             "// of squared deviations are updated together, which is also numerically robust.\n"),
+            ("double s = 0.0;\n"
+             "#pragma omp simd reduction(+ : s)\n"
+             "    for (int c = 0; c < cols; ++c) s += row[c];\n"
+             "    const double m = s / cols;\n"
+             "    double q = 0.0;\n"
+             "#pragma omp simd reduction(+ : q)\n"
+             "    for (int c = 0; c < cols; ++c) {\n",
+             "double m = 0.0, q = 0.0;\n"
+             "    for (int c = 0; c < cols; ++c) {  // Welford's update: one read per sample\n"),
+            ("const double d = row[c] - m;\n"
+             "      q += d * d;\n",
+             "const double d = row[c] - m;\n"
+             "      m += d / (c + 1);\n"
+             "      q += d * (row[c] - m);\n"),
+        ]),
+    },
+    ("rowstats", "cuda"): {
+        "zs_compile_error": derive("zs", replace=[
+            ("__shfl_xor_sync(0xffffffffu, v,", "__shfl_xor(v,"),
+        ]),
+        "step1_compile_error": derive("step1", replace=[
+            ("__device__", "inline"),
+        ]),
+        "cut_work": derive("step1", replace=[
+            ("const auto t0 = std::chrono::steady_clock::now();",
+             "const auto t0 = std::chrono::steady_clock::now();" + ROWSTATS_ONCE +
+             "  row_means<<<warp_blocks, kThreads>>>(d_a, d_mean, rows, cols);\n"
+             "  CUDA_CHECK(cudaGetLastError());\n"
+             "  ++work.launches;\n"
+             "  row_stddevs<<<warp_blocks, kThreads>>>(d_a, d_mean, d_sd, rows, cols);\n"
+             "  CUDA_CHECK(cudaGetLastError());\n"
+             "  ++work.launches;\n"
+             "  ++work.steps;"),
+            ("    row_means<<<warp_blocks, kThreads>>>(d_a, d_mean, rows, cols);\n"
+             "    CUDA_CHECK(cudaGetLastError());\n"
+             "    ++work.launches;\n"
+             "    row_stddevs<<<warp_blocks, kThreads>>>(d_a, d_mean, d_sd, rows, cols);\n"
+             "    CUDA_CHECK(cudaGetLastError());\n"
+             "    ++work.launches;\n",
+             ""),
+            ("    ++work.steps;\n", ""),
+            ("== repeats;", ">= 1;"),
+        ]),
+        "step2_runtime_error": derive("step2", replace=[
+            ("kThreads / 32);  // one warp per row, kThreads / 32 rows per block",
+             "64);  // one warp per row, 64 rows per block: fewer, fuller blocks"),
+        ]),
+        "wrong": derive("step2", replace=[
+            ("sqrt(fmax(s2 / cols - m1 * m1, 0.0));",
+             "sqrt(fmax((s2 - cols * m1 * m1) / (cols - 1), 0.0));  // sample standard deviation (Bessel)"),
+            *ROWSTATS_SAMPLE_SD_CHECK,
+        ]),
+        "slower": derive("step2", replace=[
+            ("// Sum over the 32 lanes of a warp (butterfly), so every lane ends up with the total.\n"
+             "__device__ double warp_sum(double v) {\n"
+             "  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);\n"
+             "  return v;\n"
+             "}\n"
+             "\n"
+             "// Mean and population standard deviation of every channel in one pass over the block, one warp\n"
+             "// per channel (lanes along the samples, coalesced). The sums are taken relative to the row's\n"
+             "// first sample (a shift that keeps the one-pass variance formula free of cancellation), so each\n"
+             "// sample is read from memory only once per repeat.\n",
+             "// Mean and population standard deviation of every channel in one pass over the block, one\n"
+             "// thread per channel: no warp shuffles or synchronization are needed, and the sums are taken\n"
+             "// relative to the row's first sample, so each sample is read only once per repeat.\n"),
+            ("const int r = blockIdx.x * blockDim.y + threadIdx.y;  // blockDim.x == 32: one warp per row\n"
+             "  const int lane = threadIdx.x;\n"
+             "  if (r >= rows) return;  // whole warps only\n",
+             "const int r = blockIdx.x * blockDim.x + threadIdx.x;\n"
+             "  if (r >= rows) return;\n"),
+            ("lane; c < cols; c += 32)", "0; c < cols; ++c)"),
+            ("s1 = warp_sum(s1);\n"
+             "  s2 = warp_sum(s2);\n"
+             "  if (lane == 0) {\n"
+             "    const double m1 = s1 / cols;\n"
+             "    mean[r] = shift + m1;\n"
+             "    sd[r] = sqrt(fmax(s2 / cols - m1 * m1, 0.0));\n"
+             "  }\n",
+             "const double m1 = s1 / cols;\n"
+             "  mean[r] = shift + m1;\n"
+             "  sd[r] = sqrt(fmax(s2 / cols - m1 * m1, 0.0));\n"),
+            ("const dim3 block(32, kThreads / 32);  // one warp per row, kThreads / 32 rows per block\n"
+             "  const int blocks = (rows + static_cast<int>(block.y) - 1) / static_cast<int>(block.y);\n",
+             "const int blocks = (rows + kThreads - 1) / kThreads;\n"),
+            ("block>>>(d_a,", "kThreads>>>(d_a,"),
+        ]),
+    },
+}
+
+
 # ----------------------------------------------------------------------------- building
 
 
@@ -211,14 +614,46 @@ def lookup(table: dict, dotted: str, where: str) -> str:
 
 
 def variant_path(app: str, platform: str, role: str) -> Path:
+    """Where a stored (not derived) code version lives."""
     return SRC / app / platform / (role + PLATFORMS[platform][2])
 
 
-def read_variant(app: str, platform: str, role: str) -> str:
+def apply_edits(text: str, edits: tuple[tuple[str, str], ...], where: str) -> str:
+    for k, (old, new) in enumerate(edits, 1):
+        found = text.count(old) if old else 0
+        if found != 1 or old == new:
+            why = "changes nothing" if found == 1 else f"matches {found} times, not once"
+            raise SystemExit(f"{where}: replacement {k} {why}: {old[:80]!r}")
+        text = text.replace(old, new)
+    return text
+
+
+def read_variant(app: str, platform: str, role: str, _seen: tuple[str, ...] = ()) -> str:
+    """The complete program of a code version: the stored file, or its base with the edits applied."""
     path = variant_path(app, platform, role)
-    if not path.is_file():
-        raise SystemExit(f"missing code version {path.relative_to(ROOT)}")
-    return path.read_text()
+    rule = DERIVED.get((app, platform), {}).get(role)
+    if rule is None:
+        if not path.is_file():
+            raise SystemExit(f"missing code version {path.relative_to(ROOT)}")
+        return path.read_text()
+    where = f"{app}/{platform}/{role}"
+    if path.is_file():
+        raise SystemExit(f"{where} is both derived and stored in {path.relative_to(ROOT)}: keep one")
+    if rule.base in _seen + (role,):
+        raise SystemExit(f"{where}: derivation cycle through {rule.base}")
+    return apply_edits(read_variant(app, platform, rule.base, _seen + (role,)), rule.replace, where)
+
+
+def export(dest: Path) -> dict[tuple[str, str, str], Path]:
+    """Write every code version of every app/platform as dest/<app>/<platform>/<role>.<ext>."""
+    paths = {}
+    for app, platform in targets():
+        for role in ROLES:
+            out = dest / app / platform / (role + PLATFORMS[platform][2])
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(read_variant(app, platform, role))
+            paths[app, platform, role] = out
+    return paths
 
 
 def fenced(app: str, platform: str, role: str, cut: bool = False) -> str:
@@ -267,7 +702,15 @@ def targets() -> list[tuple[str, str]]:
     return [(a, p) for a in APPS for p in PLATFORMS if (SRC / a / p / "replies.toml").is_file()]
 
 
+def check_derived() -> None:
+    for (app, platform), rules in DERIVED.items():
+        for role, rule in rules.items():
+            if app not in APPS or platform not in PLATFORMS or role not in ROLES or rule.base not in ROLES:
+                raise SystemExit(f"DERIVED: unknown app, platform or role in {app}/{platform}/{role} <- {rule.base}")
+
+
 def outputs() -> dict[Path, str]:
+    check_derived()
     return {TRANSCRIPTS / f"{app}.{platform}.trial{t}.jsonl": render(records(app, platform, t))
             for app, platform in targets() for t in sorted(SCENARIOS)}
 
@@ -276,7 +719,12 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--check", action="store_true", help="verify that the JSONL files are up to date")
     ap.add_argument("--list", action="store_true", help="print each trial's scenario")
+    ap.add_argument("--export", metavar="DIR", type=Path, help="write every code version as a complete file")
     args = ap.parse_args(argv)
+    if args.export:
+        for p in export(args.export).values():
+            print(p)
+        return 0
     if args.list:
         for t, (summary, steps) in sorted(SCENARIOS.items()):
             print(f"trial {t}: {summary}")

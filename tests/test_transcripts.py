@@ -1,8 +1,9 @@
 """The hand-written demo transcripts (datasets/examples/transcripts): well-formed, consistent with
 the trial program, and every code version in them does what its scenario says.
 
-The code versions are compiled once per test session, in parallel; CPU versions are run with the
-app's test_args and their output is checked with the pipeline's own verifier.
+The code versions (stored ones and those derived from them by make_transcripts.py's edit lists) are
+written out as complete files and compiled once per test session, in parallel; CPU versions are run
+with the app's test_args and their output is checked with the pipeline's own verifier.
 """
 
 from __future__ import annotations
@@ -182,13 +183,14 @@ def cpu_builds(tmp_path_factory):
     if shutil.which("g++") is None:
         pytest.skip("g++ not installed")
     out = tmp_path_factory.mktemp("cpu")
+    sources = mt.export(tmp_path_factory.mktemp("versions"))
     jobs = {}
     for app in CPU_APPS:
         jobs[f"{app}/source"] = ["g++", "-std=c++17", "-O2", "-fopenmp", "-o", str(out / f"{app}.source"),
                                  str(EXAMPLES / app / "main.cpp")]
         for role in mt.ROLES:
             jobs[f"{app}/{role}"] = ["g++", "-std=c++17", "-O2", "-fopenmp", "-o", str(out / f"{app}.{role}"),
-                                     str(mt.variant_path(app, "cpu", role))]
+                                     str(sources[app, "cpu", role])]
     results = _build_all(jobs)
     return {name: (ok, log, out / name.replace("/", ".")) for name, (ok, log) in results.items()}
 
@@ -260,8 +262,9 @@ def test_rowstats_work_deletion_keeps_the_checksum(cpu_builds, cpu_source_runs):
 def test_cuda_versions_compile_as_intended(tmp_path):
     if not CUDA_APPS:
         pytest.skip("no CUDA transcripts")
+    sources = mt.export(tmp_path / "versions")
     jobs = {f"{app}/{role}": ["nvcc", "-std=c++17", "-O3", "-arch=sm_90", "-c", "-o",
-                              str(tmp_path / f"{app}.{role}.o"), str(mt.variant_path(app, "cuda", role))]
+                              str(tmp_path / f"{app}.{role}.o"), str(sources[app, "cuda", role])]
             for app in CUDA_APPS for role in mt.ROLES}
     results = _build_all(jobs)
     for name, (ok, log) in results.items():
