@@ -68,8 +68,8 @@ def run_trial(
     if problems:
         raise ConfigError(problems)
     path = trial_path(study, sapp.app.name, index)
+    backend = _backend(study, sapp.app.name, index)  # a bad LLM setting fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
-    backend = _backend(study, sapp.app.name, index)
     env = environment(study.platform, study.container)
     config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index}
     archive = TrialArchive.open_or_create(
