@@ -299,6 +299,7 @@ class MeasureConfig:
     sample_interval_s: float = 0.01
     random_delay_s: float = 0.5  # upper bound of a random delay between repeats
     min_improvement: float = 0.02  # a new best must use this fraction less energy (guards against noise)
+    count_work: bool = True  # CUDA: count kernel launches and copies with a CUPTI injection library
 
 
 @dataclass(frozen=True)

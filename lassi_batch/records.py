@@ -52,6 +52,7 @@ class Candidate:
     judge_text: str = ""
     verifier_verdict: str = ""  # pass | fail | warn | ""
     verifier: dict[str, Any] = field(default_factory=dict)  # findings
+    work_counts: dict[str, int] = field(default_factory=dict)  # independent GPU work count (CUDA + CUPTI), if taken
     passed: bool = False  # per the configured pass policy
     energy_j: float | None = None  # the default energy figure (mean over repeats)
     runtime_s: float | None = None

@@ -527,11 +527,11 @@ def build(app: AppConfig, platform: PlatformConfig, workdir: Path, runner: Runne
 
 
 def run_app(app: AppConfig, platform: PlatformConfig, workdir: Path, args: list[str],
-            runner: Runner | None = None) -> RunResult:
+            runner: Runner | None = None, env_extra: dict[str, str] | None = None) -> RunResult:
     """Run the built program with the app's limits in the sandbox environment."""
     workdir = Path(workdir)
     limits = Limits(time_s=app.time_limit_s, memory_mb=app.memory_limit_mb)
-    env = sandbox_env(platform.kind, workdir, platform.device)
+    env = sandbox_env(platform.kind, workdir, platform.device, extra=env_extra)
     return run_process([f"./{EXE_NAME}", *map(str, args)], workdir, limits, env=env, runner=runner)
 
 

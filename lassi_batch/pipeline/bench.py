@@ -13,6 +13,7 @@ from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
 from ..toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
+from .. import work_counter
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
@@ -24,6 +25,7 @@ class Outcome:
     build: BuildResult
     runs: list[RunResult] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
+    work_counts: dict[str, int] = field(default_factory=dict)  # from the first run that wrote them
 
     @property
     def built(self) -> bool:
@@ -59,6 +61,7 @@ class Bench:
     meter: Meter
     workroot: Path
     runner: Any = None
+    counter_lib: Path | None = None  # CUPTI work counter (CUDA on the host only)
 
     def evaluate(self, files: dict[str, str], tag: str, measure: bool = True) -> Outcome:
         """Build `files` in a fresh folder; run (measured) `measure.repeat` times unless the build failed."""
@@ -72,13 +75,17 @@ class Bench:
         if not b.ok:
             return out
         repeats = self.measure.repeat if measure else 1
+        extra = work_counter.run_env(self.counter_lib, wd) if self.counter_lib else None
         for r in range(repeats):
             run, m = protocol.measure(
-                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
+                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner, env_extra=extra),
                 self.meter, self.measure, repeat_index=r,
             )
             out.runs.append(run)
             out.measurements.append(m)
+            counts = work_counter.take_counts(wd) if self.counter_lib else None
+            if counts and not out.work_counts:
+                out.work_counts = counts
             if not run.ok:
                 break
         return out

@@ -21,6 +21,7 @@ from ..power.base import open_meter
 from ..store.archive import TrialArchive
 from ..sysinfo import environment, system_details
 from ..toolchain import check_platform, make_runner
+from .. import work_counter
 from .bench import Bench
 from .trial import Progress, Trial, TrialOutcome
 
@@ -59,6 +60,16 @@ def _backend(study: StudyConfig, app_name: str, index: int) -> Any:
     return make_backend(cfg, app=f"{app_name}.{study.platform.kind}", trial=index)
 
 
+def _work_counter(study: StudyConfig) -> tuple[Path | None, str]:
+    """The CUPTI work counter for CUDA runs on the host, and a line saying what was used."""
+    if study.platform.kind != "cuda" or not study.measure.count_work:
+        return None, "off"
+    if study.container.runtime != "none":
+        return None, "not available inside a container yet"
+    lib, why = work_counter.build()
+    return lib, ("cupti" if lib else why)
+
+
 def run_trial(
     study: StudyConfig, sapp: StudyApp, index: int, progress: Callable[[dict[str, Any]], None] | None = None,
     system_text: str | None = None,
@@ -71,6 +82,7 @@ def run_trial(
     backend = _backend(study, sapp.app.name, index)  # a bad LLM setting fails before anything is written
     path.parent.mkdir(parents=True, exist_ok=True)
     env = environment(study.platform, study.container)
+    counter_lib, env["work_counter"] = _work_counter(study)
     config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index}
     archive = TrialArchive.open_or_create(
         path, trial_id=f"{study.name}/{sapp.app.name}/{study.platform.kind}/{index}", app=sapp.app.name,
@@ -83,7 +95,7 @@ def run_trial(
         meter = open_meter(study.platform.meter, study.platform)
         workroot = Path(tempfile.mkdtemp(prefix=f"lassi-{sapp.app.name}-t{index}-", dir=os.environ.get("LASSI_WORKDIR")))
         bench = Bench(sapp.app, study.platform, study.measure, sapp.args, meter, workroot,
-                      runner=make_runner(study.container, study.platform.kind))
+                      runner=make_runner(study.container, study.platform.kind), counter_lib=counter_lib)
         prompts = PromptSet(platform=study.platform.kind)
         sysd = system_text if system_text is not None else system_details(study.platform.kind)
         trial = Trial(study, sapp.app, archive, backend, prompts, bench, sysd, Progress(progress))

@@ -21,7 +21,7 @@ from ..records import Candidate, LLMCall
 from ..store.archive import TrialArchive
 from . import schedule as sch
 from .bench import Bench, Outcome
-from .verifier import VerifierReport, energy_sanity, verify
+from .verifier import VerifierReport, energy_sanity, verify, work_count_finding
 
 LANG = {"cuda": "cuda", "hip": "cpp", "cpu": "cpp"}
 MODEL_NAMES = {"cuda": "CUDA", "hip": "HIP", "cpu": "OpenMP C++"}
@@ -154,6 +154,7 @@ class Trial:
         if run is not None:
             cand.stdout, cand.stderr, cand.returncode = run.stdout, run.stderr, run.returncode
         cand.run_ok = out.ran
+        cand.work_counts = out.work_counts
         if not out.ran:
             bad = next((r for r in out.runs if not r.ok), run)
             cand.status = "run_failed"
@@ -179,7 +180,8 @@ class Trial:
         if cand.judge_verdict or not cand.run_ok:
             return cand
         rep = verify(self.app.check, source.stdout, cand.stdout, cand.returncode).extended(
-            [energy_sanity(source.energy_j, cand.energy_j, source.runtime_s, cand.runtime_s)])
+            [energy_sanity(source.energy_j, cand.energy_j, source.runtime_s, cand.runtime_s),
+             work_count_finding(source.work_counts, cand.work_counts)])
         cand.verifier_verdict, cand.verifier = rep.verdict, rep.to_dict()
         values = {
             "source_code": render_files(source.files, self.lang),

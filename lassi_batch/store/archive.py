@@ -64,7 +64,7 @@ _SECRET_KEYS = {"api_key", "apikey", "authorization", "password", "secret", "tok
 
 # Candidate fields kept in datasets (they can be large); every other field is an attribute.
 _CANDIDATE_TEXT = ("build_log", "stdout", "stderr", "judge_text", "description")
-_CANDIDATE_JSON = {"files": "files", "verifier": "verifier_json"}
+_CANDIDATE_JSON = {"files": "files", "verifier": "verifier_json", "work_counts": "work_counts_json"}
 _LLM_DATASETS = ("messages", "reply")
 # Object-header format of HDF5 1.8 and up: attributes over 64 KiB (a long error, a big config)
 # fit; files stay readable by HDF5 >= 1.10.
