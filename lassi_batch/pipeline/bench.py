@@ -63,7 +63,7 @@ class Bench:
     runner: Any = None
     counter_lib: Path | None = None  # CUPTI work counter (CUDA on the host only)
 
-    def evaluate(self, files: dict[str, str], tag: str, measure: bool = True) -> Outcome:
+    def evaluate(self, files: dict[str, str], tag: str) -> Outcome:
         """Build `files` in a fresh folder; run (measured) `measure.repeat` times unless the build failed."""
         wd = self.workroot / tag
         if wd.exists():
@@ -74,7 +74,7 @@ class Bench:
         out = Outcome(build=b)
         if not b.ok:
             return out
-        repeats = self.measure.repeat if measure else 1
+        repeats = self.measure.repeat
         extra = work_counter.run_env(self.counter_lib, wd) if self.counter_lib else None
         for r in range(repeats):
             run, m = protocol.measure(

@@ -123,7 +123,7 @@ class Trial:
             self.ar.record_step(key, "llm", {"llm_call": cid}, t0, time.time())
         return call
 
-    def _evaluate(self, key: str, cand: Candidate, measure: bool = True) -> Candidate:
+    def _evaluate(self, key: str, cand: Candidate) -> Candidate:
         """Build, run, measure and verify a version; recorded as one step."""
         rec = self.ar.get_step(key)
         if rec is not None:
@@ -135,7 +135,7 @@ class Trial:
                 self.ar.add_candidate(cand)
         self.progress(event="evaluate", key=key, stage=cand.stage, iteration=cand.iteration)
         t0 = time.time()
-        out = self.bench.evaluate(cand.files, key.replace("/", "_"), measure=measure)
+        out = self.bench.evaluate(cand.files, key.replace("/", "_"))
         self._fill(cand, out)
         with self.ar.transaction():
             for m in out.measurements:
