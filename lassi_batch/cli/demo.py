@@ -10,9 +10,10 @@ from rich.console import Console
 
 from ..config import PLATFORMS, load_study
 from ..errors import ConfigError
+from ..resources import data_path
 from ._trials import default_platform, run_study_trials, summary_table
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "datasets" / "examples"
+EXAMPLES = data_path("datasets/examples")
 DEMO_STUDIES = {"cpu": EXAMPLES / "demo.toml", "cuda": EXAMPLES / "demo-gpu.toml"}  # HIP: no transcripts yet
 NOT_YET = ("aggregate (pass@k, energy-reduction@k tables)", "report (plots)", "export (fine-tuning dataset)")
 
@@ -41,7 +42,7 @@ def command(platform: str | None, only_apps: str | None, out: str | None, trials
         kind = "cpu"
     path = DEMO_STUDIES[kind]
     if not path.is_file():
-        raise ConfigError(f"demo study not found at {path} (run from a source checkout: pip install -e .)")
+        raise ConfigError(f"demo study not found at {path} (reinstall lassi-batch, or run from a source checkout)")
     study = load_study(path)
     study = replace(study, platform=replace(study.platform, kind=kind, meter="auto"))
     if only_apps:

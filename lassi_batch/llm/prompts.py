@@ -25,6 +25,7 @@ from string import Template
 from typing import Any
 
 from ..errors import LassiError
+from ..resources import data_path
 
 PROMPTS_ENV = "LASSI_BATCH_PROMPTS"
 SUFFIX = ".txt"
@@ -57,9 +58,9 @@ GENERIC_WORDS = PlatformWords("C++", "target processor", "cpp", "the same compil
 
 
 def packaged_prompts_dir() -> Path:
-    """The default prompts folder: $LASSI_BATCH_PROMPTS, else <repository>/prompts."""
+    """The default prompts folder: $LASSI_BATCH_PROMPTS, else the shipped prompts/ (see resources)."""
     env = os.environ.get(PROMPTS_ENV)
-    return Path(env).expanduser() if env else Path(__file__).resolve().parents[2] / "prompts"
+    return Path(env).expanduser() if env else data_path("prompts")
 
 
 def template_placeholders(template: Template, where: str) -> frozenset[str]:
