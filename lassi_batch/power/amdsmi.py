@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import PlatformConfig
-from .base import GpuInfo, Meter, MeterUnavailable, resolve_gpu
+from .base import ChannelMeter, GpuInfo, MeterUnavailable, resolve_gpu
 
 NAN = math.nan
 _NA_INTS = {0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF}
@@ -79,7 +79,7 @@ def energy_uj(count: Mapping[str, Any]) -> float:
     return acc_v * res
 
 
-class AmdSmiMeter(Meter):
+class AmdSmiMeter(ChannelMeter):
     """Instant/averaged socket power every sample; the energy accumulator when it passes the check."""
 
     name = "amdsmi"
@@ -216,16 +216,6 @@ class AmdSmiMeter(Meter):
             self.notes.append(f"amdsmi energy counter checked at start-up: ratio to power x time {ratio:.2f}")
 
     # ---- the Meter interface
-
-    @property
-    def has_counter(self) -> bool:
-        return self._counter_ok
-
-    @property
-    def channels(self) -> str:
-        parts = [n for n, ok in (("instant", self._instant_ok), ("average", self._average_ok),
-                                 ("energy counter", self._counter_ok)) if ok]
-        return ", ".join(parts)
 
     def read_power(self) -> tuple[float, float, float]:
         inst, avg = power_readings(self._lib.amdsmi_get_power_info(self._h))

@@ -124,6 +124,24 @@ class Meter(ABC):
         """Open the meter for `platform`'s device, or raise MeterUnavailable with the reason."""
 
 
+class ChannelMeter(Meter):
+    """A device meter whose channels (instant, average, counter) are found usable at open time."""
+
+    _instant_ok = False
+    _average_ok = False
+    _counter_ok = False
+
+    @property
+    def has_counter(self) -> bool:
+        return self._counter_ok
+
+    @property
+    def channels(self) -> str:
+        parts = [n for n, ok in (("instant", self._instant_ok), ("average", self._average_ok),
+                                 ("energy counter", self._counter_ok)) if ok]
+        return ", ".join(parts)
+
+
 # ------------------------------------------------------------------ which GPU the program sees
 
 

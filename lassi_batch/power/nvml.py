@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..config import PlatformConfig
-from .base import GpuInfo, Meter, MeterUnavailable, resolve_gpu
+from .base import ChannelMeter, GpuInfo, MeterUnavailable, resolve_gpu
 
 NAN = math.nan
 FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
@@ -79,7 +79,7 @@ def list_gpus(nv: Any) -> tuple[list[GpuInfo], list[str]]:
     return out, notes
 
 
-class NvmlMeter(Meter):
+class NvmlMeter(ChannelMeter):
     """Instant + averaged power every sample, total-energy counter every ~100 ms."""
 
     name = "nvml"
@@ -164,16 +164,6 @@ class NvmlMeter(Meter):
             return False
 
     # ---- the Meter interface
-
-    @property
-    def has_counter(self) -> bool:
-        return self._counter_ok
-
-    @property
-    def channels(self) -> str:
-        parts = [n for n, ok in (("instant", self._instant_ok), ("average", self._average_ok),
-                                 ("energy counter", self._counter_ok)) if ok]
-        return ", ".join(parts)
 
     def read_power(self) -> tuple[float, float, float]:
         nv = self._nv
