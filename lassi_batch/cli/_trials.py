@@ -12,32 +12,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ..config import StudyConfig
+from ..doctor import default_platform_kind
 from ..pipeline.session import run_trial
 
 
 def default_platform() -> str:
-    """cuda when an NVIDIA GPU and nvcc are usable, hip for AMD with hipcc, else cpu."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        n = pynvml.nvmlDeviceGetCount()
-        pynvml.nvmlShutdown()
-        if n > 0 and shutil.which("nvcc"):
-            return "cuda"
-    except Exception:  # no driver / library: not an NVIDIA machine
-        pass
-    try:
-        import amdsmi  # type: ignore
-
-        amdsmi.amdsmi_init()
-        n = len(amdsmi.amdsmi_get_processor_handles())
-        amdsmi.amdsmi_shut_down()
-        if n > 0 and shutil.which("hipcc"):
-            return "hip"
-    except Exception:
-        pass
-    return "cpu"
+    """The GPU platform doctor would pick, when its compiler is also here; else cpu."""
+    kind = default_platform_kind()
+    compiler = {"cuda": "nvcc", "hip": "hipcc"}.get(kind)
+    return kind if compiler is None or shutil.which(compiler) else "cpu"
 
 
 def _fmt(v: float | None, unit: str, prec: int = 2) -> str:
