@@ -9,7 +9,6 @@ from click.testing import CliRunner
 from lassi_batch.cli import main as cli
 from lassi_batch.store.archive import TrialArchive
 
-from test_trial import setup  # noqa: F401  (fixture: a small real app and its transcript)
 
 
 def test_run_command_completes_a_trial_and_prints_a_summary(setup):

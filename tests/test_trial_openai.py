@@ -17,7 +17,7 @@ from lassi_batch.config import parse_study
 from lassi_batch.pipeline.session import run_trial
 from lassi_batch.store.archive import TrialArchive
 
-from test_trial import setup, transcript  # noqa: F401  (fixture and scripted replies)
+from sumapp import transcript
 
 SECRET = "sk-trial-test-0123456789-SECRET"
 

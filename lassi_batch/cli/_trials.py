@@ -99,7 +99,3 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
         t.add_row(r["app"], str(r["trial"]), r["status"], src, best, red,
                   "yes" if r["vanilla_passed"] else "no", str(r["candidates"]))
     return t
-
-
-def study_dir_hint(study: StudyConfig) -> str:
-    return str(Path(study.out) / "trials")

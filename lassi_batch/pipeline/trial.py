@@ -10,7 +10,7 @@ lost, and the program takes the same path up to the point where it was killed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..config import AppConfig, LLMConfig, StudyConfig
@@ -70,7 +70,6 @@ class TrialOutcome:
     vanilla_passed: bool
     candidates: int
     stop_reason: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reduction(self) -> float | None:

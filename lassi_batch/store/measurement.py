@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 import h5py
-import numpy as np
 
 from ..power.trace import Measurement, PowerTrace, Window
 from .schema import (
@@ -24,6 +23,7 @@ from .schema import (
     get_array,
     get_mapping,
     next_index,
+    put_array,
     put_mapping,
     put_str_attr,
     put_value,
@@ -66,9 +66,7 @@ def write_measurement(group: h5py.Group, m: Measurement) -> None:
         put_value(group, "repeat", extra.pop("repeat"))
     put_mapping(group, extra, prefix=ATTR_PREFIX)
     for name, unit in CHANNELS.items():
-        a = np.asarray(getattr(tr, name), dtype=np.float64)  # as schema.put_array, fixed-length unit
-        ds = group.create_dataset(name, data=a, compression="gzip" if a.size > 1024 else None)
-        put_str_attr(ds, "unit", unit)
+        put_array(group, name, getattr(tr, name), unit)
 
 
 def read_measurement(group: h5py.Group) -> Measurement:
