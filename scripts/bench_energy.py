@@ -42,12 +42,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from lassi_batch.config import MeasureConfig, PlatformConfig  # noqa: E402
+from lassi_batch.core.config import MeasureConfig, PlatformConfig  # noqa: E402
 from lassi_batch.power.base import Meter, open_meter  # noqa: E402
 from lassi_batch.power.energy import summarize  # noqa: E402
 from lassi_batch.power.protocol import measure  # noqa: E402
 from lassi_batch.power.trace import Measurement  # noqa: E402
-from lassi_batch.toolchain import RunResult  # noqa: E402
+from lassi_batch.sandbox.toolchain import RunResult  # noqa: E402
 
 WORKLOADS = ROOT / "scripts" / "bench_workloads"
 METHODS = {  # figure -> label in the report

@@ -7,7 +7,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 APP="${1:-heat2d}"; shift || true
 ARGS=("${@:-4096 15}")
 TMP="$(mktemp -d)"; trap 'rm -rf "$TMP"' EXIT
-LIB="$(cd "$ROOT" && python3 -c 'from lassi_batch import work_counter as w; l, why = w.build(); print(l or ""); import sys; sys.exit(0 if l else why)')"
+LIB="$(cd "$ROOT" && python3 -c 'from lassi_batch.sandbox import work_counter as w; l, why = w.build(); print(l or ""); import sys; sys.exit(0 if l else why)')"
 python3 "$ROOT/scripts/make_transcripts.py" --export "$TMP/v" >/dev/null
 for variant in source cut_work; do
   if [ "$variant" = source ]; then SRC="$ROOT/datasets/examples/$APP/main.cu"; else SRC="$TMP/v/$APP/cuda/cut_work.cu"; fi

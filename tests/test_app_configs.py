@@ -18,9 +18,9 @@ import pytest
 from click.testing import CliRunner
 
 from lassi_batch.cli import main as cli
-from lassi_batch.config import AppConfig, load_app, load_study
-from lassi_batch.errors import ConfigError
-from lassi_batch.pipeline.verifier import verify
+from lassi_batch.core.config import AppConfig, load_app, load_study
+from lassi_batch.core.errors import ConfigError
+from lassi_batch.screening.verifier import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "datasets" / "examples"

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 import lassi_batch
 from lassi_batch import __version__
-from lassi_batch.errors import ArchiveError
+from lassi_batch.core.errors import ArchiveError
 from lassi_batch.power.trace import Measurement, PowerTrace, Window
-from lassi_batch.records import Candidate, LLMCall
+from lassi_batch.core.records import Candidate, LLMCall
 from lassi_batch.store import SCHEMA, SCHEMA_VERSION, TrialArchive, read_llm_calls, summarize_trial
 from lassi_batch.store.schema import attr, get_text
 
@@ -442,7 +442,7 @@ PREAMBLE = """
 import sys, time
 import numpy as np
 from lassi_batch.store import TrialArchive
-from lassi_batch.records import Candidate, LLMCall
+from lassi_batch.core.records import Candidate, LLMCall
 from lassi_batch.power.trace import Measurement, PowerTrace, Window
 """
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from lassi_batch.cli import main as cli
-from lassi_batch.config import ConfigError, load_app, load_study
+from lassi_batch.core.config import ConfigError, load_app, load_study
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "datasets" / "examples" / "heat2d"
 

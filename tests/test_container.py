@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch import container
-from lassi_batch.container import ApptainerRunner, apptainer_exec_argv, image_digest
-from lassi_batch.errors import LassiError
-from lassi_batch.toolchain import sandbox_env
+from lassi_batch.sandbox import apptainer as container
+from lassi_batch.sandbox.apptainer import ApptainerRunner, apptainer_exec_argv
+from lassi_batch.system.facts import image_digest
+from lassi_batch.core.errors import LassiError
+from lassi_batch.sandbox.toolchain import sandbox_env
 
 
 def _flag_values(argv: list[str], flag: str) -> list[str]:
@@ -112,7 +113,7 @@ def test_image_digest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_def_file_takes_the_base_as_a_build_argument() -> None:
-    text = (Path(container.__file__).parents[1] / "containers" / "Apptainer.def").read_text()
+    text = (Path(container.__file__).parents[2] / "containers" / "Apptainer.def").read_text()
     assert "From: {{ BASE }}" in text
     args = text.split("%arguments", 1)[1].split("%", 1)[0]
     assert "BASE=" in args and "cuda" in args and "devel" in args

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from lassi_batch.config import ContainerConfig, LLMConfig, PlatformConfig
-from lassi_batch.doctor import default_platform_kind, run_doctor, smoke_test
+from lassi_batch.core.config import ContainerConfig, LLMConfig, PlatformConfig
+from lassi_batch.pipeline.doctor import default_platform_kind, run_doctor, smoke_test
 
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
@@ -81,7 +81,7 @@ def test_smoke_test_reports_a_broken_compiler_line() -> None:
 
 
 def test_llm_endpoint_is_shown_without_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
-    from lassi_batch.doctor import _llm_checks
+    from lassi_batch.pipeline.doctor import _llm_checks
 
     monkeypatch.setenv("OPENAI_BASE_URL", "https://user:pw@gw.example.org:8443/v1?api_key=abc")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-zzz")

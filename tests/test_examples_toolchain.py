@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch.config import PlatformConfig, load_app
-from lassi_batch.toolchain import build, prepare_workdir, run_app
+from lassi_batch.core.config import PlatformConfig, load_app
+from lassi_batch.sandbox.toolchain import build, prepare_workdir, run_app
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "datasets" / "examples"
 APP_DIRS = sorted(p.parent for p in EXAMPLES.glob("*/app.toml"))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch.config import load_study
+from lassi_batch.core.config import load_study
 from lassi_batch.pipeline.session import run_trial, with_llm
 from lassi_batch.store.archive import TrialArchive
 

@@ -15,8 +15,8 @@ from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
-from lassi_batch.config import LLMConfig
-from lassi_batch.errors import ConfigError
+from lassi_batch.core.config import LLMConfig
+from lassi_batch.core.errors import ConfigError
 from lassi_batch.llm.client import (
     LLMError, OpenAIBackend, RetryPolicy, is_reasoning_model, is_truncated, make_backend, parse_retry_after,
 )

@@ -10,19 +10,10 @@ from types import ModuleType
 
 import pytest
 
-from lassi_batch.config import PlatformConfig
-from lassi_batch.errors import MeterError
-from lassi_batch.power.base import (
-    GpuInfo,
-    MeterUnavailable,
-    match_device,
-    open_meter,
-    parse_pci,
-    pci_order,
-    probe_meters,
-    resolve_gpu,
-    visible_devices,
-)
+from lassi_batch.core.config import PlatformConfig
+from lassi_batch.core.errors import MeterError
+from lassi_batch.power.base import MeterUnavailable, open_meter, probe_meters
+from lassi_batch.system.gpus import GpuInfo, match_device, parse_pci, pci_order, resolve_gpu, visible_devices
 
 FAKES = Path(__file__).parent / "fakes"
 

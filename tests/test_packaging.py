@@ -24,5 +24,5 @@ def test_wheel_contains_prompts_examples_and_native_source(tmp_path: Path):
                  "share/lassi-batch/datasets/examples/transcripts/heat2d.cpu.trial0.jsonl",
                  "share/lassi-batch/datasets/lassi-ee-paper.toml"):
         assert want in data, want
-    assert "lassi_batch/native/cuda_work_counter.c" in names
+    assert "lassi_batch/sandbox/native/cuda_work_counter.c" in names
     assert not any("/transcripts/src/" in n for n in names)  # generator sources stay in the repo

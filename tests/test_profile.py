@@ -142,7 +142,7 @@ def test_explicit_unavailable_meter_is_an_error(tmp_path: Path, monkeypatch: pyt
 
 
 def test_choose_platform() -> None:
-    from lassi_batch.profile import choose_platform
+    from lassi_batch.pipeline.profile import choose_platform
 
     assert choose_platform(["cpu", "cuda"], "cuda") == ("cuda", "")
     kind, note = choose_platform(["cpu"], None)

@@ -13,12 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lassi_batch.config import MeasureConfig, PlatformConfig
+from lassi_batch.core.config import MeasureConfig, PlatformConfig
 from lassi_batch.power.base import Meter
 from lassi_batch.power.estimate import EstimateMeter
 from lassi_batch.power.protocol import measure, measure_repeats, pre_settle_check
 from lassi_batch.power.sampler import Sampler
-from lassi_batch.toolchain import RunResult
+from lassi_batch.sandbox.toolchain import RunResult
 
 IDLE, LOAD, WARM = 74.0, 400.0, 133.0
 CFG = MeasureConfig(repeat=1, settle_timeout_s=3.0, idle_window_s=0.3, post_max_s=3.0, settle_tolerance=0.05,

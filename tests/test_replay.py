@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from lassi_batch.llm.replay import ReplayBackend, ReplayError
-from lassi_batch.records import LLMCall
+from lassi_batch.core.records import LLMCall
 
 MSGS = [{"role": "user", "content": "x"}]
 RECORDS = [

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch import __version__, sysinfo
-from lassi_batch.config import ContainerConfig, PlatformConfig
-from lassi_batch.sysinfo import environment, run_tool, system_details, tool_version
+from lassi_batch import __version__
+from lassi_batch.system import facts as sysinfo
+from lassi_batch.core.config import ContainerConfig, PlatformConfig
+from lassi_batch.system.facts import environment, run_tool, system_details, tool_version
 
 
 @pytest.mark.skipif(shutil.which("lscpu") is None, reason="lscpu not installed")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch import toolchain
-from lassi_batch.config import EXE_NAME, AppConfig, ContainerConfig, PlatformBuild, PlatformConfig
-from lassi_batch.container import ApptainerRunner
-from lassi_batch.errors import LassiError, ToolchainError
-from lassi_batch.toolchain import (
+from lassi_batch.sandbox import toolchain
+from lassi_batch.core.config import EXE_NAME, AppConfig, ContainerConfig, PlatformBuild, PlatformConfig
+from lassi_batch.sandbox.apptainer import ApptainerRunner
+from lassi_batch.core.errors import LassiError, ToolchainError
+from lassi_batch.sandbox.toolchain import (
     HostRunner, Limits, WorkdirError, build, check_platform, make_runner, prepare_workdir, run_app,
     run_process, sandbox_env,
 )
@@ -414,9 +414,9 @@ def test_sandbox_as_unprivileged_user() -> None:
 def _as_nobody(tmp_path: Path) -> None:
     code = ("import sys; sys.path.insert(0, %r)\n"
             "from pathlib import Path\n"
-            "from lassi_batch.toolchain import HostRunner, Limits, run_process\n"
+            "from lassi_batch.sandbox.toolchain import HostRunner, Limits, run_process\n"
             "r = HostRunner(); res = run_process(['true'], Path(%r), Limits(), runner=r)\n"
-            "print(r.name, res.returncode, res.error, r.warnings)\n") % (str(Path(toolchain.__file__).parents[1]), str(tmp_path))
+            "print(r.name, res.returncode, res.error, r.warnings)\n") % (str(Path(toolchain.__file__).parents[2]), str(tmp_path))
     import subprocess
 
     p = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", PY, "-c", code],

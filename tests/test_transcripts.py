@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch.config import load_app
+from lassi_batch.core.config import load_app
 from lassi_batch.llm.extract import CATEGORIES, TRUNCATED, extract_code, parse_optimizations, parse_verdict
 from lassi_batch.llm.replay import read_jsonl
-from lassi_batch.pipeline.verifier import verify
+from lassi_batch.screening.verifier import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "datasets" / "examples"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch.config import parse_study
+from lassi_batch.core.config import parse_study
 from lassi_batch.pipeline.session import run_trial, trial_path
 from lassi_batch.store.archive import TrialArchive
 
@@ -77,7 +77,7 @@ def test_finished_trial_is_not_rerun(setup):
 CHILD = r"""
 import json, os, signal, sys
 from pathlib import Path
-from lassi_batch.config import parse_study
+from lassi_batch.core.config import parse_study
 from lassi_batch.pipeline.session import run_trial
 data = json.loads(sys.argv[1]); kill_at = int(sys.argv[2]); seen = [0]
 def on_event(ev):
@@ -114,7 +114,7 @@ def test_killed_trial_resumes_without_repeating_llm_calls(setup, kill_at):
 
 
 def test_resume_under_other_settings_is_refused(setup):
-    from lassi_batch.errors import ConfigError
+    from lassi_batch.core.errors import ConfigError
 
     tmp, data = setup
     study = _study(data)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from werkzeug import Request, Response
 
-from lassi_batch.config import parse_study
+from lassi_batch.core.config import parse_study
 from lassi_batch.pipeline.session import run_trial
 from lassi_batch.store.archive import TrialArchive
 

@@ -8,9 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lassi_batch.config import OutputCheck
-from lassi_batch.pipeline import verifier
-from lassi_batch.pipeline.verifier import (
+from lassi_batch.core.config import OutputCheck
+from lassi_batch.screening import verifier
+from lassi_batch.screening.verifier import (
     Finding,
     VerifierReport,
     close,

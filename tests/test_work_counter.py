@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch import work_counter
-from lassi_batch.pipeline.verifier import VerifierReport, work_count_finding
-from lassi_batch.toolchain import sandbox_env
+from lassi_batch.sandbox import work_counter
+from lassi_batch.screening.verifier import VerifierReport, work_count_finding
+from lassi_batch.sandbox.toolchain import sandbox_env
 
 needs_cupti = pytest.mark.skipif(work_counter.find_cupti() is None or shutil.which("nm") is None,
                                  reason="CUPTI (CUDA toolkit) or nm not installed")

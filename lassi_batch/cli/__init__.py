@@ -11,7 +11,7 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import ConfigError, LassiError
+from ..core.errors import ConfigError, LassiError
 
 
 class _Group(click.Group):

@@ -11,8 +11,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from ..config import StudyConfig
-from ..doctor import default_platform_kind
+from ..core.config import StudyConfig
+from ..system.gpus import default_platform_kind
 from ..pipeline.session import run_trial
 
 

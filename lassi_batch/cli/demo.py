@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..config import PLATFORMS, load_study
-from ..errors import ConfigError
-from ..resources import data_path
+from ..core.config import PLATFORMS, load_study
+from ..core.errors import ConfigError
+from ..core.resources import data_path
 from ._trials import default_platform, run_study_trials, summary_table
 
 EXAMPLES = data_path("datasets/examples")

@@ -8,8 +8,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..config import PLATFORMS, ContainerConfig, LLMConfig, PlatformConfig, load_study
-from ..doctor import run_doctor
+from ..core.config import PLATFORMS, ContainerConfig, LLMConfig, PlatformConfig, load_study
+from ..pipeline.doctor import run_doctor
 
 _STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "missing": "dim", "info": "cyan"}
 

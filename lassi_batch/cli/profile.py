@@ -7,7 +7,7 @@ import sys
 import click
 from rich.console import Console
 
-from ..config import METERS, PLATFORMS
+from ..core.config import METERS, PLATFORMS
 
 
 @click.command("profile")
@@ -27,7 +27,7 @@ from ..config import METERS, PLATFORMS
 def command(app_dir: str, platform: str | None, repeat: int, meter: str, run_args: str | None, test_size: bool,
             out: str | None, plot: str | None, compiler: str | None) -> None:
     """Build APP_DIR in a fresh folder and measure REPEAT runs of it."""
-    from ..profile import profile_app, render
+    from ..pipeline.profile import profile_app, render
 
     if run_args is not None and test_size:
         raise click.UsageError("--args and --test-size exclude each other")

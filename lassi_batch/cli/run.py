@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..config import PLATFORMS, load_study, parse_study
-from ..errors import ConfigError
+from ..core.config import PLATFORMS, load_study, parse_study
+from ..core.errors import ConfigError
 from ..pipeline.session import with_llm
 from ._trials import default_platform, run_study_trials, summary_table
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.console import Console
 
-from ..config import load_study
+from ..core.config import load_study
 
 
 @click.command("validate")

@@ -25,9 +25,9 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..config import LLMConfig
-from ..errors import ConfigError, LassiError
-from ..records import LLMCall
+from ..core.config import LLMConfig
+from ..core.errors import ConfigError, LassiError
+from ..core.records import LLMCall
 
 if TYPE_CHECKING:
     import openai

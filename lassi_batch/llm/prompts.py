@@ -24,8 +24,8 @@ from pathlib import Path
 from string import Template
 from typing import Any
 
-from ..errors import LassiError
-from ..resources import data_path
+from ..core.errors import LassiError
+from ..core.resources import data_path
 
 PROMPTS_ENV = "LASSI_BATCH_PROMPTS"
 SUFFIX = ".txt"

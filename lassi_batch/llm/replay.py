@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import LassiError
-from ..records import LLMCall
+from ..core.errors import LassiError
+from ..core.records import LLMCall
 
 
 class ReplayError(LassiError):

@@ -8,12 +8,12 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from ..config import AppConfig, MeasureConfig, PlatformConfig
+from ..core.config import AppConfig, MeasureConfig, PlatformConfig
 from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
-from ..toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
-from .. import work_counter
+from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
+from ..sandbox import work_counter
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 

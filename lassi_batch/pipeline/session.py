@@ -13,15 +13,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
-from ..config import StudyApp, StudyConfig
-from ..errors import ConfigError
+from ..core.config import StudyApp, StudyConfig
+from ..core.errors import ConfigError
 from ..llm.client import make_backend
 from ..llm.prompts import PromptSet
 from ..power.base import open_meter
 from ..store.archive import TrialArchive
-from ..sysinfo import environment, system_details
-from ..toolchain import check_platform, make_runner
-from .. import work_counter
+from ..system.facts import environment, system_details
+from ..sandbox.toolchain import check_platform, make_runner
+from ..sandbox import work_counter
 from .bench import Bench
 from .trial import Progress, Trial, TrialOutcome
 

@@ -13,15 +13,15 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from ..config import AppConfig, LLMConfig, StudyConfig
+from ..core.config import AppConfig, LLMConfig, StudyConfig
 from ..llm.extract import extract_code, parse_optimizations, parse_verdict
 from ..llm.client import LLMError, is_reasoning_model
 from ..llm.prompts import PromptSet, format_sources
-from ..records import Candidate, LLMCall
+from ..core.records import Candidate, LLMCall
 from ..store.archive import TrialArchive
 from . import schedule as sch
 from .bench import Bench, Outcome
-from .verifier import VerifierReport, energy_sanity, verify, work_count_finding
+from ..screening.verifier import VerifierReport, energy_sanity, verify, work_count_finding
 
 LANG = {"cuda": "cuda", "hip": "cpp", "cpu": "cpp"}
 MODEL_NAMES = {"cuda": "CUDA", "hip": "HIP", "cpu": "OpenMP C++"}

@@ -17,7 +17,7 @@ from .trace import Measurement, PowerTrace, Window
 
 _LAZY = {
     "Meter": "base", "MeterProbe": "base", "MeterUnavailable": "base", "open_meter": "base",
-    "probe_meters": "base", "GpuInfo": "base", "resolve_gpu": "base",
+    "probe_meters": "base",
     "Sampler": "sampler",
     "FIGURES": "energy", "Analysis": "energy", "Summary": "energy", "analyze": "energy",
     "compute_figures": "energy", "summarize": "energy",

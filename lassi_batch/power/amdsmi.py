@@ -20,8 +20,10 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import PlatformConfig
-from .base import ChannelMeter, GpuInfo, MeterUnavailable, resolve_gpu
+from ..core.config import PlatformConfig
+from ..core.errors import MeterUnavailable
+from ..system.gpus import GpuInfo, resolve_gpu
+from .base import ChannelMeter
 
 NAN = math.nan
 _NA_INTS = {0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF}

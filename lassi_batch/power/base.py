@@ -15,14 +15,13 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..config import METERS, PlatformConfig
-from ..errors import MeterError
+from ..core.config import METERS, PlatformConfig
+from ..core.errors import MeterError, MeterUnavailable
 
 NAN = math.nan
 
@@ -44,9 +43,6 @@ AUTO_CHAIN: dict[str, tuple[str, ...]] = {
     "cpu": ("rapl", "estimate"),
 }
 
-
-class MeterUnavailable(MeterError):
-    """This meter cannot be used on this machine; the message is the one-line reason."""
 
 
 @dataclass(frozen=True)
@@ -141,105 +137,6 @@ class ChannelMeter(Meter):
                                  ("energy counter", self._counter_ok)) if ok]
         return ", ".join(parts)
 
-
-# ------------------------------------------------------------------ which GPU the program sees
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """One physical GPU as the vendor library lists it (never identified by the library's index)."""
-
-    uuid: str  # "GPU-..." (NVIDIA) or the AMD UUID
-    pci_bus_id: str  # "00000000:3B:00.0" or "0000:3b:00.0"
-    name: str = ""
-    mig_uuids: tuple[str, ...] = ()  # MIG instances carved out of this GPU
-
-
-_PCI = re.compile(r"(?:([0-9a-fA-F]{1,8}):)?([0-9a-fA-F]{1,2}):([0-9a-fA-F]{1,2})\.([0-7])")
-
-
-def parse_pci(bus_id: str) -> tuple[int, int, int, int] | None:
-    """(domain, bus, device, function) of a PCI bus id in NVML, CUDA or lspci spelling."""
-    m = _PCI.fullmatch(bus_id.strip())
-    if not m:
-        return None
-    dom, bus, dev, fn = m.groups()
-    return int(dom or "0", 16), int(bus, 16), int(dev, 16), int(fn, 16)
-
-
-def pci_order(devices: Sequence[GpuInfo]) -> list[GpuInfo]:
-    """Devices in PCI bus order: the order CUDA uses with CUDA_DEVICE_ORDER=PCI_BUS_ID."""
-    far = (1 << 40, 0, 0, 0)
-    return sorted(devices, key=lambda d: parse_pci(d.pci_bus_id) or far)
-
-
-def match_device(entry: str, devices: Sequence[GpuInfo]) -> tuple[GpuInfo | None, str]:
-    """The device one *_VISIBLE_DEVICES entry names (index in `devices`' order, UUID or unique
-    UUID prefix, MIG UUID, PCI bus id), and a note for MIG instances. None when it names none."""
-    e = entry.strip()
-    if re.fullmatch(r"\d+", e):
-        i = int(e)
-        return (devices[i] if i < len(devices) else None), ""
-    up = e.upper()
-    if up.startswith("MIG-"):
-        note = f"{e} is a MIG instance: power and energy are those of the whole GPU, shared with other instances"
-        rest = e[4:]
-        if rest.upper().startswith("GPU-") and "/" in rest:  # legacy MIG-GPU-<uuid>/<gi>/<ci>
-            parent = rest.split("/")[0].upper()
-            return next((d for d in devices if d.uuid.upper() == parent), None), note
-        hits = [d for d in devices if any(m.upper().startswith(up) for m in d.mig_uuids)]
-        return (hits[0] if len(hits) == 1 else None), note
-    if up.startswith("GPU-") or (parse_pci(e) is None and len(e) >= 8):
-        hits = [d for d in devices if d.uuid.upper().startswith(up)]
-        return (hits[0] if len(hits) == 1 else None), ""
-    pci = parse_pci(e)
-    if pci is not None:
-        return next((d for d in devices if parse_pci(d.pci_bus_id) == pci), None), ""
-    return None, ""
-
-
-def visible_devices(spec: str | None, devices: Sequence[GpuInfo]) -> tuple[list[GpuInfo], list[str]]:
-    """Apply one *_VISIBLE_DEVICES value to `devices` as the CUDA/ROCm runtimes do.
-
-    None (unset) keeps all; entries are comma separated; parsing stops at the first entry that
-    names no device; duplicates are ignored.
-    """
-    if spec is None:
-        return list(devices), []
-    out: list[GpuInfo] = []
-    notes: list[str] = []
-    for entry in spec.split(","):
-        if not entry.strip():
-            break
-        dev, note = match_device(entry, devices)
-        if dev is None:
-            break
-        if dev not in out:
-            out.append(dev)
-            if note:
-                notes.append(note)
-    return out, notes
-
-
-def resolve_gpu(levels: Sequence[tuple[str, str | None]], devices: Sequence[GpuInfo]) -> tuple[GpuInfo, list[str]]:
-    """The GPU the measured program uses as its device 0.
-
-    `levels` are (variable name, value or None) applied in order, each filtering the list left
-    by the previous one (AMD: ROCR_VISIBLE_DEVICES then HIP_VISIBLE_DEVICES; NVIDIA: the
-    CUDA_VISIBLE_DEVICES the program will get). Indexes count in PCI bus order.
-    """
-    current = pci_order(devices)
-    if not current:
-        raise MeterUnavailable("no GPU listed by the vendor library")
-    notes: list[str] = []
-    for var, value in levels:
-        before = current
-        current, n = visible_devices(value, current)
-        notes += n
-        if not current:
-            listed = ", ".join(f"{i}={d.uuid}@{d.pci_bus_id}" for i, d in enumerate(before))
-            raise MeterUnavailable(f"{var}={value!r} names no GPU (PCI order: {listed})")
-    return current[0], notes
 
 
 def meter_class(name: str) -> type[Meter]:

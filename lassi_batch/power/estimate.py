@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..config import PlatformConfig
+from ..core.config import PlatformConfig
 from .base import Meter
 
 NAN = math.nan

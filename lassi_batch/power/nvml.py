@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import math
 import time
-import warnings
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import PlatformConfig
-from .base import ChannelMeter, GpuInfo, MeterUnavailable, resolve_gpu
+from ..core.config import PlatformConfig
+from ..core.errors import MeterUnavailable
+from ..system.gpus import GpuInfo, import_pynvml, resolve_gpu
+from .base import ChannelMeter
 
 NAN = math.nan
 FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
@@ -32,12 +33,9 @@ TEMPERATURE_EVERY_S = 0.5  # temperature moves slowly; do not pay for it every 1
 def import_nvml() -> Any:
     """pynvml from nvidia-ml-py, without its deprecation chatter."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            import pynvml  # type: ignore
+        return import_pynvml()
     except ImportError as e:
         raise MeterUnavailable("nvidia-ml-py (pynvml) is not installed") from e
-    return pynvml
 
 
 def _text(v: Any) -> str:

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..config import MeasureConfig
-from ..toolchain import RunResult
+from ..core.config import MeasureConfig
+from ..sandbox.toolchain import RunResult
 from . import energy
 from .base import Meter
 from .estimate import EstimateMeter, cpu_model_energy

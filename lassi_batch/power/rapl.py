@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..config import PlatformConfig
+from ..core.config import PlatformConfig
 from .base import Meter, MeterUnavailable
 from .energy import unwrap_delta
 

@@ -36,9 +36,10 @@ from typing import Any, TypeVar
 import h5py
 
 from .. import __version__
-from ..errors import ArchiveError
+from ..core.errors import ArchiveError
+from ..core.secrets import is_secret, scrub_secrets
 from ..power.trace import Measurement
-from ..records import Candidate, LLMCall
+from ..core.records import Candidate, LLMCall
 from .measurement import append_measurement, read_measurements
 from .schema import (
     JSON_SUFFIX,
@@ -60,7 +61,6 @@ from .schema import (
 
 STATUSES = ("running", "done", "failed")
 GROUPS = ("config", "environment", "steps", "llm_calls", "candidates", "context", "plans", "stages")
-_SECRET_KEYS = {"api_key", "apikey", "authorization", "password", "secret", "token"}
 
 # Candidate fields kept in datasets (they can be large); every other field is an attribute.
 _CANDIDATE_TEXT = ("build_log", "stdout", "stderr", "judge_text", "description")
@@ -110,19 +110,6 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0] if text else type(e).__name__
 
 
-def is_secret(key: str) -> bool:
-    """Names that must never reach an archive (API keys and the like)."""
-    k = str(key).lower().replace("-", "_")
-    return k in _SECRET_KEYS or k.endswith("_api_key") or k.endswith("_secret")
-
-
-def scrub_secrets(obj: Any) -> Any:
-    """A copy of `obj` without any dict item whose key looks like a secret, at any depth."""
-    if isinstance(obj, dict):
-        return {k: scrub_secrets(v) for k, v in obj.items() if not is_secret(k)}
-    if isinstance(obj, (list, tuple)):
-        return [scrub_secrets(v) for v in obj]
-    return obj
 
 
 def _put_text_if_changed(group: h5py.Group, name: str, text: str | None) -> None:

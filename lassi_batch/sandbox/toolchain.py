@@ -10,7 +10,6 @@ from __future__ import annotations
 import collections
 import functools
 import os
-import re
 import select
 import shlex
 import shutil
@@ -22,8 +21,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from .config import EXE_NAME, AppConfig, ContainerConfig, PlatformConfig
-from .errors import LassiError, ToolchainError
+from ..core.config import EXE_NAME, AppConfig, ContainerConfig, PlatformConfig
+from ..core.errors import LassiError, ToolchainError
+from ..core.secrets import looks_secret
+from ..system.gpus import cuda_device
+from .apptainer import ApptainerRunner
 
 
 @dataclass
@@ -135,8 +137,6 @@ class HostRunner:
 def make_runner(container: ContainerConfig, platform_kind: str) -> Runner:
     """The runner a study's container settings ask for."""
     if container.runtime == "apptainer":
-        from .container import ApptainerRunner
-
         return ApptainerRunner(container.image, platform_kind, list(container.binds))
     return HostRunner()
 
@@ -148,7 +148,6 @@ def _default_runner() -> HostRunner:
 
 # ---------------------------------------------------------------- environment
 
-_SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSW|PASSPHRASE|CREDENTIAL|AUTH|COOKIE|PRIVATE|SESSION|SIGNATURE|CERT")
 _PASS_NAMES = {
     "PATH", "LANG", "LANGUAGE", "LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "C_INCLUDE_PATH",
     "CPLUS_INCLUDE_PATH", "CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "ROCM_HOME", "HIP_PATH", "HIP_PLATFORM",
@@ -157,28 +156,6 @@ _PASS_NAMES = {
 }
 _PASS_PREFIXES = ("LC_", "OMP_", "GOMP_", "KMP_")
 
-
-def looks_secret(name: str) -> bool:
-    """True for variable names that may hold credentials (API keys, tokens, passwords...)."""
-    return bool(_SECRET.search(name.upper()))
-
-
-def _cuda_device(device: str) -> str:
-    """CUDA_VISIBLE_DEVICES takes an index or UUID; turn a PCI bus id into the UUID when NVML can."""
-    if ":" not in device or device.upper().startswith(("GPU-", "MIG-")):
-        return device
-    try:
-        from .sysinfo import import_pynvml
-
-        pynvml = import_pynvml()
-        pynvml.nvmlInit()
-        try:
-            uuid = pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByPciBusId(device))
-            return uuid.decode() if isinstance(uuid, bytes) else str(uuid)
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no NVML or unknown bus id: pass it through, the runtime will complain
-        return device
 
 
 def sandbox_env(platform_kind: str, workdir: Path, device: str = "", extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -203,7 +180,7 @@ def sandbox_env(platform_kind: str, workdir: Path, device: str = "", extra: dict
         env.setdefault("HIP_PLATFORM", "amd")  # without it, hipcc may pick nvcc
     if device:
         if platform_kind == "cuda":
-            env["CUDA_VISIBLE_DEVICES"] = _cuda_device(device)
+            env["CUDA_VISIBLE_DEVICES"] = cuda_device(device)
         elif platform_kind == "hip":
             env["HIP_VISIBLE_DEVICES"] = device  # indexes within any ROCR_VISIBLE_DEVICES set by the scheduler
     for k, v in (extra or {}).items():

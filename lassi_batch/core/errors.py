@@ -29,3 +29,7 @@ class MeterError(LassiError):
 
 class ArchiveError(LassiError):
     """A trial archive is missing, unreadable, or of an unknown schema version."""
+
+
+class MeterUnavailable(MeterError):
+    """This meter cannot be used on this machine; the message is the one-line reason."""

@@ -14,10 +14,26 @@ import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .config import AppConfig, ContainerConfig, LLMConfig, PlatformBuild, PlatformConfig
-from .errors import LassiError
-from .sysinfo import amd_gpus, nvidia_gpus, tool_version
-from .toolchain import build, check_platform, make_runner, network_isolation, prepare_workdir, run_app
+from ..core.config import (
+    AppConfig,
+    ContainerConfig,
+    LLMConfig,
+    PlatformBuild,
+    PlatformConfig,
+)
+from ..core.errors import LassiError
+from ..power.base import probe_meters
+from ..sandbox.toolchain import (
+    build,
+    check_platform,
+    make_runner,
+    network_isolation,
+    prepare_workdir,
+    run_app,
+)
+from ..system.facts import image_digest
+from ..system.gpus import amd_gpus, default_platform_kind, nvidia_gpus
+from ..system.tools import tool_version
 
 
 @dataclass
@@ -125,7 +141,6 @@ def _redact_url(url: str) -> str:
 
 def _meter_checks(kind: str) -> list[Check]:
     try:
-        from .power.base import probe_meters  # written by the power engineer
 
         return [Check("meter", str(m.name), "ok" if m.ok else "missing", str(m.detail)) for m in probe_meters(kind)]
     except (ImportError, AttributeError):
@@ -145,15 +160,6 @@ def _llm_checks(llm: LLMConfig) -> list[Check]:
         Check("llm", "endpoint", "info", _redact_url(base) if base else "default (api.openai.com)"),
         Check("llm", "models", "info", f"generator {llm.generator_model}, judge {llm.judge_model}"),
     ]
-
-
-def default_platform_kind(nvidia: list | None = None, amd: list | None = None) -> str:
-    """cuda when an NVIDIA GPU is visible, else hip when an AMD one is, else cpu."""
-    if (nvidia if nvidia is not None else nvidia_gpus()[0]):
-        return "cuda"
-    if (amd if amd is not None else amd_gpus()[0]):
-        return "hip"
-    return "cpu"
 
 
 def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfig | None = None,
@@ -208,7 +214,6 @@ def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfi
     checks.append(Check("container", "apptainer", "ok" if appt else ("fail" if needed else "missing"),
                         appt or "not on PATH"))
     if needed:
-        from .container import image_digest
 
         digest = image_digest(container.image)
         checks.append(Check("container", "image", "ok" if digest or "://" in container.image else "fail",

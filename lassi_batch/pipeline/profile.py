@@ -22,15 +22,19 @@ from pathlib import Path
 import h5py
 from rich.console import Console
 
-from . import __version__
-from .config import MeasureConfig, PlatformConfig, load_app
-from .errors import ConfigError, LassiError, ToolchainError
-from .power.base import open_meter
-from .power.energy import Summary, summarize
-from .power.protocol import measure_repeats
-from .power.trace import Measurement
-from .store.schema import PROFILE_SCHEMA, SCHEMA_VERSION, child_name, put_text
-from .toolchain import RunResult
+from .. import __version__
+from ..core.config import MeasureConfig, PlatformConfig, load_app
+from ..core.errors import ConfigError, LassiError, ToolchainError
+from ..power.base import open_meter
+from ..power.energy import Summary, summarize
+from ..power.plot import plot_measurement
+from ..power.protocol import measure_repeats
+from ..power.trace import Measurement
+from ..sandbox import toolchain
+from ..sandbox.toolchain import RunResult
+from ..store.measurement import write_measurement
+from ..store.schema import PROFILE_SCHEMA, SCHEMA_VERSION, child_name, put_text
+from ..system.gpus import default_platform_kind
 
 # figures summarised over repeats (table and root attributes of the file)
 SUMMARY_FIGURES = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_paper_j", "energy_instant_net_j",
@@ -64,7 +68,6 @@ class ProfileResult:
 def detect_platform() -> str:
     """cuda when an NVIDIA GPU is present, hip for an AMD one, else cpu (same rule as doctor)."""
     try:
-        from .doctor import default_platform_kind
 
         return default_platform_kind()
     except Exception:  # doctor unavailable: fall back to device nodes
@@ -107,7 +110,6 @@ def profile_app(
 
     The temp folder is removed afterwards, except after a failed build (the error names its log).
     """
-    from . import toolchain
 
     say = log or (lambda s: None)
     if repeat < 1:
@@ -153,7 +155,6 @@ def profile_app(
                         args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes)
     write_profile(res, b.log)
     if plot:
-        from .power.plot import plot_measurement
 
         r = median_repeat(results)
         title = f"{app.name} ({kind}) repeat {r}" + (" ESTIMATE" if m.estimate else "")
@@ -171,7 +172,6 @@ def median_repeat(results: list[tuple[RunResult, Measurement]]) -> int:
 
 def write_profile(res: ProfileResult, build_log: RunResult) -> None:
     """Write the profile file next to its final name and rename it into place (no half files)."""
-    from .store.measurement import write_measurement
 
     path = res.out
     path.parent.mkdir(parents=True, exist_ok=True)

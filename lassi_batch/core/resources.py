@@ -10,7 +10,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[1]
+CHECKOUT = Path(__file__).resolve().parents[2]
 
 
 def data_path(name: str) -> Path:

@@ -39,7 +39,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable, Literal
 
-from ..config import OutputCheck
+from ..core.config import OutputCheck
 
 Severity = Literal["info", "warn", "fail"]
 Verdict = Literal["pass", "warn", "fail"]

@@ -8,12 +8,12 @@ Apptainer could not be installed on the development machines, so only the argv i
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ConfigError
+from ..core.errors import ConfigError
+from ..core.secrets import looks_secret
 
 GPU_FLAGS = {"cuda": ["--nv"], "hip": ["--rocm"], "cpu": []}
 
@@ -66,8 +66,6 @@ class ApptainerRunner:
         self.name = "apptainer"
 
     def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        from .toolchain import looks_secret
-
         inner = {k: v for k, v in env.items() if not looks_secret(k)}
         outer = {k: os.environ[k] for k in _RUNTIME_ENV if k in os.environ}
         outer.update({k: v for k, v in os.environ.items()
@@ -77,28 +75,5 @@ class ApptainerRunner:
                                    self.binds, self.network), outer
 
 
-_digests: dict[str, tuple[int, int, str]] = {}
 
 
-def image_digest(image: str) -> str:
-    """sha256 (hex) of a local image file, cached by path, mtime and size; '' when not a file."""
-    p = Path(image).expanduser()
-    try:
-        st = p.stat()
-    except OSError:
-        return ""
-    if not p.is_file():
-        return ""
-    key = str(p.resolve())
-    hit = _digests.get(key)
-    if hit and hit[0] == st.st_mtime_ns and hit[1] == st.st_size:
-        return hit[2]
-    h = hashlib.sha256()
-    try:
-        with open(p, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-    except OSError:
-        return ""
-    _digests[key] = (st.st_mtime_ns, st.st_size, h.hexdigest())
-    return h.hexdigest()
