@@ -1,0 +1,133 @@
+"""The trial summary: fixed, typed attributes of one `/summary` group per trial file.
+
+An aggregator over 100,000 trials reads this group and nothing else, so every field has one
+type and one meaning whatever the trial's outcome: missing numbers are NaN, missing ints -1,
+missing strings "". No field is ever absent and no value is JSON: readers need no branches.
+The writer (the trial program) sets it at every stage end and when the trial stops.
+
+Reductions are fractions of the source's energy (0.25 = 25% less energy); 0.0 for a trial whose
+pipeline found no passing candidate better than the source (the paper's convention, so that a
+failed trial counts as no saving in energy-reduction@k).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import h5py
+
+SUMMARY_GROUP = "summary"
+
+# Trial states, in the order a trial moves through them. `interrupted` is a stop by a signal
+# (scheduler preemption, time limit, Ctrl-C) at a step boundary: the trial can resume.
+STATUSES = ("pending", "running", "interrupted", "done", "failed")
+
+# Exit codes of the trial program (`lassi-batch run`, the batch worker). 75 is EX_TEMPFAIL:
+# a scheduler wrapper requeues on it; 1 means a trial ended `failed`; 2 is a usage/config error.
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 75
+
+NAN = math.nan
+
+
+@dataclass
+class TrialSummary:
+    """One trial's headline facts; see docs/hdf5-schema.md (summary group) for each field."""
+
+    # identity
+    study: str = ""
+    app: str = ""
+    platform: str = ""  # cuda | hip | cpu
+    trial_index: int = -1
+    trial_id: str = ""
+    status: str = "pending"  # one of STATUSES
+    reason: str = ""  # one line: why the trial failed or was interrupted
+    # energies (J, net of idle, confirmed figures where the trial confirmed them)
+    source_energy_j: float = NAN
+    best_energy_j: float = NAN  # the pipeline's final best; = source when nothing passed
+    vanilla_energy_j: float = NAN  # the zero-shot ("vanilla LLM") candidate, NaN when it failed
+    selection_best_energy_j: float = NAN  # the best's figure at selection time (before confirmation)
+    reduction: float = 0.0  # pipeline: 1 - best/source, 0 when nothing passed
+    vanilla_reduction: float = 0.0  # zero-shot: 1 - vanilla/source, 0 when it failed
+    selection_reduction: float = 0.0  # from the selection-time figures
+    confirmed: bool = False  # the reduction comes from an interleaved re-measurement
+    reduction_ci_low: float = NAN  # confidence interval of `reduction` (NaN when not confirmed)
+    reduction_ci_high: float = NAN
+    reduction_with_tail: float = NAN  # the same saving with the post-exit tail energy included
+    source_runtime_s: float = NAN
+    best_runtime_s: float = NAN
+    source_power_w: float = NAN  # mean power over the run window
+    best_power_w: float = NAN
+    # outcome
+    passed: bool = False  # the pipeline produced a passing candidate that saves energy
+    vanilla_passed: bool = False  # the zero-shot candidate passed screening
+    best_candidate: int = -1  # candidate index, -1 = the source
+    best_iteration: int = -1  # stage-3 iteration of the best (0 = zero-shot), -1 = none
+    best_self_corrections: int = -1
+    n_candidates: int = 0
+    n_passed: int = 0
+    n_llm_calls: int = 0
+    n_self_corrections: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    # time (s), split by what the trial waited for
+    time_total_s: float = NAN
+    time_llm_s: float = NAN
+    time_build_s: float = NAN
+    time_measure_s: float = NAN
+    time_lock_wait_s: float = NAN
+    # where and with what
+    generator_model: str = ""
+    judge_model: str = ""
+    meter: str = ""
+    estimate: bool = False  # energies come from a labelled model, not a sensor
+    sandbox: str = ""  # runner name; "none" when the study chose no isolation
+    gpu_name: str = ""
+    gpu_uuid: str = ""
+    driver: str = ""
+    host: str = ""
+    attempts: int = 0
+    started: str = ""  # ISO 8601 UTC
+    finished: str = ""
+
+
+SUMMARY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrialSummary))
+_TYPES: dict[str, type] = {f.name: {"str": str, "int": int, "float": float, "bool": bool}[f.type]
+                           for f in fields(TrialSummary)}
+
+
+def _coerce(name: str, value: Any) -> Any:
+    t = _TYPES[name]
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "replace")
+    if t is bool:
+        return bool(value)
+    if t is int:
+        return int(value)
+    if t is float:
+        return float(value)
+    return str(value)
+
+
+def write_summary(f: h5py.File | h5py.Group, s: TrialSummary) -> None:
+    """Replace the `/summary` group's attributes with `s` (inside the writer's transaction)."""
+    if s.status not in STATUSES:
+        raise ValueError(f"unknown trial status {s.status!r}")
+    g = f.require_group(SUMMARY_GROUP)
+    for name in SUMMARY_FIELDS:
+        v = _coerce(name, getattr(s, name))
+        if isinstance(v, str):
+            g.attrs.create(name, v.encode("utf-8"), dtype=h5py.string_dtype("utf-8", len(v.encode("utf-8")) or 1))
+        else:
+            g.attrs[name] = v
+
+
+def read_summary(f: h5py.File | h5py.Group) -> TrialSummary:
+    """The summary of an open trial file; KeyError when the file has none (schema version 1)."""
+    g = f[SUMMARY_GROUP]
+    kw = {name: _coerce(name, g.attrs[name]) for name in SUMMARY_FIELDS if name in g.attrs}
+    return TrialSummary(**kw)
