@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# The GPU campaign in one or two calls: sensor facts, the energy-measurement bench, the sandbox on
+# a GPU, the CUDA demo with screening and confirmation, node sharing under the GPU lock, and
+# third-party (HeCBench) profiles. Results land under $OUT (tables as .md/.json, raw files in
+# campaign.tar.gz) and go into docs/benchmarks.md with the device, driver and date.
+#
+#   scripts/gpu_campaign.sh [SECTION ...]     sections: probe energy sandbox demo sharing hecbench
+#                                             (default: all, in that order)
+#
+# Environment: OUT (output folder, default ./gpu-campaign-out); HECBENCH (a HeCBench checkout, for
+# the hecbench section; default ./.gpu/hecbench); CAMPAIGN_BUDGET_S (stop starting sections after
+# this many seconds, default 560, so that one call stays inside a 10-minute limit).
+# Python packages the machine lacks may sit as wheels in ./.whl and a bubblewrap .deb in ./.gpu:
+# both are installed into /tmp, never into the system.
+# The campaign never changes the GPU's clocks, power limit or modes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+OUT=${OUT:-$ROOT/gpu-campaign-out}
+mkdir -p "$OUT/raw"
+BUDGET=${CAMPAIGN_BUDGET_S:-560}
+START=$(date +%s)
+export PYTHONUNBUFFERED=1
+
+log() { echo "[campaign $(( $(date +%s) - START ))s] $*" | tee -a "$OUT/campaign.log"; }
+left() { echo $(( BUDGET - ($(date +%s) - START) )); }
+
+# ---- setup: wheels, bubblewrap, the package itself on PYTHONPATH
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH=/tmp/site:$ROOT${PYTHONPATH:+:$PYTHONPATH} || log "wheel install failed"
+else
+  export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH}
+fi
+if ! command -v bwrap >/dev/null 2>&1 && ls .gpu/bubblewrap_*.deb >/dev/null 2>&1; then
+  dpkg -x .gpu/bubblewrap_*.deb /tmp/bwrap-root && export PATH=/tmp/bwrap-root/usr/bin:$PATH
+fi
+mkdir -p /tmp/bin
+printf '#!/bin/sh\nexec python3 -m lassi_batch "$@"\n' > /tmp/bin/lassi-batch && chmod +x /tmp/bin/lassi-batch
+export PATH=/tmp/bin:$PATH
+{
+  date -u +"date: %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,uuid,driver_version,power.limit,temperature.gpu,clocks.sm --format=csv,noheader
+  nvcc --version | tail -2
+  python3 --version; command -v bwrap && bwrap --version
+  git rev-parse --short HEAD 2>/dev/null || true
+} > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+sections=("$@")
+[ ${#sections[@]} -eq 0 ] && sections=(probe energy sandbox demo sharing hecbench)
+
+run_section() {
+  local name=$1; shift
+  local budget; budget=$(left)
+  if [ "$budget" -lt 30 ]; then log "SKIP $name: campaign budget spent"; return; fi
+  log "START $name (budget ${budget}s)"
+  timeout --signal=TERM --kill-after=15 "$budget" "$@" > "$OUT/raw/$name.log" 2>&1
+  local rc=$?
+  log "END $name rc=$rc"
+}
+
+for s in "${sections[@]}"; do
+  case $s in
+    probe)
+      run_section probe python3 scripts/probe_sensors.py --out "$OUT/raw/probe"
+      cp "$OUT/raw/probe/probe_sensors.md" "$OUT/" 2>/dev/null ;;
+    energy)
+      run_section energy python3 scripts/bench_energy.py --platform cuda --out "$OUT/raw/energy" --budget-s 240
+      cp "$OUT/raw/energy/bench_energy.md" "$OUT/" 2>/dev/null ;;
+    sandbox)
+      if [ -f scripts/bench_sandbox.py ]; then
+        run_section sandbox python3 scripts/bench_sandbox.py --platform cuda --out "$OUT/raw/sandbox"
+        cp "$OUT/raw/sandbox/"*.md "$OUT/" 2>/dev/null
+      else log "SKIP sandbox: scripts/bench_sandbox.py missing"; fi ;;
+    demo)
+      run_section demo lassi-batch demo --platform cuda --fresh --out "$OUT/raw/demo" ;;
+    sharing)
+      if [ -f scripts/bench_batch.py ]; then
+        run_section sharing python3 scripts/bench_batch.py --platform cuda --out "$OUT/raw/sharing"
+        cp "$OUT/raw/sharing/"*.md "$OUT/" 2>/dev/null
+      else log "SKIP sharing: scripts/bench_batch.py missing"; fi ;;
+    hecbench)
+      export HECBENCH=${HECBENCH:-$ROOT/.gpu/hecbench}
+      if [ -f datasets/hecbench.toml ] && [ -d "$HECBENCH" ]; then
+        for app in layout murmurhash3 pathfinder randomAccess floydwarshall; do
+          run_section "hecbench-$app" lassi-batch profile --study datasets/hecbench.toml --apps "$app" \
+            --platform cuda --repeat 3 --out "$OUT/raw/hecbench-$app.h5"
+        done
+      else log "SKIP hecbench: datasets/hecbench.toml or \$HECBENCH missing"; fi ;;
+    *) log "unknown section $s" ;;
+  esac
+done
+
+tar -C "$OUT" -czf "$OUT/campaign.tar.gz" raw campaign.log 2>/dev/null && rm -rf "$OUT/raw"
+log "done"
