@@ -130,7 +130,7 @@ def test_demo_study_loads() -> None:
     study = load_study(EXAMPLES / "demo.toml")
     assert study.name == "demo" and study.trials == 3 and study.k == [1, 3]
     assert study.platform.kind == "cpu"
-    assert study.llm.backend == "replay" and study.llm.replay_path == "transcripts"
+    assert study.llm.backend == "replay" and study.llm.replay_path == str(EXAMPLES / "transcripts")  # relative to the study
     assert study.measure.repeat == 1
     assert [a.app.name for a in study.apps] == APP_NAMES
     for entry in study.apps:

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from lassi_batch.cli import main as cli
@@ -40,3 +44,24 @@ def test_run_command_errors_are_one_line_with_exit_2(setup, tmp_path: Path):
         assert r.exit_code == 2, (args, r.output)
         assert needle in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()  # nothing written for a failed start
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_run_into_a_read_only_folder_is_one_line_before_any_trial(setup, tmp_path: Path):
+    tmp, data = setup
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    cmd = ["bwrap", "--dev-bind", "/", "/", "--ro-bind", str(ro), str(ro), sys.executable, "-m", "lassi_batch", "run",
+           data["apps"][0]["path"], "--platform", "cpu", "--meter", "estimate",
+           "--llm", f"replay:{data['llm']['replay_path']}", "--out", str(ro / "runs")]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip() == f"error: --out: cannot write to {ro}: Read-only file system"
+    assert "trial" not in r.stdout and list(ro.iterdir()) == []
+
+
+def test_run_needs_an_app_or_a_study(tmp_path: Path):
+    r = CliRunner().invoke(cli, ["run"])
+    assert r.exit_code == 2 and "give an APP_DIR or --study FILE" in r.output
+    r = CliRunner().invoke(cli, ["run", str(tmp_path), "--apps", "x"])
+    assert r.exit_code == 2 and "--apps selects apps of a --study" in r.output

@@ -196,3 +196,31 @@ def test_bench_energy_dry_run_on_cpu(tmp_path: Path) -> None:
     assert "overhead" in s and "sampler" in s and s["failed_runs"] == 0
     md = (tmp_path / "bench_energy.md").read_text()
     assert "ESTIMATE" in md and "Overhead per measurement" in md
+
+
+def _read_only(folder: Path, argv: list[str]):
+    """Run the CLI with `folder` mounted read-only (permission bits do not stop root; a mount does)."""
+    import subprocess
+
+    cmd = ["bwrap", "--dev-bind", "/", "/", "--ro-bind", str(folder), str(folder),
+           sys.executable, "-m", "lassi_batch", *argv]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "COLUMNS": "160"})
+
+
+@needs_gxx
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_profile_into_a_read_only_folder_fails_before_building(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    for out in (ro / "p.h5", ro / "sub" / "p.h5"):
+        r = _read_only(ro, ["profile", str(app), "--platform", "cpu", "--meter", "estimate", "--out", str(out)])
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.strip() == f"error: --out: cannot write to {ro}: Read-only file system"
+        assert r.stdout == ""  # nothing built, nothing measured
+    r = _read_only(ro, ["profile", str(app), "--platform", "cpu", "--meter", "estimate", "--test-size",
+                        "--out", str(tmp_path / "ok.h5"), "--plot", str(ro / "p.png")])
+    assert r.returncode == 2 and r.stderr.strip() == f"error: --plot: cannot write to {ro}: Read-only file system"
+    assert not (tmp_path / "ok.h5").exists()
+    assert list(ro.iterdir()) == []
+

@@ -9,8 +9,10 @@ from __future__ import annotations
 import sys
 
 import click
+from pydantic import ValidationError
 
 from .. import __version__
+from ..core.config import validation_problems
 from ..core.errors import ConfigError, LassiError
 
 
@@ -25,6 +27,10 @@ class _Group(click.Group):
         except LassiError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
+        except ValidationError as e:  # a setting changed on the command line, checked by the same model
+            for problem in validation_problems(e, "settings"):
+                click.echo(f"error: {problem}", err=True)
+            sys.exit(ConfigError.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; files written so far are kept", err=True)
             sys.exit(130)

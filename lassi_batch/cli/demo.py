@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import click
@@ -11,6 +10,7 @@ from rich.console import Console
 from ..core.config import PLATFORMS, load_study
 from ..core.errors import ConfigError
 from ..core.resources import data_path
+from ._select import app_names
 from ._trials import default_platform, run_study_trials, summary_table
 
 EXAMPLES = data_path("datasets/examples")
@@ -43,20 +43,10 @@ def command(platform: str | None, only_apps: str | None, out: str | None, trials
     path = DEMO_STUDIES[kind]
     if not path.is_file():
         raise ConfigError(f"demo study not found at {path} (reinstall lassi-batch, or run from a source checkout)")
-    study = load_study(path)
-    study = replace(study, platform=replace(study.platform, kind=kind, meter="auto"))
-    if only_apps:
-        wanted = [a.strip() for a in only_apps.split(",") if a.strip()]
-        unknown = sorted(set(wanted) - {a.app.name for a in study.apps})
-        if unknown:
-            raise ConfigError(f"--apps: unknown demo app(s) {', '.join(unknown)} (have: {', '.join(a.app.name for a in study.apps)})")
-        study = replace(study, apps=[a for a in study.apps if a.app.name in wanted])
-    if out:
-        study = replace(study, out=Path(out).resolve())
-    else:
-        study = replace(study, out=Path(f"runs/{study.name}").resolve())
+    over: dict = {"platform": {"kind": kind, "meter": "auto"}, "study": {"out": str(Path(out or f"runs/{path.stem}").resolve())}}
     if trials:
-        study = replace(study, trials=trials)
+        over["study"]["trials"] = trials
+    study = load_study(path, apps=app_names(only_apps), overrides=over)
     if fresh and (study.out / "trials").is_dir():
         for f in (study.out / "trials").glob("*.h5"):
             f.unlink()

@@ -1,4 +1,4 @@
-"""`lassi-batch profile APP_DIR`: build an app and measure its energy (no LLM)."""
+"""`lassi-batch profile APP_DIR | --study FILE [--apps a,b]`: build apps and measure their energy (no LLM)."""
 
 from __future__ import annotations
 
@@ -7,37 +7,64 @@ import sys
 import click
 from rich.console import Console
 
-from ..core.config import METERS, PLATFORMS
+from ..core.config import METERS, PLATFORMS, AppConfig, load_study
+from ..pipeline.profile import profile_app, render
+from ._select import app_names, apps_option
 
 
 @click.command("profile")
-@click.argument("app_dir", type=click.Path(file_okay=False))
+@click.argument("app_dir", type=click.Path(file_okay=False), required=False)
+@click.option("--study", "study_file", type=click.Path(dir_okay=False), default=None,
+              help="Profile the study's apps (or those named by --apps) with its platform and measure settings.")
+@apps_option
 @click.option("--platform", type=click.Choice(PLATFORMS), default=None,
-              help="Build to measure; default: cuda/hip when such a GPU is present and the app has it, else cpu.")
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True, help="Measured runs.")
-@click.option("--meter", type=click.Choice(METERS), default="auto", show_default=True,
-              help="Power source; auto = nvml (cuda), amdsmi (hip), rapl (cpu), falling back to estimate.")
+              help="Build to measure; default: the study's, else cuda/hip when such a GPU is present and the app has it, else cpu.")
+@click.option("--repeat", type=click.IntRange(min=1), default=None, help="Measured runs (default 3).")
+@click.option("--meter", type=click.Choice(METERS), default=None,
+              help="Power source (default: the study's, else auto = nvml (cuda), amdsmi (hip), rapl (cpu), falling back to estimate).")
 @click.option("--args", "run_args", default=None,
-              help='Program arguments, e.g. --args "4096 120" (default: the app\'s run.args).')
+              help='Program arguments, e.g. --args "4096 120" (default: the app\'s run.args, or the study entry\'s).')
 @click.option("--test-size", is_flag=True, help="Use the app's small test_args instead of its measurement args.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="HDF5 file to write (default: <app>.<platform>.profile.h5).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG of the median repeat's power trace.")
 @click.option("--compiler", default=None, help='Compiler command line, e.g. "nvcc -O3 -arch=sm_90".')
-def command(app_dir: str, platform: str | None, repeat: int, meter: str, run_args: str | None, test_size: bool,
-            out: str | None, plot: str | None, compiler: str | None) -> None:
-    """Build APP_DIR in a fresh folder and measure REPEAT runs of it."""
-    from ..pipeline.profile import profile_app, render
+def command(app_dir: str | None, study_file: str | None, only_apps: str | None, platform: str | None,
+            repeat: int | None, meter: str | None, run_args: str | None, test_size: bool, out: str | None,
+            plot: str | None, compiler: str | None) -> None:
+    """Build an app in a fresh folder and measure REPEAT runs of it.
 
+    The app is APP_DIR, or each app of a study (inline entries need no app.toml).
+    """
     if run_args is not None and test_size:
         raise click.UsageError("--args and --test-size exclude each other")
+    if (app_dir is None) == (study_file is None):
+        raise click.UsageError("give either APP_DIR or --study FILE")
+    if only_apps is not None and study_file is None:
+        raise click.UsageError("--apps selects apps of a --study")
     err = Console(stderr=True)
-    res = profile_app(app_dir, platform=platform, repeat=repeat, meter=meter, args=run_args, test_size=test_size,
-                      out=out, plot=plot, compiler=compiler, log=lambda s: err.print(f"[dim]{s}[/]"))
-    render(res, Console())
-    failed = res.failed_runs
-    if failed:
-        codes = ", ".join(str(res.results[r][0].returncode) for r in failed)
-        click.echo(f"error: {len(failed)} of {len(res.results)} runs failed (exit {codes}); "
-                   f"measurements kept in {res.out}", err=True)
+    jobs: list[tuple[AppConfig | str, list[str] | str | None]] = []
+    measure = platform_cfg = None
+    if study_file:
+        over = {"platform": {"kind": platform}} if platform else None
+        study = load_study(study_file, apps=app_names(only_apps), overrides=over)
+        if len(study.apps) > 1 and (out or plot):
+            raise click.UsageError("--out and --plot name one file: pick one app with --apps")
+        measure, platform_cfg = study.measure, study.platform
+        for a in study.apps:
+            jobs.append((a.app, run_args if (run_args is not None or test_size) else a.args))
+    else:
+        jobs.append((app_dir, run_args))
+    failed_total = 0
+    for app, args in jobs:
+        res = profile_app(app, platform=platform, repeat=repeat or 3, meter=meter, args=args, test_size=test_size, out=out, plot=plot, compiler=compiler,
+                          measure_cfg=measure, platform_cfg=platform_cfg, log=lambda s: err.print(f"[dim]{s}[/]"))
+        render(res, Console())
+        failed = res.failed_runs
+        if failed:
+            failed_total += 1
+            codes = ", ".join(str(res.results[r][0].returncode) for r in failed)
+            click.echo(f"error: {res.app}: {len(failed)} of {len(res.results)} runs failed (exit {codes}); "
+                       f"measurements kept in {res.out}", err=True)
+    if failed_total:
         sys.exit(1)

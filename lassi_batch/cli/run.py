@@ -1,69 +1,101 @@
-"""`lassi-batch run APP_DIR`: run LASSI-EE trials of one app on this machine."""
+"""`lassi-batch run [APP_DIR] [--study FILE [--apps a,b]]`: run LASSI-EE trials on this machine."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 
-from ..core.config import PLATFORMS, load_study, parse_study
+from ..core.config import METERS, PLATFORMS, StudyApp, StudyConfig, load_app, load_study, parse_study
 from ..core.errors import ConfigError
+from ..core.paths import ensure_writable_dir
 from ..pipeline.session import with_llm
+from ._select import app_names, apps_option
 from ._trials import default_platform, run_study_trials, summary_table
 
 
+def _overrides(platform: str | None, meter: str | None, repeat: int | None, trials: int | None,
+               out: str | None) -> dict[str, Any]:
+    """Command-line flags as study keys (validated by the same model as the file)."""
+    o: dict[str, Any] = {"platform": {}, "measure": {}, "study": {}}
+    if platform:
+        o["platform"]["kind"] = platform
+    if meter:
+        o["platform"]["meter"] = meter
+    if repeat:
+        o["measure"]["repeat"] = repeat
+    if trials:
+        o["study"]["trials"] = trials
+    if out:
+        o["study"]["out"] = str(Path(out).resolve())
+    return o
+
+
+def _with_folder(study: StudyConfig, app_path: Path, study_file: str, over: dict[str, Any]) -> StudyConfig:
+    """The study's settings for the app in APP_DIR; the study's entry for it brings its run arguments."""
+    app = load_app(app_path).on(study.platform.kind)
+    try:
+        entry = load_study(study_file, apps=[app.name], overrides=over).apps[0]
+    except ConfigError:  # no (usable) entry of that name: the folder's own arguments
+        entry = None
+    if entry is not None and entry.app.path == app.path:
+        return replace(study, apps=[replace(entry, app=app)])
+    return replace(study, apps=[StudyApp(app=app, args=app.args)])
+
+
 @click.command("run")
-@click.argument("app_dir", type=click.Path())
-@click.option("--study", "study_file", type=click.Path(dir_okay=False), help="Take settings from a study TOML.")
-@click.option("--platform", type=click.Choice(PLATFORMS), help="Default: cuda/hip when a GPU is present, else cpu.")
+@click.argument("app_dir", type=click.Path(), required=False)
+@click.option("--study", "study_file", type=click.Path(dir_okay=False), help="Take settings (and apps) from a study TOML.")
+@apps_option
+@click.option("--platform", type=click.Choice(PLATFORMS), help="Default: the study's, else cuda/hip when a GPU is present, else cpu.")
 @click.option("--llm", help="replay:PATH (transcript .jsonl, folder, or trial .h5) or openai[:MODEL].")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials to run (default: study's, else 1).")
-@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/<app>).")
-@click.option("--meter", type=click.Choice(["auto", "nvml", "amdsmi", "rapl", "estimate"]), default=None)
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: the study's, else runs/<app>).")
+@click.option("--meter", type=click.Choice(METERS), default=None)
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help="Measured runs per candidate.")
-@click.option("--test-size", is_flag=True, help="Use the app's quick test arguments instead of the measurement ones.")
-def command(app_dir: str, study_file: str | None, platform: str | None, llm: str | None, trials: int | None,
-            out: str | None, meter: str | None, repeat: int | None, test_size: bool) -> None:
-    """Run trials of the app in APP_DIR locally and print a summary."""
-    console = Console()
-    app_path = Path(app_dir).resolve()
-    if not app_path.is_dir():
-        raise ConfigError(f"app folder not found: {app_dir}")
-    if study_file:
-        base = load_study(study_file)
-        data: dict = {}
-        raw = base.to_dict()
-        for sect in ("platform", "measure", "llm", "slurm", "container"):
-            data[sect] = {k: v for k, v in raw[sect].items()}
-        data["study"] = {"name": base.name, "trials": base.trials, "k": [k for k in base.k if k <= (trials or base.trials)] or [1],
-                         "out": str(out or base.out)}
-    else:
-        data = {"study": {"name": app_path.name, "trials": trials or 1, "k": [1], "out": str(Path(out or f"runs/{app_path.name}").resolve())},
-                "platform": {}, "llm": {}, "measure": {}}
-    plat = data["platform"]
-    plat["kind"] = platform or plat.get("kind") or default_platform()
-    if meter:
-        plat["meter"] = meter
-    if repeat:
-        data["measure"]["repeat"] = repeat
-    if trials:
-        data["study"]["trials"] = trials
-    entry: dict = {"path": str(app_path)}
-    if study_file:  # the study's own entry for this app brings its run arguments
-        match = next((a for a in base.apps if a.app.path == app_path), None)
-        if match is not None:
-            entry["args"] = match.args
-    data["apps"] = [entry]
-    study = parse_study(data, Path.cwd())
-    if test_size:
-        from dataclasses import replace
+@click.option("--test-size", is_flag=True, help="Use the apps' quick test arguments instead of the measurement ones.")
+def command(app_dir: str | None, study_file: str | None, only_apps: str | None, platform: str | None, llm: str | None,
+            trials: int | None, out: str | None, meter: str | None, repeat: int | None, test_size: bool) -> None:
+    """Run trials of the app in APP_DIR, or of a study's apps, locally and print a summary.
 
+    With --study and no APP_DIR, every app of the study runs (or those named by --apps), each
+    from its study entry; inline entries need no app.toml.
+    """
+    console = Console()
+    names = app_names(only_apps)
+    if app_dir is None and study_file is None:
+        raise click.UsageError("give an APP_DIR or --study FILE")
+    if names is not None and (study_file is None or app_dir is not None):
+        raise click.UsageError("--apps selects apps of a --study (without APP_DIR)")
+    over = _overrides(platform, meter, repeat, trials, out)
+    if study_file:
+        study = load_study(study_file, apps=[] if app_dir else names, overrides=over)
+        if app_dir:
+            app_path = Path(app_dir).resolve()
+            if not app_path.is_dir():
+                raise ConfigError(f"app folder not found: {app_dir}")
+            study = _with_folder(study, app_path, study_file, over)
+    else:
+        app_path = Path(app_dir or ".").resolve()
+        if not app_path.is_dir():
+            raise ConfigError(f"app folder not found: {app_dir}")
+        over["platform"].setdefault("kind", default_platform())
+        over["study"].setdefault("out", str(Path(f"runs/{app_path.name}").resolve()))
+        data = {"study": {"name": "run", "trials": 1, "k": [1]}, "apps": [{"path": str(app_path)}]}
+        study = parse_study({**data, **{k: {**data.get(k, {}), **v} for k, v in over.items()}}, Path.cwd(),
+                            where=str(app_path))
+        study = replace(study, name=study.apps[0].app.name)
+    if test_size:
         study = replace(study, apps=[replace(a, args=a.app.test_args) for a in study.apps])
     study = with_llm(study, llm)
     if study.llm.backend == "replay" and not study.llm.replay_path:
         raise ConfigError("no LLM transcript given: use --llm replay:PATH or --llm openai[:MODEL]")
-    console.print(f"[bold]lassi-batch run[/]: {study.apps[0].app.name} on {study.platform.kind}, "
+    ensure_writable_dir(study.out / "trials", "--out" if out else "output folder")
+    names_line = ", ".join(a.app.name for a in study.apps)
+    console.print(f"[bold]lassi-batch run[/]: {names_line} on {study.platform.kind}, "
                   f"{study.trials} trial(s), LLM {study.llm.backend}, out {study.out}")
     rows = run_study_trials(study, console)
     console.print(summary_table(rows))

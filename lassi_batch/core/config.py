@@ -1,18 +1,29 @@
-"""Study and app settings, read from TOML and validated up front.
+"""Study and app settings: one pydantic model family for app.toml, study files and the runtime.
 
-Validation collects every problem before failing so that a user fixes a config in one pass;
-nothing is written to disk until a config has loaded cleanly.
+A file is validated as a whole before anything runs: unknown keys, wrong types and out-of-range
+values are reported together, one line each (`study.toml: measure.repeat: must be >= 1 (got 0)`),
+as one ConfigError (exit 2), and nothing is written. The classes are pydantic dataclasses, so the
+objects the rest of the package receives are the validated ones, and `dataclasses.replace` on
+them validates the changed copy again. `lassi-batch schema app|study` prints their JSON Schema;
+docs/app-format.md explains every key.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
+import functools
 import os
 import re
 import shlex
 import sys
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
+from dataclasses import field
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, TypeAdapter, ValidationError, WithJsonSchema
+from pydantic import Strict, model_validator
+from pydantic.dataclasses import dataclass
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,12 +31,19 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 from .errors import ConfigError
+from .paths import expand, unset_vars
 
-PLATFORMS = ("cuda", "hip", "cpu")
-METERS = ("auto", "nvml", "amdsmi", "rapl", "estimate")
-BACKENDS = ("openai", "replay")
-RUNTIMES = ("none", "apptainer")
-PASS_POLICIES = ("judge_and_verifier", "judge", "verifier")
+PlatformKind = Literal["cuda", "hip", "cpu"]
+MeterName = Literal["auto", "nvml", "amdsmi", "rapl", "estimate"]
+Backend = Literal["openai", "replay"]
+Runtime = Literal["none", "apptainer"]
+PassPolicy = Literal["judge_and_verifier", "judge", "verifier"]
+
+PLATFORMS: tuple[str, ...] = get_args(PlatformKind)
+METERS: tuple[str, ...] = get_args(MeterName)
+BACKENDS: tuple[str, ...] = get_args(Backend)
+RUNTIMES: tuple[str, ...] = get_args(Runtime)
+PASS_POLICIES: tuple[str, ...] = get_args(PassPolicy)
 
 # Compiler command lines used when a study does not name one. The paper used
 # `nvcc -std=c++14 -Xcompiler -Wall -arch=sm_80 -O3` and `hipcc -std=c++14 -Wall -O3 --offload-arch=gfx908`.
@@ -36,103 +54,208 @@ DEFAULT_COMPILERS = {
 }
 # Build template: {compiler} is the platform's compiler line, {sources} the app's files, {exe} the output.
 DEFAULT_BUILD = "{compiler} -o {exe} {sources}"
+BUILD_PLACEHOLDERS = ("compiler", "sources", "exe")
 EXE_NAME = "app.exe"
+DEFAULT_IGNORE = "(?i)(time|elapsed|seconds|ms\\b|throughput|bandwidth|gb/s)"
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
+
+# Numbers and flags are strict: a TOML `true` is no count, a float no integer; ints are accepted where floats are asked.
+_CFG = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+Int = Annotated[int, Strict()]
+Float = Annotated[float, Strict()]
+Bool = Annotated[bool, Strict()]
 
 
-def _expand(value: str, base: Path) -> Path:
-    """Expand ${VAR} and ~, resolve relative to the config file's folder."""
-    p = Path(os.path.expanduser(os.path.expandvars(value)))
-    return p if p.is_absolute() else (base / p)
+# ---------------------------------------------------------------- field types
 
 
-class _Reader:
-    """Typed access to one TOML table, recording problems instead of raising at the first."""
-
-    def __init__(self, table: dict[str, Any], where: str, problems: list[str]):
-        self.t, self.where, self.problems, self.seen = table, where, problems, set()
-
-    def get(self, key: str, kind: type | tuple[type, ...], default: Any = None, required: bool = False) -> Any:
-        self.seen.add(key)
-        if key not in self.t:
-            if required:
-                self.problems.append(f"{self.where}: missing required key '{key}'")
-            return default
-        v = self.t[key]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        if float in kinds and isinstance(v, int) and not isinstance(v, bool):
-            v = float(v)
-        if isinstance(v, bool) and bool not in kinds:
-            ok = False
-        else:
-            ok = isinstance(v, kinds)
-        if not ok:
-            names = "/".join(k.__name__ for k in kinds)
-            self.problems.append(f"{self.where}.{key}: expected {names}, got {type(v).__name__} {v!r}")
-            return default
-        return v
-
-    def str_list(self, key: str, default: list[str] | None = None) -> list[str]:
-        v = self.get(key, (list, str), default if default is not None else [])
-        if isinstance(v, str):
+def _argv(v: Any) -> Any:
+    """Run arguments: an array of strings or numbers, or one string split like a shell would."""
+    if isinstance(v, str):
+        try:
             return shlex.split(v)
-        bad = [x for x in v if not isinstance(x, (str, int, float)) or isinstance(x, bool)]
+        except ValueError as e:
+            raise ValueError(f"cannot split {v!r} like a shell: {e}") from None
+    if isinstance(v, list):
+        bad = [x for x in v if isinstance(x, bool) or not isinstance(x, (str, int, float))]
         if bad:
-            self.problems.append(f"{self.where}.{key}: items must be strings or numbers, got {bad[0]!r}")
-            return []
+            raise ValueError(f"items must be strings or numbers, got {bad[0]!r}")
         return [str(x) for x in v]
+    return v  # the list schema reports the wrong type
 
-    def table(self, key: str) -> dict[str, Any]:
-        v = self.get(key, dict, {})
-        return v if isinstance(v, dict) else {}
 
-    def choice(self, key: str, choices: tuple[str, ...], default: str) -> str:
-        v = self.get(key, str, default)
-        if v not in choices:
-            self.problems.append(f"{self.where}.{key}: '{v}' is not one of {', '.join(choices)}")
-            return default
-        return v
+def _relative_file(v: str) -> str:
+    p = PurePosixPath(v)
+    if not v or p.is_absolute() or ".." in p.parts:
+        raise ValueError(f"file '{v}' must be a relative path inside the app folder")
+    return v
 
-    def done(self) -> None:
-        for k in self.t:
-            if k not in self.seen:
-                self.problems.append(f"{self.where}: unknown key '{k}'")
+
+def _regex(v: str) -> str:
+    try:
+        re.compile(v)
+    except re.error as e:
+        raise ValueError(f"bad regular expression {v!r}: {e}") from None
+    return v
+
+
+def _captures(v: str) -> str:
+    if re.compile(v).groups < 1:
+        raise ValueError(f"{v!r} needs a capture group for the number, e.g. '^checksum = (\\S+)'")
+    return v
+
+
+def _template(v: str) -> str:
+    unknown = sorted(set(re.findall(r"\{([^{}]*)\}", v)) - set(BUILD_PLACEHOLDERS))
+    if unknown:
+        raise ValueError(f"unknown placeholder {{{unknown[0]}}} (use {{compiler}}, {{sources}}, {{exe}})")
+    try:
+        argv = shlex.split(v)
+    except ValueError as e:
+        raise ValueError(f"cannot split {v!r} like a shell: {e}") from None
+    if not argv:
+        raise ValueError("must not be empty")
+    return v
+
+
+def _name(v: str) -> str:
+    if not re.fullmatch(NAME_PATTERN, v):
+        raise ValueError(f"'{v}' may only hold letters, digits, '.', '_', '+' and '-' (it names files)")
+    return v
+
+
+def _env_name(v: str) -> str:
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+        raise ValueError(f"'{v}' is not an environment variable name")
+    return v
+
+
+def _url(v: str) -> str:
+    if v and not re.match(r"https?://[^\s/]+", v):
+        raise ValueError(f"'{v}' is not an http(s) URL")
+    return v
+
+
+def _slurm_time(v: str) -> str:
+    if v and not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", v):
+        raise ValueError(f"'{v}' is not a Slurm time (e.g. 02:00:00 or 1-00:00:00)")
+    return v
+
+
+Argv = Annotated[list[str], BeforeValidator(_argv), WithJsonSchema({
+    "anyOf": [{"type": "array", "items": {"type": ["string", "number"]}}, {"type": "string"}]})]
+RelFile = Annotated[str, AfterValidator(_relative_file)]
+Regex = Annotated[str, AfterValidator(_regex)]
+CaptureRegex = Annotated[str, AfterValidator(_regex), AfterValidator(_captures)]
+BuildTemplate = Annotated[str, AfterValidator(_template)]
+Name = Annotated[str, AfterValidator(_name)]
+NonEmpty = Annotated[str, Field(min_length=1)]
 
 
 # ---------------------------------------------------------------- app.toml
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CFG)
 class PlatformBuild:
     """How one app builds on one platform."""
 
-    files: list[str]  # sources the LLM may rewrite (relative to the app folder)
-    build: str = DEFAULT_BUILD  # template with {compiler} {sources} {exe}
-    extra_files: list[str] = field(default_factory=list)  # read-only files copied along (headers, inputs)
+    files: Annotated[list[RelFile], Field(min_length=1)]
+    """Sources the LLM may rewrite, relative to the platform's folder (required, at least one)."""
+    build: BuildTemplate = DEFAULT_BUILD
+    """Build command: {compiler} is the study's compiler line, {sources} the files, {exe} the program."""
+    extra_files: list[RelFile] = field(default_factory=list)
+    """Read-only files copied into every work folder (headers, inputs); never offered for rewriting."""
+    dir: Path | None = None
+    """Folder holding this platform's files, when it is not the app's folder (relative to it; ${VAR} expanded)."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CFG)
 class OutputCheck:
     """How a run's stdout is judged correct, deterministically."""
 
-    pass_regex: str | None = None  # a line that must appear (e.g. '^PASS')
-    fail_regex: str | None = None  # a line that must not appear (e.g. 'FAIL')
-    checksum_regex: str | None = None  # group(1) captures a number compared with the source's
-    rtol: float = 1e-6  # numeric tolerance for checksum and numeric-stdout comparison
-    atol: float = 0.0
-    compare_numbers: bool = True  # compare every number in stdout with the source's within tolerance
-    ignore_regex: str | None = "(?i)(time|elapsed|seconds|ms\\b|throughput|bandwidth|gb/s)"  # lines skipped
-    work_regex: str | None = None  # group(1) = amount of work done (launches, bytes), must not shrink
+    pass_regex: Regex | None = None
+    """A line that must appear in the output (e.g. '^PASS')."""
+    fail_regex: Regex | None = None
+    """A line that must not appear (e.g. 'FAIL')."""
+    checksum_regex: CaptureRegex | None = None
+    """Its first group captures a number that must match the source's within rtol/atol."""
+    rtol: Float = Field(1e-6, ge=0)
+    """Relative tolerance for the checksum and for numbers compared in the output."""
+    atol: Float = Field(0.0, ge=0)
+    """Absolute tolerance for the same comparisons."""
+    compare_numbers: Bool = True
+    """Compare every number of the output with the source's (lines matching ignore_regex skipped)."""
+    ignore_regex: Regex | None = DEFAULT_IGNORE
+    """Lines skipped when numbers are compared (timings and rates differ run to run)."""
+    work_regex: CaptureRegex | None = None
+    """Its first group captures the amount of work done (steps, launches); it must not shrink."""
+
+    def weakness(self) -> str | None:
+        """What a validator should warn about: a check that leaves screening to the exit status."""
+        add = ("add check.pass_regex (the program's own verdict line, e.g. '^PASS') "
+               "or check.checksum_regex (a printed result)")
+        if self.pass_regex or self.checksum_regex:
+            return None
+        if not self.compare_numbers:
+            return f"no deterministic check, only the exit status screens candidates; {add}"
+        return f"no self-check line or checksum, only the numbers it prints are compared (it may print none); {add}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, config=_CFG)
+class RunSettings:
+    """The [run] table: program arguments and limits."""
+
+    args: Argv = field(default_factory=list)
+    """Arguments of measured runs (sized for seconds-long runs on the target machine)."""
+    test_args: Argv | None = None
+    """Arguments of quick runs (tests, CI, --test-size); default: args."""
+    time_limit_s: Float = Field(120.0, gt=0, le=7 * 86400)
+    """Wall-clock limit of one run, in seconds."""
+    memory_limit_mb: Int = Field(8192, gt=0)
+    """Memory limit of one run, in MiB."""
+
+
+@dataclass(frozen=True, config=_CFG)
+class AppFile:
+    """An app.toml: the app's sources per platform, how to run it and how to check its output."""
+
+    name: Name | None = None
+    """Name used in file names and tables (default: the folder's name)."""
+    description: str = ""
+    """One line on what the app computes."""
+    platforms: dict[PlatformKind, PlatformBuild] = field(default_factory=dict)
+    """One table per platform the app builds on: [platforms.cuda], [platforms.hip], [platforms.cpu]."""
+    run: RunSettings = field(default_factory=RunSettings)
+    """Arguments and limits ([run])."""
+    check: OutputCheck = field(default_factory=OutputCheck)
+    """Deterministic output checks ([check])."""
+
+
+@dataclass(frozen=True, config=_CFG, kw_only=True)
+class AppEntry(AppFile):
+    """One [[apps]] entry of a study: where the app is and, optionally, its app.toml keys inline.
+
+    Inline keys are merged over the folder's app.toml (tables key by key); with no app.toml the
+    entry must give [apps.platforms.<kind>] itself.
+    """
+
+    path: str
+    """The app's folder (${VAR} and ~ expanded; relative paths resolve against the study file's folder)."""
+    args: Argv | None = None
+    """Run arguments for this study (default: the app's run.args)."""
+
+
+@dataclass(frozen=True, config=_CFG)
 class AppConfig:
-    name: str
+    """An app as the pipeline uses it: the folder, builds per platform, run sizes, limits, checks."""
+
+    name: Name
     path: Path
-    platforms: dict[str, PlatformBuild]
-    args: list[str]  # run arguments for measurement (seconds-long runs)
-    test_args: list[str]  # run arguments for quick runs (tests, CI)
-    time_limit_s: float = 120.0
-    memory_limit_mb: int = 8192
+    platforms: dict[PlatformKind, PlatformBuild]
+    args: list[str]
+    test_args: list[str]
+    time_limit_s: Float = Field(120.0, gt=0)
+    memory_limit_mb: Int = Field(8192, gt=0)
     check: OutputCheck = field(default_factory=OutputCheck)
     description: str = ""
 
@@ -142,91 +265,336 @@ class AppConfig:
             raise ConfigError(f"app '{self.name}' has no build for platform '{platform}' (has: {have})")
         return self.platforms[platform]
 
+    def on(self, platform: str) -> AppConfig:
+        """This app with `path` at the platform's own folder (HeCBench keeps one folder per variant)."""
+        folder = self.build_for(platform).dir
+        return dataclasses.replace(self, path=folder) if folder is not None and folder != self.path else self
+
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["path"] = str(self.path)
-        return d
+        return _adapter(AppConfig).dump_python(self, mode="json")
 
 
-def _check_regex(r: _Reader, key: str, default: str | None = None) -> str | None:
-    v = r.get(key, str, default)
-    if v is not None:
-        try:
-            re.compile(v)
-        except re.error as e:
-            r.problems.append(f"{r.where}.{key}: bad regular expression {v!r}: {e}")
-            return None
-    return v
+# ---------------------------------------------------------------- study files
 
 
-def parse_check(table: dict[str, Any], where: str, problems: list[str]) -> OutputCheck:
-    r = _Reader(table, where, problems)
-    d = OutputCheck()
-    chk = OutputCheck(
-        pass_regex=_check_regex(r, "pass_regex"),
-        fail_regex=_check_regex(r, "fail_regex"),
-        checksum_regex=_check_regex(r, "checksum_regex"),
-        rtol=r.get("rtol", float, d.rtol),
-        atol=r.get("atol", float, d.atol),
-        compare_numbers=r.get("compare_numbers", bool, d.compare_numbers),
-        ignore_regex=_check_regex(r, "ignore_regex", d.ignore_regex),
-        work_regex=_check_regex(r, "work_regex"),
-    )
-    for key in ("checksum_regex", "work_regex"):
-        pat = getattr(chk, key)
-        if pat and re.compile(pat).groups < 1:
-            problems.append(f"{where}.{key}: needs a capture group for the number")
-    if chk.rtol < 0 or chk.atol < 0:
-        problems.append(f"{where}: rtol and atol must be >= 0")
-    r.done()
-    return chk
+@dataclass(frozen=True, config=_CFG)
+class StudySection:
+    """The [study] table."""
+
+    name: Name = "study"
+    """Study name (used in trial ids and the default output folder)."""
+    trials: Int = Field(1, ge=1, le=100_000)
+    """Trials per app."""
+    k: list[Annotated[Int, Field(ge=1)]] = Field(default_factory=lambda: [1, 3, 5], min_length=1)
+    """The k of pass@k and energy-reduction@k; none may exceed trials."""
+    out: str | None = None
+    """Output folder (default runs/<name>, relative to the study file)."""
+
+    @model_validator(mode="after")
+    def _k_fits(self) -> StudySection:
+        if max(self.k) > self.trials:
+            raise ValueError(f"k={max(self.k)} exceeds trials per app ({self.trials}); pass@k needs n >= k")
+        return self
 
 
-def parse_app(table: dict[str, Any], path: Path, where: str, problems: list[str]) -> AppConfig | None:
-    """Build an AppConfig from an app.toml table (or a study's inline [[apps]] entry)."""
-    r = _Reader(table, where, problems)
-    name = r.get("name", str, path.name)
-    description = r.get("description", str, "")
-    plats: dict[str, PlatformBuild] = {}
-    for pname, ptab in r.table("platforms").items():
-        pw = f"{where}.platforms.{pname}"
-        if pname not in PLATFORMS:
-            problems.append(f"{pw}: unknown platform (use {', '.join(PLATFORMS)})")
-            continue
-        if not isinstance(ptab, dict):
-            problems.append(f"{pw}: must be a table")
-            continue
-        pr = _Reader(ptab, pw, problems)
-        files = pr.str_list("files")
-        if not files:
-            problems.append(f"{pw}.files: list the source file(s) the LLM may rewrite")
-        extra = pr.str_list("extra_files")
-        for f in files + extra:
-            if Path(f).is_absolute() or ".." in Path(f).parts:
-                problems.append(f"{pw}: file '{f}' must be a relative path inside the app folder")
-            elif path.is_dir() and not (path / f).is_file():
-                problems.append(f"{pw}: file '{f}' not found in {path}")
-        build = pr.get("build", str, DEFAULT_BUILD)
-        pr.done()
-        plats[pname] = PlatformBuild(files=files, build=build, extra_files=extra)
-    run = _Reader(r.table("run"), f"{where}.run", problems)
-    args = run.str_list("args")
-    test_args = run.str_list("test_args", args)
-    time_limit = run.get("time_limit_s", float, 120.0)
-    mem = run.get("memory_limit_mb", int, 8192)
-    run.done()
-    if time_limit is not None and time_limit <= 0:
-        problems.append(f"{where}.run.time_limit_s: must be > 0")
-    if mem is not None and mem <= 0:
-        problems.append(f"{where}.run.memory_limit_mb: must be > 0")
-    check = parse_check(r.table("check"), f"{where}.check", problems)
-    r.done()
-    if not plats:
-        problems.append(f"{where}: no [platforms.<cuda|hip|cpu>] table")
-    return AppConfig(
-        name=name, path=path, platforms=plats, args=args, test_args=test_args,
-        time_limit_s=time_limit, memory_limit_mb=mem, check=check, description=description,
-    )
+@dataclass(frozen=True, config=_CFG)
+class PlatformConfig:
+    """The [platform] table: what the programs are built for and how power is read."""
+
+    kind: PlatformKind = "cpu"
+    """cuda, hip or cpu (OpenMP)."""
+    compiler: str = ""
+    """Full compiler command line; empty = the kind's default (see DEFAULT_COMPILERS)."""
+    meter: MeterName = "auto"
+    """Power source: auto = nvml (cuda), amdsmi (hip), rapl (cpu), falling back to estimate."""
+    device: str = ""
+    """Visible device for runs (index, UUID or PCI bus id); empty = the first visible one."""
+    cpu_watts: Float = Field(150.0, gt=0, le=10_000)
+    """For the estimate meter: package power under load, in W."""
+    idle_watts: Float = Field(50.0, ge=0, le=10_000)
+    """For the estimate meter: package power at idle, in W."""
+
+    @model_validator(mode="after")
+    def _idle_below_load(self) -> PlatformConfig:
+        if self.idle_watts >= self.cpu_watts:
+            raise ValueError(f"idle_watts ({self.idle_watts}) must be below cpu_watts ({self.cpu_watts})")
+        return self
+
+    @property
+    def compiler_line(self) -> str:
+        return self.compiler or DEFAULT_COMPILERS[self.kind]
+
+
+@dataclass(frozen=True, config=_CFG)
+class MeasureConfig:
+    """The [measure] table: the energy measurement protocol."""
+
+    repeat: Int = Field(1, ge=1, le=1000)
+    """Measured runs per candidate."""
+    settle_timeout_s: Float = Field(10.0, ge=0, le=3600)
+    """Longest wait for power to return to idle before a run, in s."""
+    idle_window_s: Float = Field(1.0, ge=0, le=600)
+    """Idle window sampled before each run, in s."""
+    post_max_s: Float = Field(15.0, ge=0, le=60)
+    """Longest tail sampled after a run (the paper's fixed wait), in s."""
+    settle_tolerance: Float = Field(0.05, gt=0, lt=1)
+    """'Back at idle' means within this fraction of the idle baseline."""
+    sample_interval_s: Float = Field(0.01, gt=0, le=1)
+    """Power sampling interval, in s."""
+    random_delay_s: Float = Field(0.5, ge=0, le=600)
+    """Upper bound of a random delay between repeats, in s."""
+    min_improvement: Float = Field(0.02, ge=0, lt=1)
+    """A new best must use this fraction less energy (guards against noise)."""
+    count_work: Bool = True
+    """CUDA: count kernel launches and copies with a CUPTI injection library."""
+
+
+@dataclass(frozen=True, config=_CFG)
+class LLMConfig:
+    """The [llm] table: models, limits and the pass policy of the refactoring loop."""
+
+    backend: Backend = "openai"
+    """openai (any OpenAI-compatible server) or replay (recorded transcripts)."""
+    replay_path: str = ""
+    """For backend = replay: a transcript (.jsonl), a folder of them, or a trial .h5."""
+    base_url: Annotated[str, AfterValidator(_url)] = ""
+    """Server URL; empty = the SDK default or OPENAI_BASE_URL."""
+    api_key_env: Annotated[str, AfterValidator(_env_name)] = "OPENAI_API_KEY"
+    """Name of the variable holding the key; the key itself never enters a file."""
+    generator_model: NonEmpty = "gpt-4.1"
+    judge_model: NonEmpty = "gpt-4.1"
+    context_model: NonEmpty = "gpt-4.1"
+    reasoning_models: list[NonEmpty] = field(default_factory=lambda: ["o1*", "o3*", "o4*", "gpt-5*"])
+    """Model name patterns that take no temperature (reasoning models)."""
+    timeout_s: Float = Field(600.0, gt=0, le=86400)
+    """Timeout of one request, in s."""
+    max_retries: Int = Field(4, ge=0, le=100)
+    retry_base_s: Float = Field(1.0, ge=0, le=3600)
+    """First backoff delay; doubles per retry, with jitter."""
+    retry_max_s: Float = Field(60.0, ge=0, le=86400)
+    max_tokens: Int = Field(16000, ge=1, le=10_000_000)
+    """Longest reply, in tokens."""
+    temperature: Float = Field(0.2, ge=0, le=2)
+    temperature_step: Float = Field(0.2, gt=0, le=2)
+    temperature_max: Float = Field(0.8, ge=0, le=2)
+    max_iterations: Int = Field(10, ge=0, le=10_000)
+    max_self_corrections: Int = Field(5, ge=0, le=1000)
+    max_nonimproving: Int = Field(4, ge=0, le=10_000)
+    """Stop rule for models without temperature."""
+    pass_policy: PassPolicy = "judge_and_verifier"
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LLMConfig:
+        if self.temperature_max < self.temperature:
+            raise ValueError(f"temperature_max ({self.temperature_max}) must be >= temperature ({self.temperature})")
+        if self.retry_max_s < self.retry_base_s:
+            raise ValueError(f"retry_max_s ({self.retry_max_s}) must be >= retry_base_s ({self.retry_base_s})")
+        return self
+
+
+@dataclass(frozen=True, config=_CFG)
+class SlurmConfig:
+    """The [slurm] table: how batch jobs are submitted."""
+
+    partition: str = ""
+    account: str = ""
+    qos: str = ""
+    exclusive: Bool = True
+    gres: str = "gpu:1"
+    time: Annotated[str, AfterValidator(_slurm_time)] = "02:00:00"
+    array_parallelism: Int = Field(8, ge=1, le=100_000)
+    cpus_per_task: Int = Field(8, ge=1, le=4096)
+    mem_gb: Int = Field(64, ge=1, le=65536)
+    extra: list[str] = field(default_factory=list)
+    """Extra sbatch options, e.g. "--constraint=a100"."""
+
+
+@dataclass(frozen=True, config=_CFG)
+class ContainerConfig:
+    """The [container] table: run builds and programs in a container image."""
+
+    runtime: Runtime = "none"
+    image: str = ""
+    binds: list[str] = field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _image_given(self) -> ContainerConfig:
+        if self.runtime == "apptainer" and not self.image:
+            raise ValueError("image is required when runtime = 'apptainer'")
+        return self
+
+
+@dataclass(frozen=True, config=_CFG, kw_only=True)
+class StudyFile:
+    """A study file: settings shared by its trials, and its apps."""
+
+    study: StudySection = field(default_factory=StudySection)
+    platform: PlatformConfig = field(default_factory=PlatformConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    container: ContainerConfig = field(default_factory=ContainerConfig)
+    apps: Annotated[list[AppEntry], Field(min_length=1)]
+    """The apps ([[apps]] entries), at least one."""
+
+
+@dataclass(frozen=True, config=_CFG)
+class StudyApp:
+    app: AppConfig
+    args: list[str]
+    """Effective run arguments for this study."""
+
+
+@dataclass(frozen=True, config=_CFG)
+class StudyConfig:
+    """A loaded study: validated settings and apps, paths resolved."""
+
+    name: Name
+    trials: Annotated[Int, Field(ge=1)]
+    k: list[int]
+    out: Path
+    platform: PlatformConfig
+    measure: MeasureConfig
+    llm: LLMConfig
+    slurm: SlurmConfig
+    container: ContainerConfig
+    apps: list[StudyApp]
+    source: Path | None = None
+    """The TOML file it came from."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _adapter(StudyConfig).dump_python(self, mode="json")
+
+
+# ---------------------------------------------------------------- validation messages
+
+
+@functools.cache
+def _adapter(cls: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(cls)
+
+
+def json_schema(kind: str) -> dict[str, Any]:
+    """JSON Schema of an app.toml (`app`) or a study file (`study`)."""
+    cls = {"app": AppFile, "study": StudyFile}[kind]
+    schema = _adapter(cls).json_schema()
+    title = {"app": "lassi-batch app.toml", "study": "lassi-batch study file"}[kind]
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema, "title": title}
+
+
+def _toml_type(v: Any) -> str:
+    for t, n in ((bool, "boolean"), (int, "integer"), (float, "float"), (str, "string"), (list, "array"), (dict, "table")):
+        if isinstance(v, t):
+            return n
+    return type(v).__name__
+
+
+_EXPECTED = {
+    "int_type": "an integer", "int_parsing": "an integer", "int_from_float": "an integer",
+    "float_type": "a number", "float_parsing": "a number", "string_type": "a string",
+    "bool_type": "true or false", "bool_parsing": "true or false", "list_type": "an array",
+    "dict_type": "a table", "dataclass_type": "a table", "dataclass_args_type": "a table", "model_type": "a table",
+}
+_BOUNDS = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"),
+           "less_than_equal": ("<=", "le"), "less_than": ("<", "lt")}
+
+
+def _unwrap(tp: Any) -> Any:
+    """The dataclass, dict or list type behind Optional/Annotated."""
+    while True:
+        origin = get_origin(tp)
+        if origin is Annotated:
+            tp = get_args(tp)[0]
+        elif origin is Union or type(tp).__name__ == "UnionType":
+            tp = next((a for a in get_args(tp) if a is not type(None)), tp)
+            if get_origin(tp) is not Annotated and not (get_origin(tp) is Union):
+                return tp
+        else:
+            return tp
+
+
+def _keys_at(root: Any, loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the table at `loc` below `root` (for 'did you mean' hints)."""
+    tp = root
+    for part in loc:
+        tp = _unwrap(tp)
+        if dataclasses.is_dataclass(tp) and isinstance(part, str):
+            tp = get_type_hints(tp, include_extras=True).get(part)
+        elif get_origin(tp) is dict:
+            tp = get_args(tp)[1]
+        elif get_origin(tp) is list:
+            tp = get_args(tp)[0]
+        else:
+            return []
+        if tp is None:
+            return []
+    tp = _unwrap(tp)
+    return [f.name for f in dataclasses.fields(tp)] if dataclasses.is_dataclass(tp) else []
+
+
+def _where(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _message(e: dict[str, Any], root: Any) -> str:
+    t, ctx, v = e["type"], e.get("ctx") or {}, e.get("input")
+    loc = tuple(e["loc"])
+    if t == "missing":
+        return "missing required key"
+    if t in ("extra_forbidden", "unexpected_keyword_argument"):
+        near = difflib.get_close_matches(str(loc[-1]), _keys_at(root, loc[:-1]), n=1)
+        return "unknown key" + (f" (did you mean '{near[0]}'?)" if near else "")
+    if t in _BOUNDS:
+        op, key = _BOUNDS[t]
+        bound = ctx.get(key)
+        if isinstance(bound, float) and bound.is_integer():
+            bound = int(bound)
+        return f"must be {op} {bound} (got {v!r})"
+    if t == "too_short":
+        return "must not be empty"
+    if t == "literal_error":
+        choices = ", ".join(re.findall(r"'([^']*)'", str(ctx.get("expected", ""))))
+        return f"'{v}' is not one of {choices}"
+    if t == "value_error":
+        return str(ctx.get("error") or e["msg"])
+    if t in _EXPECTED:
+        return f"expected {_EXPECTED[t]}, got {_toml_type(v)} {v!r}"
+    return str(e["msg"])
+
+
+def validation_problems(err: ValidationError, where: str, root: Any = None) -> list[str]:
+    """One line per problem: `<where>: <dotted.key>: <what is wrong>`."""
+    out: list[str] = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        if loc and loc[-1] == "[key]":  # a table name that is not allowed there
+            choices = ", ".join(re.findall(r"'([^']*)'", str((e.get("ctx") or {}).get("expected", ""))))
+            what = "platform" if len(loc) >= 2 and loc[-3:-2] == ("platforms",) else "table"
+            line = f"{_where(loc[:-1])}: unknown {what} '{loc[-2]}' (use {choices})"
+        else:
+            key = _where(loc)
+            line = f"{key}: {_message(e, root)}" if key else _message(e, root)
+        line = f"{where}: {line}" if where else line
+        if line not in out:
+            out.append(line)
+    return out
+
+
+def _validate(cls: Any, data: Any, where: str, problems: list[str]) -> Any:
+    try:
+        return _adapter(cls).validate_python(data)
+    except ValidationError as e:
+        problems.extend(validation_problems(e, where, cls))
+        return None
+
+
+# ---------------------------------------------------------------- loading
 
 
 def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
@@ -244,27 +612,6 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
     return None
 
 
-def load_app(app_dir: str | Path, overrides: dict[str, Any] | None = None) -> AppConfig:
-    """Load `APP_DIR/app.toml`; `overrides` (from a study entry) replace top-level keys."""
-    problems: list[str] = []
-    path = Path(app_dir).expanduser()
-    if not path.is_dir():
-        raise ConfigError(f"app folder not found: {path}")
-    toml_path = path / "app.toml"
-    table: dict[str, Any] = {}
-    if toml_path.is_file():
-        table = _read_toml(toml_path, problems) or {}
-    elif not overrides or "platforms" not in overrides:
-        raise ConfigError(f"{path}: no app.toml, and the study entry gives no [platforms] for it")
-    if overrides:
-        table = _merge(table, overrides)
-    app = parse_app(table, path.resolve(), str(toml_path if toml_path.is_file() else path), problems)
-    if problems:
-        raise ConfigError(problems)
-    assert app is not None
-    return app
-
-
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():
@@ -272,239 +619,200 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-# ---------------------------------------------------------------- study.toml
+def _resolve_builds(f: AppFile, path: Path, where: str, problems: list[str]) -> dict[str, PlatformBuild]:
+    """Each platform's folder made absolute, and every file it names checked to exist there."""
+    plats: dict[str, PlatformBuild] = {}
+    for kind, pb in f.platforms.items():
+        pw = f"{where}: platforms.{kind}"
+        folder = path
+        if pb.dir is not None:
+            unset = unset_vars(str(pb.dir))
+            if unset:
+                problems.append(f"{pw}.dir: environment variable {unset[0]} is not set (dir '{pb.dir}')")
+                continue
+            folder = expand(pb.dir, path).resolve()
+            if not folder.is_dir():
+                problems.append(f"{pw}.dir: folder not found: {folder}")
+                continue
+        for name in [*pb.files, *pb.extra_files]:
+            if not (folder / name).is_file():
+                problems.append(f"{pw}: file '{name}' not found in {folder}")
+        plats[kind] = dataclasses.replace(pb, dir=folder) if pb.dir is not None else pb
+    return plats
 
 
-@dataclass(frozen=True)
-class PlatformConfig:
-    kind: str = "cpu"  # cuda | hip | cpu
-    compiler: str = ""  # full compiler command line; default per kind
-    meter: str = "auto"
-    device: str = ""  # visible device for the run (index, UUID or PCI bus id); "" = first/visible
-    cpu_watts: float = 150.0  # for the 'estimate' meter: assumed package power under load
-    idle_watts: float = 50.0  # for the 'estimate' meter
+def load_app(app_dir: str | Path, overrides: dict[str, Any] | None = None, *, where: str | None = None) -> AppConfig:
+    """Load `APP_DIR/app.toml`; `overrides` (a study's inline entry) are merged over its keys.
 
-    @property
-    def compiler_line(self) -> str:
-        return self.compiler or DEFAULT_COMPILERS[self.kind]
-
-
-@dataclass(frozen=True)
-class MeasureConfig:
-    repeat: int = 1  # measured runs per candidate
-    settle_timeout_s: float = 10.0  # max wait for power to return to idle before a run
-    idle_window_s: float = 1.0  # pre-run idle window
-    post_max_s: float = 15.0  # max post-run tail (the paper's fixed wait)
-    settle_tolerance: float = 0.05  # "back at idle" = within 5% of the baseline
-    sample_interval_s: float = 0.01
-    random_delay_s: float = 0.5  # upper bound of a random delay between repeats
-    min_improvement: float = 0.02  # a new best must use this fraction less energy (guards against noise)
-    count_work: bool = True  # CUDA: count kernel launches and copies with a CUPTI injection library
-
-
-@dataclass(frozen=True)
-class LLMConfig:
-    backend: str = "openai"  # openai | replay
-    replay_path: str = ""  # for backend = replay
-    base_url: str = ""  # "" = SDK default / OPENAI_BASE_URL
-    api_key_env: str = "OPENAI_API_KEY"  # name of the variable holding the key; the key itself never enters a file
-    generator_model: str = "gpt-4.1"
-    judge_model: str = "gpt-4.1"
-    context_model: str = "gpt-4.1"
-    reasoning_models: list[str] = field(default_factory=lambda: ["o1*", "o3*", "o4*", "gpt-5*"])
-    timeout_s: float = 600.0
-    max_retries: int = 4
-    retry_base_s: float = 1.0  # first backoff delay; doubles per retry, with jitter
-    retry_max_s: float = 60.0
-    max_tokens: int = 16000
-    temperature: float = 0.2
-    temperature_step: float = 0.2
-    temperature_max: float = 0.8
-    max_iterations: int = 10
-    max_self_corrections: int = 5
-    max_nonimproving: int = 4  # stop rule for models without temperature
-    pass_policy: str = "judge_and_verifier"
-
-
-@dataclass(frozen=True)
-class SlurmConfig:
-    partition: str = ""
-    account: str = ""
-    qos: str = ""
-    exclusive: bool = True
-    gres: str = "gpu:1"
-    time: str = "02:00:00"
-    array_parallelism: int = 8
-    cpus_per_task: int = 8
-    mem_gb: int = 64
-    extra: list[str] = field(default_factory=list)  # extra sbatch lines, e.g. "--constraint=a100"
-
-
-@dataclass(frozen=True)
-class ContainerConfig:
-    runtime: str = "none"  # none | apptainer
-    image: str = ""
-    binds: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class StudyApp:
-    app: AppConfig
-    args: list[str]  # effective run args for this study
-
-
-@dataclass(frozen=True)
-class StudyConfig:
-    name: str
-    trials: int
-    k: list[int]
-    out: Path
-    platform: PlatformConfig
-    measure: MeasureConfig
-    llm: LLMConfig
-    slurm: SlurmConfig
-    container: ContainerConfig
-    apps: list[StudyApp]
-    source: Path | None = None  # the TOML file it came from
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["out"] = str(self.out)
-        d["source"] = str(self.source) if self.source else None
-        d["apps"] = [{"app": a.app.to_dict(), "args": a.args} for a in self.apps]
-        return d
-
-
-def _dc_from(cls: type, table: dict[str, Any], where: str, problems: list[str]) -> Any:
-    """Fill a flat dataclass from a TOML table, type-checking each field against its default."""
-    r = _Reader(table, where, problems)
-    proto = cls()
-    kw: dict[str, Any] = {}
-    for name, default in asdict(proto).items():
-        if isinstance(default, list):
-            if name in table:
-                kw[name] = r.str_list(name, default)
-            else:
-                r.seen.add(name)
-        else:
-            kind: type | tuple[type, ...] = (float,) if isinstance(default, float) else type(default)
-            v = r.get(name, kind, default)
-            kw[name] = v
-    r.done()
-    return cls(**kw)
-
-
-def parse_study(data: dict[str, Any], base: Path, source: Path | None = None) -> StudyConfig:
+    `where` labels problems found in the overrides (the study entry); problems in app.toml itself
+    are labelled with its path.
+    """
+    path = Path(app_dir).expanduser()
+    if not path.is_dir():
+        raise ConfigError(f"app folder not found: {path}")
+    path = path.resolve()
+    toml_path = path / "app.toml"
     problems: list[str] = []
-    top = _Reader(data, "study.toml", problems)
-    st = _Reader(top.table("study"), "[study]", problems)
-    name = st.get("name", str, "study")
-    if name and not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        problems.append(f"[study].name: '{name}' may only hold letters, digits, '.', '_' and '-'")
-    trials = st.get("trials", int, 1)
-    if trials is not None and trials < 1:
-        problems.append(f"[study].trials: must be >= 1, got {trials}")
-    k = st.get("k", list, [1, 3, 5])
-    if not isinstance(k, list) or not k or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in k):
-        problems.append(f"[study].k: must be a non-empty list of integers >= 1, got {k!r}")
-        k = [1]
-    elif trials is not None and max(k) > trials:
-        problems.append(f"[study].k: k={max(k)} exceeds trials per app ({trials}); pass@k needs n >= k")
-    out = _expand(st.get("out", str, f"runs/{name}"), base)
-    st.done()
-
-    plat = _dc_from(PlatformConfig, top.table("platform"), "[platform]", problems)
-    if plat.kind not in PLATFORMS:
-        problems.append(f"[platform].kind: '{plat.kind}' is not one of {', '.join(PLATFORMS)}")
-    if plat.meter not in METERS:
-        problems.append(f"[platform].meter: '{plat.meter}' is not one of {', '.join(METERS)}")
-    measure = _dc_from(MeasureConfig, top.table("measure"), "[measure]", problems)
-    if measure.repeat < 1:
-        problems.append("[measure].repeat: must be >= 1")
-    if not 0.0 <= measure.min_improvement < 1.0:
-        problems.append("[measure].min_improvement: must be within 0..1 (a fraction, e.g. 0.02)")
-    if measure.post_max_s > 60 or measure.post_max_s < 0:
-        problems.append("[measure].post_max_s: must be within 0..60 s")
-    llm = _dc_from(LLMConfig, top.table("llm"), "[llm]", problems)
-    if llm.backend not in BACKENDS:
-        problems.append(f"[llm].backend: '{llm.backend}' is not one of {', '.join(BACKENDS)}")
-    if llm.backend == "replay" and not llm.replay_path:
-        problems.append("[llm].replay_path: required when backend = 'replay'")
-    if llm.pass_policy not in PASS_POLICIES:
-        problems.append(f"[llm].pass_policy: '{llm.pass_policy}' is not one of {', '.join(PASS_POLICIES)}")
-    for key in ("max_iterations", "max_self_corrections", "max_nonimproving", "max_retries"):
-        if getattr(llm, key) < 0:
-            problems.append(f"[llm].{key}: must be >= 0")
-    if not (0.0 <= llm.temperature <= 2.0) or llm.temperature_step <= 0:
-        problems.append("[llm]: temperature must be within 0..2 and temperature_step > 0")
-    slurm = _dc_from(SlurmConfig, top.table("slurm"), "[slurm]", problems)
-    if slurm.array_parallelism < 1:
-        problems.append("[slurm].array_parallelism: must be >= 1")
-    if slurm.time and not re.fullmatch(r"(\d+-)?\d{1,2}(:\d{2}){0,2}", slurm.time):
-        problems.append(f"[slurm].time: '{slurm.time}' is not a Slurm time (e.g. 02:00:00 or 1-00:00:00)")
-    cont = _dc_from(ContainerConfig, top.table("container"), "[container]", problems)
-    if cont.runtime not in RUNTIMES:
-        problems.append(f"[container].runtime: '{cont.runtime}' is not one of {', '.join(RUNTIMES)}")
-    if cont.runtime == "apptainer" and not cont.image:
-        problems.append("[container].image: required when runtime = 'apptainer'")
-
-    apps: list[StudyApp] = []
-    raw_apps = top.get("apps", list, [])
-    top.done()
-    if not raw_apps:
-        problems.append("study.toml: no [[apps]] entries")
-    names: set[str] = set()
-    for i, entry in enumerate(raw_apps):
-        where = f"[[apps]][{i}]"
-        if not isinstance(entry, dict):
-            problems.append(f"{where}: must be a table")
-            continue
-        entry = dict(entry)
-        if "path" not in entry:
-            problems.append(f"{where}: missing required key 'path'")
-            continue
-        raw_path = entry.pop("path")
-        if not isinstance(raw_path, str):
-            problems.append(f"{where}.path: expected a string")
-            continue
-        unset = [v for v in re.findall(r"\$\{?([A-Za-z_][A-Za-z0-9_]*)", raw_path) if v not in os.environ]
-        if unset:
-            problems.append(f"{where}.path: environment variable {unset[0]} is not set (path '{raw_path}')")
-            continue
-        app_dir = _expand(raw_path, base)
-        study_args = entry.pop("args", None)
-        try:
-            app = load_app(app_dir, entry or None)
-        except ConfigError as e:
-            problems.extend(f"{where}: {p}" for p in e.problems)
-            continue
-        if plat.kind in PLATFORMS and plat.kind not in app.platforms:
-            problems.append(f"{where}: app '{app.name}' has no build for platform '{plat.kind}'")
-        if app.name in names:
-            problems.append(f"{where}: app name '{app.name}' appears twice; give one a distinct name")
-        names.add(app.name)
-        if study_args is None:
-            args = app.args
-        elif isinstance(study_args, list):
-            args = [str(a) for a in study_args]
-        elif isinstance(study_args, str):
-            args = shlex.split(study_args)
-        else:
-            problems.append(f"{where}.args: expected a list or a string")
-            args = app.args
-        apps.append(StudyApp(app=app, args=args))
+    table: dict[str, Any] = {}
+    label = where or str(toml_path)
+    if toml_path.is_file():
+        table = _read_toml(toml_path, problems) or {}
+        if not problems:
+            _validate(AppFile, table, str(toml_path), problems)
+        if problems:
+            raise ConfigError(problems)
+    elif not overrides or "platforms" not in overrides:
+        raise ConfigError(f"{path}: no app.toml, and the study entry gives no [platforms] for it")
+    f = _validate(AppFile, _merge(table, overrides or {}), label, problems)
+    if f is None:
+        raise ConfigError(problems)
+    name = f.name or path.name
+    try:
+        _name(name)
+    except ValueError as e:
+        problems.append(f"{label}: name: {e} (from the folder name; set name)")
+    plats = _resolve_builds(f, path, label, problems)
+    if not f.platforms:
+        problems.append(f"{label}: no [platforms.<cuda|hip|cpu>] table")
     if problems:
         raise ConfigError(problems)
-    return StudyConfig(
-        name=name, trials=trials, k=sorted(set(k)), out=out, platform=plat, measure=measure,
-        llm=llm, slurm=slurm, container=cont, apps=apps, source=source,
-    )
+    run = f.run
+    return AppConfig(name=name, path=path, platforms=plats, args=run.args,
+                     test_args=run.args if run.test_args is None else run.test_args,
+                     time_limit_s=run.time_limit_s, memory_limit_mb=run.memory_limit_mb, check=f.check,
+                     description=f.description)
 
 
-def load_study(path: str | Path) -> StudyConfig:
+def _entry_name(entry: Any) -> str:
+    """The name an [[apps]] entry goes by before it is loaded: its `name`, else its folder's name."""
+    if not isinstance(entry, dict):
+        return ""
+    if isinstance(entry.get("name"), str):
+        return entry["name"]
+    raw = entry.get("path")
+    return os.path.basename(str(raw).rstrip("/")) if isinstance(raw, str) else ""
+
+
+def study_app_names(path: str | Path) -> list[str]:
+    """The names of a study file's [[apps]] entries, without loading them."""
+    problems: list[str] = []
+    data = _read_toml(Path(path).expanduser(), problems)
+    if data is None:
+        raise ConfigError(problems)
+    apps = data.get("apps")
+    return [n for n in (_entry_name(e) for e in apps) if n] if isinstance(apps, list) else []
+
+
+def parse_study(data: dict[str, Any], base: Path, source: Path | None = None, *,
+                apps: list[str] | None = None, where: str = "study.toml") -> StudyConfig:
+    """Validate a study's TOML data; apps are loaded from `base`-relative folders.
+
+    `apps` restricts the study to those names: the other entries' folders are not looked at, so
+    one app of a large study can run while the others are absent.
+    """
+    problems: list[str] = []
+    whole = _validate(StudyFile, data, where, problems)
+    raw_apps = data.get("apps") if isinstance(data.get("apps"), list) else []
+    if whole is None and not isinstance(data.get("apps"), list):
+        raise ConfigError(problems)
+
+    chosen = list(range(len(raw_apps)))
+    if apps is not None:
+        names = [_entry_name(e) for e in raw_apps]
+        unknown = [a for a in apps if a not in names]
+        if unknown:
+            problems.append(f"--apps: no app named {', '.join(repr(u) for u in unknown)} in {where} "
+                            f"(has: {', '.join(n for n in names if n)})")
+        chosen = [i for i, n in enumerate(names) if n in apps]
+
+    plat = whole.platform if whole else _validate(PlatformConfig, data.get("platform", {}), "", [])
+    kind = plat.kind if plat is not None else None
+    loaded: list[StudyApp] = []
+    seen: dict[str, int] = {}
+    for i in chosen:
+        entry = _validate(AppEntry, raw_apps[i], "", []) if whole is None else whole.apps[i]
+        if entry is None:
+            continue  # its problems are among the file's
+        label = f"{where}: apps[{i}]" + (f" ({_entry_name(raw_apps[i])})" if _entry_name(raw_apps[i]) else "")
+        unset = unset_vars(entry.path)
+        if unset:
+            problems.append(f"{label}: path: environment variable {unset[0]} is not set (path '{entry.path}')")
+            continue
+        overrides = {k: v for k, v in raw_apps[i].items() if k not in ("path", "args")}
+        try:
+            app = load_app(expand(entry.path, base), overrides or None, where=label)
+        except ConfigError as e:
+            problems.extend(p if p.startswith(where) else f"{label}: {p}" for p in e.problems)
+            continue
+        if app.name in seen:
+            problems.append(f"{label}: app name '{app.name}' appears twice (also apps[{seen[app.name]}]); "
+                            "give one a distinct name")
+        seen.setdefault(app.name, i)
+        if kind is not None:
+            if kind not in app.platforms:
+                problems.append(f"{label}: app '{app.name}' has no build for platform '{kind}' "
+                                f"(has: {', '.join(sorted(app.platforms))})")
+                continue
+            app = app.on(kind)
+        loaded.append(StudyApp(app=app, args=entry.args if entry.args is not None else app.args))
+
+    out: Path | None = None
+    if whole is not None:
+        raw_out = whole.study.out or f"runs/{whole.study.name}"
+        unset = unset_vars(raw_out)
+        if unset:
+            problems.append(f"{where}: study.out: environment variable {unset[0]} is not set (out '{raw_out}')")
+        else:
+            out = expand(raw_out, base)
+    llm, container = (whole.llm, whole.container) if whole else (None, None)
+    if llm is not None and llm.replay_path:  # files named in the study are relative to it
+        llm = dataclasses.replace(llm, replay_path=str(_file_path(llm.replay_path, base, f"{where}: llm.replay_path", problems)))
+    if container is not None and container.image and "://" not in container.image:
+        image = _file_path(container.image, base, f"{where}: container.image", problems)
+        container = dataclasses.replace(container, image=str(image))
+    if problems or whole is None or out is None or llm is None or container is None:
+        raise ConfigError(problems)
+    s = whole.study
+    return StudyConfig(name=s.name, trials=s.trials, k=sorted(set(s.k)), out=out, platform=whole.platform,
+                       measure=whole.measure, llm=llm, slurm=whole.slurm, container=container,
+                       apps=loaded, source=source)
+
+
+def _file_path(raw: str, base: Path, label: str, problems: list[str]) -> Path:
+    unset = unset_vars(raw)
+    if unset:
+        problems.append(f"{label}: environment variable {unset[0]} is not set ('{raw}')")
+        return Path(raw)
+    return expand(raw, base)
+
+
+def retarget(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """`data` with `overrides` merged in; a new platform kind drops the old kind's compiler, meter and device.
+
+    A study's compiler line and meter belong to its own platform kind (nvcc flags mean nothing to g++).
+    """
+    kind = (overrides.get("platform") or {}).get("kind")
+    plat = data.get("platform")
+    if kind and isinstance(plat, dict) and plat.get("kind", "cpu") != kind:
+        data = {**data, "platform": {k: v for k, v in plat.items() if k not in ("compiler", "meter", "device")}}
+    over = overrides.get("study") or {}
+    study = data.get("study") if isinstance(data.get("study"), dict) else {}
+    k = study.get("k")
+    if isinstance(over.get("trials"), int) and "k" not in over and isinstance(k, list):
+        # fewer trials than some k: those k are dropped (pass@k needs n >= k)
+        kept = [x for x in k if isinstance(x, int) and x <= over["trials"]]
+        overrides = _merge(overrides, {"study": {"k": kept or [1]}})
+    return _merge(data, overrides)
+
+
+def load_study(path: str | Path, *, apps: list[str] | None = None,
+               overrides: dict[str, Any] | None = None) -> StudyConfig:
+    """Read and validate a study file; `apps` restricts it, `overrides` replace keys (command-line flags)."""
     p = Path(path).expanduser()
     problems: list[str] = []
     data = _read_toml(p, problems)
     if data is None:
         raise ConfigError(problems)
-    return parse_study(data, p.resolve().parent, source=p.resolve())
+    if overrides:
+        data = retarget(data, overrides)
+    return parse_study(data, p.resolve().parent, source=p.resolve(), apps=apps, where=str(path))

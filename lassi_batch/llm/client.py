@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core.config import LLMConfig
 from ..core.errors import ConfigError, LassiError
 from ..core.records import LLMCall
+from .replay import ReplayBackend
 
 if TYPE_CHECKING:
     import openai
@@ -247,8 +248,6 @@ def make_backend(
             raise ConfigError("[llm].replay_path: required when backend = 'replay'")
         path = cfg.replay_path
     if path:
-        from .replay import ReplayBackend
-
         if os.path.isdir(path):
             if app is None or trial is None:
                 raise ConfigError(f"replay folder {path} needs an app name and trial index to pick a transcript")

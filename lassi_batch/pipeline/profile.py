@@ -8,6 +8,7 @@ and a table; anything modelled rather than measured is labelled ESTIMATE in both
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import math
@@ -23,8 +24,9 @@ import h5py
 from rich.console import Console
 
 from .. import __version__
-from ..core.config import MeasureConfig, PlatformConfig, load_app
+from ..core.config import AppConfig, MeasureConfig, PlatformConfig, load_app
 from ..core.errors import ConfigError, LassiError, ToolchainError
+from ..core.paths import ensure_writable_file
 from ..power.base import open_meter
 from ..power.energy import Summary, summarize
 from ..power.plot import plot_measurement
@@ -93,32 +95,42 @@ def choose_platform(available: list[str], requested: str | None) -> tuple[str, s
 
 
 def profile_app(
-    app_dir: str | Path,
+    app_dir: str | Path | AppConfig,
     *,
     platform: str | None = None,
     repeat: int = 3,
-    meter: str = "auto",
+    meter: str | None = None,
     args: str | list[str] | None = None,
     test_size: bool = False,
     out: str | Path | None = None,
     plot: str | Path | None = None,
     compiler: str | None = None,
     measure_cfg: MeasureConfig | None = None,
+    platform_cfg: PlatformConfig | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ProfileResult:
-    """Build APP_DIR in a fresh temp folder, measure `repeat` runs, write the HDF5 file.
+    """Build an app (a folder, or a study's loaded entry) in a fresh temp folder, measure `repeat`
+    runs, write the HDF5 file.
 
-    The temp folder is removed afterwards, except after a failed build (the error names its log).
+    `platform_cfg` (a study's [platform]) supplies the compiler line, device and estimate
+    figures; `compiler` and `meter` still override it. The output paths are checked for
+    writability before anything is built or measured. The temp folder is removed afterwards,
+    except after a failed build (the error names its log).
     """
 
     say = log or (lambda s: None)
     if repeat < 1:
         raise ConfigError("--repeat must be >= 1")
-    app = load_app(app_dir)
-    kind, note = choose_platform(sorted(app.platforms), platform)
-    app.build_for(kind)  # ConfigError (exit 2) when the app has no build for it
+    app = app_dir if isinstance(app_dir, AppConfig) else load_app(app_dir)
+    kind, note = choose_platform(sorted(app.platforms), platform or (platform_cfg.kind if platform_cfg else None))
+    app = app.on(kind)  # ConfigError (exit 2) when the app has no build for it; its folder for that platform
     notes = [note] if note else []
-    pcfg = PlatformConfig(kind=kind, compiler=compiler or "", meter=meter)
+    if platform_cfg is not None and platform_cfg.kind == kind:
+        pcfg = dataclasses.replace(platform_cfg, meter=meter or platform_cfg.meter,
+                                   compiler=compiler or platform_cfg.compiler)
+    else:
+        pcfg = PlatformConfig(kind=kind, compiler=compiler or "", meter=meter or "auto")
+    meter = pcfg.meter
     if isinstance(args, str):
         try:
             run_args = shlex.split(args)
@@ -132,6 +144,9 @@ def profile_app(
     if problems:
         raise ToolchainError("; ".join(problems))
     out_path = Path(out) if out else Path(f"{app.name}.{kind}.profile.h5")
+    ensure_writable_file(out_path, "--out")  # before hours of measuring, not after
+    if plot:
+        ensure_writable_file(plot, "--plot")
 
     m = open_meter(meter, pcfg)
     try:
@@ -153,7 +168,10 @@ def profile_app(
     summary = {f: summarize(meas.figures.get(f, math.nan) for _rr, meas in results) for f in SUMMARY_FIGURES}
     res = ProfileResult(app=app.name, platform=kind, meter=m.name, device=m.device, estimate=m.estimate,
                         args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes)
-    write_profile(res, b.log)
+    try:
+        write_profile(res, b.log)
+    except OSError as e:
+        raise LassiError(f"cannot write {out_path}: {e.strerror or e}") from None
     if plot:
 
         r = median_repeat(results)
