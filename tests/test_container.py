@@ -22,7 +22,7 @@ def _flag_values(argv: list[str], flag: str) -> list[str]:
 def test_isolation_flags_and_layout(tmp_path: Path) -> None:
     argv = apptainer_exec_argv("/img/lassi.sif", "cuda", tmp_path, ["./app.exe", "10"], {"OMP_NUM_THREADS": "4"})
     assert argv[:2] == ["apptainer", "exec"]
-    for flag in ("--nv", "--containall", "--cleanenv", "--no-home", "--net"):
+    for flag in ("--nv", "--containall", "--cleanenv", "--no-home", "--net", "--no-privs", "--no-eval"):
         assert flag in argv
     assert "--rocm" not in argv
     assert _flag_values(argv, "--network") == ["none"]
@@ -31,7 +31,8 @@ def test_isolation_flags_and_layout(tmp_path: Path) -> None:
     assert _flag_values(argv, "--env") == ["OMP_NUM_THREADS=4"]
     i = argv.index("/img/lassi.sif")
     assert argv[i + 1:] == ["./app.exe", "10"]  # options before the image, the command after it
-    known = {"--nv", "--containall", "--cleanenv", "--no-home", "--net", "--network", "--bind", "--pwd", "--env"}
+    known = {"--nv", "--containall", "--cleanenv", "--no-home", "--net", "--network", "--bind", "--pwd", "--env",
+             "--no-privs", "--no-eval"}
     assert {a for a in argv[2:i] if a.startswith("--")} <= known
 
 
@@ -85,7 +86,7 @@ def test_runner_passes_the_sandbox_env_without_secrets_or_host_paths(tmp_path: P
     assert envs["HIP_VISIBLE_DEVICES"] == "1" and envs["TMPDIR"] == str(tmp_path / ".tmp")
     for name in ("PATH", "LD_LIBRARY_PATH", "HOME", "MY_TOKEN", "OPENAI_API_KEY"):
         assert name not in envs
-    assert "--rocm" in argv and "/data" in _flag_values(argv, "--bind")
+    assert "--rocm" in argv and "/data:/data:ro" in _flag_values(argv, "--bind")  # study binds read-only
     assert argv[-2:] == ["/img/rocm.sif", "./app.exe"]
     # the apptainer process itself: its own settings, never a secret
     assert outer.get("APPTAINER_CACHEDIR") == "/scratch/cache"
@@ -118,3 +119,24 @@ def test_def_file_takes_the_base_as_a_build_argument() -> None:
     args = text.split("%arguments", 1)[1].split("%", 1)[0]
     assert "BASE=" in args and "cuda" in args and "devel" in args
     assert "lassi_batch" in text and "python3" in text
+
+
+def test_binds_are_read_only_unless_they_say_otherwise(tmp_path: Path) -> None:
+    argv = apptainer_exec_argv("i.sif", "cpu", tmp_path, ["x"], {}, binds=["/data", "/a:/b", "/scratch:/s:rw"],
+                               ro_files=["/cache/counter.so"])
+    assert _flag_values(argv, "--bind")[1:] == ["/data:/data:ro", "/a:/b:ro", "/scratch:/s:rw",
+                                                "/cache/counter.so:/cache/counter.so:ro"]
+
+
+def test_launch_sets_rlimits_before_apptainer_starts(tmp_path: Path) -> None:
+    from lassi_batch.sandbox.limits import Limits
+
+    launch = ApptainerRunner("i.sif", "cuda").launch(["./app.exe"], tmp_path, {}, Limits(file_mb=64, processes=100))
+    i = launch.argv.index("apptainer")
+    assert launch.argv[0] == "prlimit" and launch.argv[i - 1] == "--"
+    opts = launch.argv[1:i - 1]
+    assert f"--fsize={64 << 20}" in opts and "--core=0" in opts
+    nproc = int(next(o for o in opts if o.startswith("--nproc=")).split("=")[1])
+    assert nproc >= 100  # the allowance on top of what the user already runs
+    assert launch.tools == ("apptainer", "prlimit")
+    assert "--containall" in launch.argv and _flag_values(launch.argv, "--network") == ["none"]

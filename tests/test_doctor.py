@@ -28,7 +28,7 @@ def test_doctor_cpu_exits_0_and_never_prints_the_key() -> None:
     out = res.output
     assert "sk-doctor-secret-42" not in out
     assert "platform cpu: ready" in out
-    for word in ("g++ OpenMP test", "network isolation", "sbatch", "apptainer", "OPENAI_API_KEY"):
+    for word in ("g++ OpenMP test", "bubblewrap", "sbatch", "apptainer", "OPENAI_API_KEY"):
         assert word in out
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import socket
+import subprocess
+import sys
+import textwrap
 import time
 from dataclasses import asdict, replace
 
@@ -15,6 +19,7 @@ from hypothesis import strategies as st
 from pytest_httpserver import HTTPServer
 from werkzeug import Request, Response
 
+from lassi_batch.core import secrets
 from lassi_batch.core.config import LLMConfig
 from lassi_batch.core.errors import ConfigError
 from lassi_batch.llm.client import (
@@ -40,6 +45,12 @@ def completion(content: str | None, finish: str = "stop", prompt_tokens: int = 1
 
 def error_body(message: str) -> dict:
     return {"error": {"message": message, "type": "test_error", "code": None}}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_secret_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keys taken out of the environment are kept per process: each test starts without any."""
+    monkeypatch.setattr(secrets, "_TAKEN", {})
 
 
 @pytest.fixture(scope="module")
@@ -282,3 +293,31 @@ def test_make_backend_choices(tmp_path, monkeypatch):
         make_backend(LLMConfig(), "replay:")
     monkeypatch.setenv(KEY_ENV, SECRET)
     assert isinstance(make_backend(LLMConfig(api_key_env=KEY_ENV)), OpenAIBackend)
+
+
+def test_the_key_is_taken_out_of_the_environment_once(server, cfg):
+    b = backend(cfg)
+    assert KEY_ENV not in os.environ  # no program started from here inherits it
+    b2 = backend(cfg)  # a second trial in the same process still gets the key
+    server.expect_request(PATH, method="POST").respond_with_json(completion("ok"))
+    assert ask(b2).reply == "ok"
+    assert server.log[0][0].headers["Authorization"] == f"Bearer {SECRET}"
+    assert b is not b2
+
+
+def test_the_key_is_gone_from_proc_environ_and_from_children(tmp_path):
+    """A fresh interpreter with the key in its initial environment: after the backend is made,
+    neither /proc/<pid>/environ nor a child process shows it."""
+    code = textwrap.dedent(f"""
+        import subprocess
+        from lassi_batch.core.config import LLMConfig
+        from lassi_batch.llm.client import OpenAIBackend
+        OpenAIBackend(LLMConfig(api_key_env={KEY_ENV!r}))
+        own = open("/proc/self/environ", "rb").read()
+        child = subprocess.run(["/bin/sh", "-c", "env; cat /proc/$PPID/environ"], capture_output=True).stdout
+        print("own", {SECRET!r}.encode() in own, "child", {SECRET!r}.encode() in child)
+    """)
+    env = {**os.environ, KEY_ENV: SECRET}
+    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == ["own", "False", "child", "False"]

@@ -37,12 +37,14 @@ PlatformKind = Literal["cuda", "hip", "cpu"]
 MeterName = Literal["auto", "nvml", "amdsmi", "rapl", "estimate"]
 Backend = Literal["openai", "replay"]
 Runtime = Literal["none", "apptainer"]
+Sandbox = Literal["auto", "bwrap", "none"]
 PassPolicy = Literal["judge_and_verifier", "judge", "verifier"]
 
 PLATFORMS: tuple[str, ...] = get_args(PlatformKind)
 METERS: tuple[str, ...] = get_args(MeterName)
 BACKENDS: tuple[str, ...] = get_args(Backend)
 RUNTIMES: tuple[str, ...] = get_args(Runtime)
+SANDBOXES: tuple[str, ...] = get_args(Sandbox)
 PASS_POLICIES: tuple[str, ...] = get_args(PassPolicy)
 
 # Compiler command lines used when a study does not name one. The paper used
@@ -416,6 +418,10 @@ class ContainerConfig:
     runtime: Runtime = "none"
     image: str = ""
     binds: list[str] = field(default_factory=list)
+    sandbox: Sandbox = "auto"
+    """Isolation of generated code on the host: auto or bwrap (bubblewrap; nothing runs without
+    it), or none (no isolation at all, only when chosen here). Inside Apptainer the container is
+    the sandbox (docs/security.md)."""
 
     @model_validator(mode="after")
     def _image_given(self) -> ContainerConfig:

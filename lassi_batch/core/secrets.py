@@ -2,11 +2,15 @@
 
 Environment variables are filtered by name (`looks_secret`) before any program lassi-batch starts
 sees them or any record is written; mappings are scrubbed by key (`scrub_secrets`) before they
-reach an archive.
+reach an archive. A credential lassi-batch itself needs (the LLM API key) is taken out of the
+process environment once (`take_env_secret`): removed from `os.environ` and overwritten in the
+process's original environment block, which /proc/<pid>/environ would still show otherwise.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import re
 from typing import Any
 
@@ -33,3 +37,43 @@ def scrub_secrets(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [scrub_secrets(v) for v in obj]
     return obj
+
+
+_TAKEN: dict[str, str] = {}
+
+
+def _wipe_c_environ(name: str) -> None:
+    """Overwrite the value of `name` in the C environment (the block /proc/<pid>/environ reads)."""
+    try:
+        libc = ctypes.CDLL(None)
+        env = ctypes.POINTER(ctypes.c_void_p).in_dll(libc, "environ")
+    except (OSError, ValueError, AttributeError):
+        return
+    prefix = name.encode() + b"="
+    i = 0
+    while env[i]:
+        addr = env[i]
+        entry = ctypes.string_at(addr)
+        if entry.startswith(prefix):
+            ctypes.memset(addr + len(prefix), 0, len(entry) - len(prefix))
+        i += 1
+
+
+def take_env_secret(name: str) -> str:
+    """The value of environment variable `name`, read once and then removed from this process.
+
+    Later calls return the value taken first, unless the variable was set again meanwhile.
+    No program started afterwards inherits it, and /proc/<pid>/environ no longer shows it.
+    """
+    value = os.environ.get(name, "")
+    if value:
+        _wipe_c_environ(name)
+        os.environ.pop(name, None)
+        _TAKEN[name] = value
+        return value
+    return _TAKEN.get(name, "")
+
+
+def env_secret_available(name: str) -> bool:
+    """Whether `name` is set or was taken earlier (without reading it out)."""
+    return bool(os.environ.get(name)) or name in _TAKEN

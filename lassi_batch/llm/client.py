@@ -10,7 +10,9 @@ visible in the LLMCall the trial archives. Failure policy:
   fail the same way, so `LLMError` is raised (it carries the failed LLMCall in `.call`).
 - Any other 4xx (e.g. 400 "context too long") belongs to this one prompt: LLMCall with `error`.
 
-The API key lives only inside the SDK client; it never reaches an LLMCall, a log line or a repr.
+The API key is taken out of the process environment when the first backend is made
+(`core.secrets.take_env_secret`), so that no program lassi-batch starts can read it, and then
+lives only inside the SDK client; it never reaches an LLMCall, a log line or a repr.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from ..core.config import LLMConfig
 from ..core.errors import ConfigError, LassiError
 from ..core.records import LLMCall
+from ..core.secrets import take_env_secret
 from .replay import ReplayBackend
 
 if TYPE_CHECKING:
@@ -107,7 +110,7 @@ def parse_retry_after(headers: Any) -> float | None:
 
 
 def _resolve_key(cfg: LLMConfig, base_url: str | None) -> str:
-    key = os.environ.get(cfg.api_key_env, "") if cfg.api_key_env else ""
+    key = take_env_secret(cfg.api_key_env) if cfg.api_key_env else ""
     if key:
         return key
     if base_url:

@@ -13,7 +13,6 @@ from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
 from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
-from ..sandbox import work_counter
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
@@ -74,20 +73,18 @@ class Bench:
         out = Outcome(build=b)
         if not b.ok:
             return out
-        repeats = self.measure.repeat
-        extra = work_counter.run_env(self.counter_lib, wd) if self.counter_lib else None
-        for r in range(repeats):
+        for r in range(self.measure.repeat):  # each repeat in a fresh copy of the build folder
             run, m = protocol.measure(
-                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner, env_extra=extra),
+                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
                 self.meter, self.measure, repeat_index=r,
             )
             out.runs.append(run)
             out.measurements.append(m)
-            counts = work_counter.take_counts(wd) if self.counter_lib else None
-            if counts and not out.work_counts:
-                out.work_counts = counts
             if not run.ok:
                 break
+        if self.counter_lib and out.ran:  # a separate, unmeasured run of the same binary
+            counted = run_app(self.app, self.platform, wd, self.args, runner=self.runner, count_work=self.counter_lib)
+            out.work_counts = counted.work_counts or {}
         return out
 
     def cleanup(self) -> None:

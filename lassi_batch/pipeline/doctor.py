@@ -22,12 +22,13 @@ from ..core.config import (
     PlatformConfig,
 )
 from ..core.errors import LassiError
+from ..core.secrets import env_secret_available
 from ..power.base import probe_meters
 from ..sandbox.toolchain import (
     build,
     check_platform,
     make_runner,
-    network_isolation,
+    sandbox_problem,
     prepare_workdir,
     run_app,
 )
@@ -101,7 +102,10 @@ int main() {
 def smoke_test(platform: PlatformConfig, container: ContainerConfig | None = None) -> tuple[bool, str]:
     """Build and run a tiny program for the platform through the trial toolchain; (ok, detail)."""
     fname, text = _SMOKE[platform.kind]
-    runner = make_runner(container or ContainerConfig(), platform.kind)
+    try:
+        runner = make_runner(container or ContainerConfig(), platform.kind)
+    except LassiError as e:
+        return False, str(e)
     with tempfile.TemporaryDirectory(prefix="lassi-doctor-") as tmp:
         src = Path(tmp, "src")
         src.mkdir()
@@ -153,7 +157,7 @@ def _llm_checks(llm: LLMConfig) -> list[Check]:
     if llm.backend == "replay":
         p = Path(llm.replay_path).expanduser()
         return [Check("llm", "replay transcript", "ok" if p.exists() else "missing", str(p))]
-    key_set = bool(os.environ.get(llm.api_key_env))
+    key_set = env_secret_available(llm.api_key_env)
     base = llm.base_url or os.environ.get("OPENAI_BASE_URL", "")
     return [
         Check("llm", llm.api_key_env, "ok" if key_set else "warn", "set (value not shown)" if key_set else "not set"),
@@ -223,9 +227,10 @@ def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfi
         path = shutil.which(cmd)
         checks.append(Check("slurm", cmd, "ok" if path else "missing", path or "not on PATH"))
 
-    prefix, how = network_isolation()
-    checks.append(Check("sandbox", "network isolation", "ok" if prefix else "warn",
-                        how if prefix else f"unavailable: {how}; programs keep the host network"))
+    why = sandbox_problem(ContainerConfig())
+    checks.append(Check("sandbox", "bubblewrap", "ok" if not why else ("info" if container.runtime == "apptainer"
+                        or container.sandbox == "none" else "fail"),
+                        "no network, own PID namespace, read-only system, fresh folder per run" if not why else why))
 
     checks += _llm_checks(llm or LLMConfig())
     return report

@@ -20,7 +20,7 @@ from ..llm.prompts import PromptSet
 from ..power.base import open_meter
 from ..store.archive import TrialArchive
 from ..system.facts import environment, system_details
-from ..sandbox.toolchain import check_platform, make_runner
+from ..sandbox.toolchain import check_platform, describe_runner, make_runner
 from ..sandbox import work_counter
 from .bench import Bench
 from .trial import Progress, Trial, TrialOutcome
@@ -83,6 +83,8 @@ def run_trial(
     path.parent.mkdir(parents=True, exist_ok=True)
     env = environment(study.platform, study.container)
     counter_lib, env["work_counter"] = _work_counter(study)
+    runner = make_runner(study.container, study.platform.kind, hide=[study.out])
+    env["sandbox"] = describe_runner(runner)
     config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index}
     archive = TrialArchive.open_or_create(
         path, trial_id=f"{study.name}/{sapp.app.name}/{study.platform.kind}/{index}", app=sapp.app.name,
@@ -95,7 +97,7 @@ def run_trial(
         meter = open_meter(study.platform.meter, study.platform)
         workroot = Path(tempfile.mkdtemp(prefix=f"lassi-{sapp.app.name}-t{index}-", dir=os.environ.get("LASSI_WORKDIR")))
         bench = Bench(sapp.app, study.platform, study.measure, sapp.args, meter, workroot,
-                      runner=make_runner(study.container, study.platform.kind), counter_lib=counter_lib)
+                      runner=runner, counter_lib=counter_lib)
         prompts = PromptSet(platform=study.platform.kind)
         sysd = system_text if system_text is not None else system_details(study.platform.kind)
         trial = Trial(study, sapp.app, archive, backend, prompts, bench, sysd, Progress(progress))

@@ -1,8 +1,10 @@
-"""Build and run programs for a platform in a fresh work folder, under limits.
+"""Build and run programs for a platform, each run in a fresh folder, inside a sandbox.
 
-Knows nothing of LLMs or power. Generated code is treated as hostile: wall-time limit that kills
-the whole process group, memory limit, bounded output capture, no network where the OS allows,
-and a scrubbed environment without secrets.
+Knows nothing of LLMs or power. Generated code is treated as hostile: every build and run goes
+through a runner (bubblewrap on the host, Apptainer in a container, or nothing at all only when
+the study says so), under limits set before the program starts, with bounded output capture, a
+scrubbed environment without secrets, and its whole process tree ended when it ends. A run that
+the sandbox had to stop, or that left processes behind, is a failed run with the reason.
 """
 
 from __future__ import annotations
@@ -15,17 +17,26 @@ import shlex
 import shutil
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Protocol
 
 from ..core.config import EXE_NAME, AppConfig, ContainerConfig, PlatformConfig
 from ..core.errors import LassiError, ToolchainError
 from ..core.secrets import looks_secret
 from ..system.gpus import cuda_device
+from . import work_counter
 from .apptainer import ApptainerRunner
+from .bwrap import BwrapRunner, Launch, SandboxUnavailable, chown_tree
+from .limits import Limits, prlimit_argv, user_process_count
+
+__all__ = ["BuildResult", "BwrapRunner", "HostRunner", "Limits", "RunResult", "Runner", "SandboxUnavailable",
+           "WorkdirError", "build", "check_platform", "make_runner", "prepare_workdir", "run_app", "run_process",
+           "sandbox_env"]
 
 
 @dataclass
@@ -43,14 +54,19 @@ class RunResult:
     stdout_truncated: bool = False
     stderr_truncated: bool = False
     error: str = ""  # one-line reason when it failed to start or was killed (e.g. "time limit 10 s")
-    cpu_s: float = 0.0  # user+sys CPU seconds of the child tree (for the estimate meter)
-    peak_rss_mb: float = 0.0  # largest resident set seen (process group sum, or the kernel's max)
-    runner: str = ""  # how it was wrapped: host, host+netns, apptainer
-    notes: list[str] = field(default_factory=list)  # warnings, e.g. network isolation unavailable
+    cpu_s: float = 0.0  # user+sys CPU seconds of every process of the run (for the estimate meter)
+    cpu_scope: str = ""  # what cpu_s covers: cgroup | pid-namespace | waited-for children
+    peak_rss_mb: float = 0.0  # largest resident set seen (the run's processes, or the kernel's max)
+    runner: str = ""  # how it was wrapped: bwrap, apptainer, none
+    notes: list[str] = field(default_factory=list)  # warnings, e.g. no cgroup for the run
+    stopped: str = ""  # why the sandbox stopped or failed it: time, memory, disk, leftovers, supervisor
+    leftovers: int = 0  # processes still alive when the program exited (ended by the sandbox)
+    workdir: str = ""  # the fresh folder it ran in (removed afterwards)
+    work_counts: dict[str, int] | None = None  # CUPTI counts from a counting run
 
     @property
     def ok(self) -> bool:
-        return self.returncode == 0 and not self.timed_out
+        return self.returncode == 0 and not self.timed_out and not self.stopped
 
 
 @dataclass
@@ -66,84 +82,76 @@ class WorkdirError(LassiError):
     """A work folder cannot be prepared (not empty, unsafe file name, missing source)."""
 
 
-@dataclass
-class Limits:
-    """Resource bounds of one process tree."""
-
-    time_s: float = 120.0
-    memory_mb: int = 8192  # resident memory of the whole process group; 0 = unlimited
-    max_output_bytes: int = 4 << 20  # per stream kept (head and tail); the rest is drained and dropped
-    address_space_mb: int = 0  # optional RLIMIT_AS on the child (CPU programs only: GPU runtimes reserve huge VA)
-
-
 # ---------------------------------------------------------------- runners
 
 
 class Runner(Protocol):
-    """Wraps an argv for execution (on the host, or inside a container)."""
+    """Turns one command into a started-ready launch (on the host, in bubblewrap, in a container)."""
 
     name: str
 
-    def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
+    def launch(self, argv: list[str], workdir: Path, env: dict[str, str], limits: Limits,
+               ro_files: Sequence[str | Path] = ()) -> Launch:
         ...
 
 
-@functools.lru_cache(maxsize=None)
-def network_isolation() -> tuple[tuple[str, ...] | None, str]:
-    """Find an `unshare` prefix that gives a child its own, empty network namespace.
-
-    Returns (prefix, how) or (None, why not). Verified by comparing namespace ids, since a
-    prefix that merely exits 0 proves nothing. Cached: the answer does not change in a process.
-    """
-    if not shutil.which("unshare"):
-        return None, "unshare not found on PATH"
-    try:
-        ours = os.readlink("/proc/self/ns/net")
-    except OSError:
-        return None, "no /proc/self/ns/net (not Linux?)"
-    candidates = [("unshare", "-n"), ("unshare", "-rn")] if os.geteuid() == 0 else [("unshare", "-rn")]
-    why = ""
-    for prefix in candidates:
-        try:
-            p = subprocess.run([*prefix, "readlink", "/proc/self/ns/net"], capture_output=True, text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            why = f"{' '.join(prefix)}: {e}"
-            continue
-        if p.returncode == 0 and p.stdout.strip() and p.stdout.strip() != ours:
-            return prefix, " ".join(prefix)
-        why = f"{' '.join(prefix)}: {(p.stderr.strip().splitlines() or ['failed'])[-1]}"
-    return None, why
-
-
 class HostRunner:
-    """Runs on the host; with deny_network, inside a fresh network namespace (loopback down)."""
+    """No isolation at all: only for studies that say `sandbox = "none"` (labelled "none").
 
-    def __init__(self, deny_network: bool = True):
-        self.deny_network = deny_network
-        self.warnings: list[str] = []
-        self.prefix: list[str] = []
-        if deny_network:
-            prefix, how = network_isolation()
-            if prefix is None:
-                self.warnings.append(f"network isolation unavailable ({how}); programs keep the host network")
-            else:
-                self.prefix = list(prefix)
-        self.name = "host+netns" if self.prefix else "host"
+    Limits still hold (rlimits before exec, the process group killed at the end), but the
+    program sees the host: files, network, other processes. A setsid daemon can outlive it.
+    """
+
+    name = "none"
+    isolated = False
+
+    def __init__(self) -> None:
+        self.warnings = ["sandbox = none: generated code runs on the host without isolation"]
+
+    def launch(self, argv: list[str], workdir: Path, env: dict[str, str], limits: Limits,
+               ro_files: Sequence[str | Path] = ()) -> Launch:
+        nproc = user_process_count(os.getuid()) + limits.processes
+        return Launch(argv=[*prlimit_argv(limits, nproc), *argv], env=dict(env), tools=("prlimit",))
 
     def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        return [*self.prefix, *argv], dict(env)
+        return list(argv), dict(env)
 
 
-def make_runner(container: ContainerConfig, platform_kind: str) -> Runner:
-    """The runner a study's container settings ask for."""
+def make_runner(container: ContainerConfig, platform_kind: str, hide: Sequence[str | Path] = ()) -> Runner:
+    """The runner a study's container settings ask for; fails closed where no isolation exists.
+
+    `[container] sandbox` = auto | bwrap | none. Inside Apptainer the container is the sandbox;
+    on the host it is bubblewrap, and without a working bubblewrap nothing runs unless the study
+    chose "none" explicitly.
+    """
+    kind = getattr(container, "sandbox", "auto") or "auto"
     if container.runtime == "apptainer":
         return ApptainerRunner(container.image, platform_kind, list(container.binds))
-    return HostRunner()
+    if kind == "none":
+        return HostRunner()
+    runner = BwrapRunner(platform_kind, binds=list(container.binds), hide=hide)
+    why = runner.check()
+    if why:
+        raise SandboxUnavailable(f"no sandbox for generated code: {why}; install bubblewrap, or set "
+                                 "[container] sandbox = \"none\" to run it unisolated")
+    return runner
 
 
-@functools.lru_cache(maxsize=1)
-def _default_runner() -> HostRunner:
-    return HostRunner()
+def sandbox_problem(container: ContainerConfig) -> str:
+    """Why generated code cannot run isolated here ('' when it can, or when the study opted out)."""
+    if container.runtime == "apptainer" or (getattr(container, "sandbox", "auto") or "auto") == "none":
+        return ""
+    return BwrapRunner().check()
+
+
+def describe_runner(runner: Runner) -> str:
+    """The label archives and summaries carry: bwrap, apptainer or none."""
+    return getattr(runner, "name", type(runner).__name__)
+
+
+@functools.lru_cache(maxsize=8)
+def _default_runner(platform_kind: str = "cpu") -> Runner:
+    return make_runner(ContainerConfig(), platform_kind)
 
 
 # ---------------------------------------------------------------- environment
@@ -192,7 +200,7 @@ def sandbox_env(platform_kind: str, workdir: Path, device: str = "", extra: dict
 # ---------------------------------------------------------------- running a process
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
-_GRACE_S = 1.0  # SIGTERM -> SIGKILL
+WATCH_EVERY_S = 0.25  # memory watchdog (only where no cgroup bounds memory) and disk checks
 
 
 class _Capture:
@@ -246,33 +254,61 @@ def _pump(fd: int, cap: _Capture, stop: threading.Event) -> None:
             return
 
 
-def _group_rss(pgid: int) -> int:
-    """Resident bytes of every process in a process group (from /proc/<pid>/stat)."""
+def _descendants(pid: int) -> list[int]:
+    """pid and every process below it (from /proc/<pid>/task/*/children)."""
+    out, todo = [], [pid]
+    while todo and len(out) < 100_000:
+        p = todo.pop()
+        out.append(p)
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{tid}/children") as fh:
+                    todo += [int(c) for c in fh.read().split()]
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def _rss_bytes(pids: list[int]) -> int:
     total = 0
-    try:
-        entries = os.scandir("/proc")
-    except OSError:
-        return 0
-    with entries:
-        for e in entries:
-            if not e.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{e.name}/stat", "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            fields = data.rpartition(b")")[2].split()
-            if len(fields) > 21 and int(fields[2]) == pgid:
-                total += int(fields[21]) * _PAGE
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/statm", "rb") as fh:
+                total += int(fh.read().split()[1]) * _PAGE
+        except (OSError, ValueError, IndexError):
+            continue
     return total
 
 
-def _signal_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
+def tree_bytes(root: Path, cap: int) -> int:
+    """Bytes allocated under `root` (stops counting past `cap`; symlinks not followed)."""
+    total, todo = 0, [str(root)]
+    while todo and total <= cap:
+        try:
+            it = os.scandir(todo.pop())
+        except OSError:
+            continue
+        with it:
+            for e in it:
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    continue
+                total += st.st_blocks * 512
+                if e.is_dir(follow_symlinks=False):
+                    todo.append(e.path)
+    return total
+
+
+def _kill_all(pid: int, launch: Launch) -> None:
+    """SIGKILL the run: its cgroup, the sandbox's outer process (the namespace follows), its group."""
+    if launch.cgroup is not None:
+        launch.cgroup.kill()
+    for fn in (os.kill, os.killpg):
+        try:
+            fn(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def _fmt(x: float) -> str:
@@ -299,49 +335,69 @@ def _failed(argv: list[str], error: str, runner: str = "", notes: list[str] | No
                      error=error, runner=runner, notes=list(notes or []))
 
 
-def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] | None = None,
-                runner: Runner | None = None, stdin: str | None = None) -> RunResult:
-    """Run argv in cwd under limits; never raises for a program that fails, hangs or floods.
+def _signal_name(n: int) -> str:
+    try:
+        return signal.Signals(n).name
+    except ValueError:
+        return str(n)
 
-    The child leads its own session, so a time or memory kill reaches every descendant that
-    stayed in the group. t_launch/t_exit bracket the child's life as tightly as Python allows:
-    the exit time is taken by a thread blocked in wait4, not by polling.
+
+def _read_report(text: str) -> tuple[int | None, int | None, str]:
+    """(rc, leftovers, problem) from the report script's line(s)."""
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    if not lines:
+        return None, None, ""
+    if len(lines) > 1:
+        return None, None, "the sandbox's report was forged (more than one report line)"
+    try:
+        fields = dict(kv.split("=", 1) for kv in lines[0].split())
+        return int(fields["rc"]), int(fields["left"]), ""
+    except (KeyError, ValueError):
+        return None, None, "the sandbox's report was unreadable"
+
+
+def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] | None = None,
+                runner: Runner | None = None, stdin: str | None = None,
+                ro_files: Sequence[str | Path] = ()) -> RunResult:
+    """Run argv in cwd (its only writable folder) under limits; never raises for a bad program.
+
+    A missing sandbox raises SandboxUnavailable: generated code never runs unisolated by accident.
+    t_launch/t_exit bracket the run as tightly as Python allows: the exit time is taken by a
+    thread blocked in wait4, not by polling.
     """
     cwd = Path(cwd)
     argv = [str(a) for a in argv]
     runner = runner if runner is not None else _default_runner()
     notes = list(getattr(runner, "warnings", []))
-    name = getattr(runner, "name", type(runner).__name__)
+    name = describe_runner(runner)
     if not argv:
         return _failed(argv, "empty command", name, notes)
     env = sandbox_env("cpu", cwd) if env is None else dict(env)
-    if isinstance(runner, HostRunner):
+    if not isinstance(runner, ApptainerRunner):
         problem = _program_problem(argv[0], cwd, env.get("PATH", os.defpath))
         if problem:
             return _failed(argv, problem, name, notes)
-    full_argv, full_env = runner.wrap(argv, cwd, env)
-    problem = _program_problem(full_argv[0], cwd, full_env.get("PATH", os.defpath))
+    launch = runner.launch(argv, cwd, env, limits, ro_files)
+    notes += launch.notes
+    problem = next((p for t in launch.tools if (p := _program_problem(t, cwd, launch.env.get("PATH", os.defpath)))), "")
     if problem:
+        _close_launch(launch)
         return _failed(argv, problem, name, notes)
+    if launch.uid is not None:
+        chown_tree(cwd, launch.uid)
 
     t_launch = time.monotonic()
     try:
         proc = subprocess.Popen(
-            full_argv, cwd=cwd, env=full_env, start_new_session=True, close_fds=True,
+            launch.argv, cwd=cwd, env=launch.env, start_new_session=True, close_fds=True, pass_fds=launch.pass_fds,
             stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         )
     except OSError as e:
-        return _failed(argv, f"cannot start {full_argv[0]}: {e.strerror or e}", name, notes)
-    pgid = proc.pid  # start_new_session: the child leads its own group
-    if limits.address_space_mb > 0:
-        try:  # best effort, set just after exec; the RSS watchdog is the real guard
-            import resource
-
-            n = limits.address_space_mb << 20
-            resource.prlimit(proc.pid, resource.RLIMIT_AS, (n, n))
-        except (OSError, ValueError):
-            notes.append("could not set RLIMIT_AS")
+        _close_launch(launch)
+        return _failed(argv, f"cannot start {launch.argv[0]}: {e.strerror or e}", name, notes)
+    for fd in launch.pass_fds:  # the sandbox holds the write end now; EOF comes when it is gone
+        os.close(fd)
 
     done = threading.Event()
     reaped: dict[str, object] = {}
@@ -359,37 +415,44 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
             done.set()
 
     caps = (_Capture(limits.max_output_bytes), _Capture(limits.max_output_bytes))
+    report = _Capture(4096)
     stop = threading.Event()
     assert proc.stdout is not None and proc.stderr is not None
     threads = [threading.Thread(target=reap, daemon=True)]
     threads += [threading.Thread(target=_pump, args=(s.fileno(), c, stop), daemon=True)
                 for s, c in zip((proc.stdout, proc.stderr), caps)]
+    if launch.report_fd >= 0:
+        threads.append(threading.Thread(target=_pump, args=(launch.report_fd, report, stop), daemon=True))
     if stdin is not None:
         threads.append(threading.Thread(target=_feed_stdin, args=(proc, stdin), daemon=True))
     for t in threads:
         t.start()
 
-    error, timed_out, peak = "", False, 0
+    cg = launch.cgroup
+    watch_memory = limits.memory_mb > 0 and not (cg is not None and cg.limits_memory)
+    disk_cap = limits.disk_mb << 20 if limits.disk_mb > 0 else 0
+    error, stopped, timed_out, peak = "", "", False, 0
     deadline = t_launch + limits.time_s
     try:
-        while not done.wait(timeout=max(0.0, min(0.05 if time.monotonic() - t_launch < 2 else 0.1,
-                                                 deadline - time.monotonic()))):
+        while not done.wait(timeout=max(0.0, min(WATCH_EVERY_S, deadline - time.monotonic()))):
             if time.monotonic() >= deadline:
-                error, timed_out = f"killed: time limit {_fmt(limits.time_s)} s", True
-                _signal_group(pgid, signal.SIGTERM)
-                if not done.wait(_GRACE_S):
-                    _signal_group(pgid, signal.SIGKILL)
+                error, stopped, timed_out = f"killed: time limit {_fmt(limits.time_s)} s", "time", True
                 break
-            rss = _group_rss(pgid)
-            peak = max(peak, rss)
-            if limits.memory_mb > 0 and rss > limits.memory_mb << 20:
-                error = f"killed: memory limit {limits.memory_mb} MB"
-                _signal_group(pgid, signal.SIGKILL)
+            if watch_memory:
+                rss = _rss_bytes(cg.pids() if cg is not None else _descendants(proc.pid))
+                peak = max(peak, rss)
+                if rss > limits.memory_mb << 20:
+                    error, stopped = f"killed: memory limit {limits.memory_mb} MB", "memory"
+                    break
+            if disk_cap and tree_bytes(cwd, disk_cap) > disk_cap:
+                error, stopped = f"killed: disk limit {limits.disk_mb} MB in its folder", "disk"
                 break
+    finally:  # also on Ctrl-C: nothing of the run may outlive this call
+        if not done.is_set():
+            _kill_all(proc.pid, launch)
         done.wait()
-    finally:  # also on Ctrl-C: the child sits in its own session and would not see SIGINT
-        _signal_group(pgid, signal.SIGKILL)  # and leftovers that outlived the leader
-    for t in threads[1:3]:
+        _kill_all(proc.pid, launch)  # leftovers in the cgroup or the group (the "none" runner)
+    for t in threads[1:]:
         t.join(timeout=2.0)
     stop.set()
     for t in threads[1:]:
@@ -400,23 +463,61 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
                 s.close()
             except OSError:
                 pass
+    if launch.report_fd >= 0:
+        os.close(launch.report_fd)
 
     t_exit = float(reaped.get("t_exit", time.monotonic()))  # type: ignore[arg-type]
     ru = reaped.get("ru")
     out, out_trunc = caps[0].text()
     err, err_trunc = caps[1].text()
-    if not error and proc.returncode is not None and proc.returncode < 0:
-        try:
-            error = f"killed by signal {signal.Signals(-proc.returncode).name}"
-        except ValueError:
-            error = f"killed by signal {-proc.returncode}"
+    cpu_s = (ru.ru_utime + ru.ru_stime) if ru else 0.0  # type: ignore[attr-defined]
+    scope = "pid-namespace" if isinstance(runner, BwrapRunner) else "waited-for children"
+    if cg is not None:
+        events = cg.events()
+        cg_cpu = cg.cpu_s()
+        if cg_cpu is not None:
+            cpu_s, scope = max(cpu_s, cg_cpu), "cgroup"
+        cg.remove()
+        if not error and events.get("memory.oom_kill", 0) > 0:
+            error, stopped = f"killed: memory limit {limits.memory_mb} MB", "memory"
+        if not error and events.get("pids.max", 0) > 0:
+            error, stopped = f"stopped: process limit {limits.processes} reached", "processes"
+    rc, left = proc.returncode, 0
+    if launch.report_fd >= 0 and not error:
+        r_rc, r_left, forged = _read_report(report.text()[0])
+        if forged:
+            error, stopped = forged, "supervisor"
+        elif r_rc is None:
+            bw = next((ln for ln in err.splitlines() if ln.startswith("bwrap:")), "")
+            if bw:
+                error, stopped = f"sandbox failed: {bw[len('bwrap:'):].strip()}", "sandbox"
+            else:
+                error, stopped = "the program ended its sandbox supervisor", "supervisor"
+        elif r_left:
+            left = r_left
+            error, stopped = f"left {left} process{'es' if left > 1 else ''} running after it exited " \
+                             "(ended by the sandbox)", "leftovers"
+    if rc is not None and isinstance(runner, BwrapRunner) and 128 < rc < 128 + 65:
+        rc = -(rc - 128)  # the shell's and bwrap's way of passing on a signal death
+    if not error and rc == -signal.SIGXFSZ:
+        error, stopped = f"stopped: file size limit {limits.file_mb} MB", "disk"
+    elif not error and rc is not None and rc < 0:
+        error = f"killed by signal {_signal_name(-rc)}"
     return RunResult(
-        argv=argv, returncode=proc.returncode, stdout=out, stderr=err, t_launch=t_launch, t_exit=t_exit,
+        argv=argv, returncode=rc, stdout=out, stderr=err, t_launch=t_launch, t_exit=t_exit,
         wall_s=t_exit - t_launch, timed_out=timed_out, stdout_truncated=out_trunc, stderr_truncated=err_trunc,
-        error=error, cpu_s=(ru.ru_utime + ru.ru_stime) if ru else 0.0,  # type: ignore[attr-defined]
+        error=error, cpu_s=cpu_s, cpu_scope=scope,
         peak_rss_mb=max(peak / 2**20, ru.ru_maxrss / 1024 if ru else 0.0),  # type: ignore[attr-defined]
-        runner=name, notes=notes,
+        runner=name, notes=notes, stopped=stopped, leftovers=left,
     )
+
+
+def _close_launch(launch: Launch) -> None:
+    for fd in (*launch.pass_fds, launch.report_fd):
+        if fd >= 0:
+            os.close(fd)
+    if launch.cgroup is not None:
+        launch.cgroup.remove()
 
 
 def _feed_stdin(proc: subprocess.Popen, data: str) -> None:
@@ -484,32 +585,94 @@ def build_argv(app: AppConfig, platform: PlatformConfig) -> list[str]:
 
 def build(app: AppConfig, platform: PlatformConfig, workdir: Path, runner: Runner | None = None,
           time_s: float = 600.0) -> BuildResult:
-    """Compile the sources in `workdir`; a failed compile is a result, a missing compiler an error."""
+    """Compile the sources in `workdir` (the build's only writable folder); a failed compile is a
+    result, a missing compiler an error."""
     workdir = Path(workdir)
     argv = build_argv(app, platform)
-    runner = runner if runner is not None else _default_runner()
+    runner = runner if runner is not None else _default_runner(platform.kind)
     env = sandbox_env(platform.kind, workdir, platform.device)
-    if isinstance(runner, HostRunner) and shutil.which(argv[0], path=env.get("PATH")) is None:
+    if not isinstance(runner, ApptainerRunner) and shutil.which(argv[0], path=env.get("PATH")) is None:
         raise ToolchainError(f"compiler '{argv[0]}' not found on PATH")
     exe = workdir / EXE_NAME
     if exe.exists():
         exe.unlink()  # a stale program must not pass for a fresh build
-    log = run_process(argv, workdir, Limits(time_s=time_s, memory_mb=max(16384, app.memory_limit_mb)),
-                      env=env, runner=runner)
+    limits = Limits(time_s=time_s, memory_mb=max(16384, app.memory_limit_mb), tmp_mb=4096)
+    log = run_process(argv, workdir, limits, env=env, runner=runner)
     if log.returncode is None:
         raise ToolchainError(f"cannot run the build: {log.error}")
-    files = {f: (workdir / f).read_bytes().decode("utf-8", "replace")
-             for f in app.build_for(platform.kind).files if (workdir / f).is_file()}
-    return BuildResult(ok=log.ok and exe.is_file(), exe=str(exe), log=log, workdir=str(workdir), files=files)
+    files = {f: _read_text(workdir / f) for f in app.build_for(platform.kind).files}
+    return BuildResult(ok=log.ok and exe.is_file() and not exe.is_symlink(), exe=str(exe), log=log,
+                       workdir=str(workdir), files={k: v for k, v in files.items() if v is not None})
+
+
+def _read_text(p: Path) -> str | None:
+    """A file the build left, without following a link it may have planted."""
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as fh:
+        return fh.read(8 << 20).decode("utf-8", "replace")
+
+
+def fresh_run_folder(build_dir: Path) -> Path:
+    """A new folder beside `build_dir` holding a copy of it: what one run may see and change.
+
+    Regular files, folders and symlinks (as links) are copied; anything else a build may have
+    planted (FIFOs, sockets, devices) is left out. The build folder itself is never written by a run.
+    """
+    build_dir = Path(build_dir)
+    dest = Path(tempfile.mkdtemp(prefix=f"{build_dir.name}.run-", dir=build_dir.parent))
+    todo = [(build_dir, dest)]
+    while todo:
+        src, dst = todo.pop()
+        with os.scandir(src) as it:
+            for e in it:
+                if e.name == ".tmp" and src == build_dir:
+                    continue
+                target = dst / e.name
+                if e.is_symlink():
+                    os.symlink(os.readlink(e.path), target)
+                elif e.is_dir(follow_symlinks=False):
+                    target.mkdir()
+                    todo.append((Path(e.path), target))
+                elif e.is_file(follow_symlinks=False):
+                    shutil.copy2(e.path, target, follow_symlinks=False)
+    return dest
+
+
+def app_limits(app: AppConfig, platform: PlatformConfig) -> Limits:
+    """A run's limits: the app's time and memory; address space bounded for CPU programs only."""
+    return Limits(time_s=app.time_limit_s, memory_mb=app.memory_limit_mb,
+                  address_space_mb=app.memory_limit_mb if platform.kind == "cpu" else 0)
 
 
 def run_app(app: AppConfig, platform: PlatformConfig, workdir: Path, args: list[str],
-            runner: Runner | None = None, env_extra: dict[str, str] | None = None) -> RunResult:
-    """Run the built program with the app's limits in the sandbox environment."""
+            runner: Runner | None = None, env_extra: dict[str, str] | None = None, *,
+            count_work: Path | None = None, limits: Limits | None = None) -> RunResult:
+    """Run the program built in `workdir` once, in a fresh copy of that folder, then remove the copy.
+
+    Nothing passes from one run to the next: each gets its own folder, /tmp and /dev/shm.
+    `count_work`: the CUPTI counter library, bound read-only; its counts land in `work_counts`.
+    `limits`: instead of the app's (see app_limits).
+    """
     workdir = Path(workdir)
-    limits = Limits(time_s=app.time_limit_s, memory_mb=app.memory_limit_mb)
-    env = sandbox_env(platform.kind, workdir, platform.device, extra=env_extra)
-    return run_process([f"./{EXE_NAME}", *map(str, args)], workdir, limits, env=env, runner=runner)
+    runner = runner if runner is not None else _default_runner(platform.kind)
+    run_dir = fresh_run_folder(workdir)
+    try:
+        env = sandbox_env(platform.kind, run_dir, platform.device, extra=env_extra)
+        ro: list[Path] = []
+        if count_work is not None:
+            env.update(work_counter.run_env(count_work, run_dir))
+            ro.append(Path(count_work))
+        r = run_process([f"./{EXE_NAME}", *map(str, args)], run_dir, limits or app_limits(app, platform), env=env,
+                        runner=runner, ro_files=ro)
+        r.workdir = str(run_dir)
+        if count_work is not None:
+            r.work_counts = work_counter.take_counts(run_dir)
+        return r
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def check_platform(platform: PlatformConfig, container: ContainerConfig | None = None) -> list[str]:
@@ -521,6 +684,11 @@ def check_platform(platform: PlatformConfig, container: ContainerConfig | None =
         return [f"cannot parse compiler line {platform.compiler_line!r}: {e}"]
     if not argv:
         return ["empty compiler line"]
+    if container is not None:
+        why = sandbox_problem(container)
+        if why:
+            problems.append(f"no sandbox for generated code: {why} (install bubblewrap, or set "
+                            "[container] sandbox = \"none\" to run it unisolated)")
     if container is not None and container.runtime == "apptainer":
         if not shutil.which("apptainer"):
             problems.append("container runtime 'apptainer' not found on PATH")

@@ -7,6 +7,10 @@ loop keeps the same output. This module builds a small CUPTI injection library
 kernel launches and cudaMemcpy bytes and writes them to a JSON file when the program exits.
 Building needs a C compiler and CUPTI (part of the CUDA toolkit); without them runs go on
 uncounted and the reason is recorded.
+
+The library is built by lassi-batch itself into its cache (never inside a sandbox), made
+read-only, and bound read-only into the one unmeasured counting run of each candidate: the
+candidate can neither replace it nor pay for its overhead in a measured repeat.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -60,9 +65,12 @@ def build(cache_dir: Path | None = None) -> tuple[Path | None, str]:
     tag = hashlib.sha256(SOURCE.read_bytes() + str(found).encode()).hexdigest()[:16]
     cache = cache_dir or Path(os.environ.get("LASSI_CACHE", Path.home() / ".cache" / "lassi-batch"))
     out = cache / f"cuda_work_counter-{tag}.so"
-    if out.is_file():
-        return out, ""
-    cache.mkdir(parents=True, exist_ok=True)
+    if out.is_file() and not out.is_symlink():
+        st = out.stat()
+        if st.st_uid == os.getuid() and not st.st_mode & 0o022:
+            return out, ""
+        out.unlink()  # not ours or writable by others: rebuild rather than trust it
+    cache.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = out.with_suffix(f".{os.getpid()}.tmp")
     cmd = [cc, "-shared", "-fPIC", "-O2", f"-I{inc}", "-o", str(tmp), str(SOURCE), f"-L{lib}", "-lcupti",
            f"-Wl,-rpath,{lib}"]
@@ -71,6 +79,7 @@ def build(cache_dir: Path | None = None) -> tuple[Path | None, str]:
         tmp.unlink(missing_ok=True)
         first = (p.stderr.strip().splitlines() or ["?"])[0]
         return None, f"building the CUPTI work counter failed: {first}"
+    tmp.chmod(0o555)
     os.replace(tmp, out)
     return out, ""
 
@@ -83,13 +92,17 @@ def run_env(library: Path, workdir: Path) -> dict[str, str]:
 def take_counts(workdir: Path) -> dict[str, int] | None:
     """Read and remove the counts a run left in `workdir` (None when it wrote none)."""
     f = Path(workdir) / COUNTS_FILE
-    try:
-        raw = json.loads(f.read_text())
+    try:  # written inside the sandbox: never follow a link the program planted, read a bounded amount
+        fd = os.open(f, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            raw = json.loads(fh.read(1 << 16))
     except (OSError, ValueError):
         return None
     finally:
         f.unlink(missing_ok=True)
-    counts = {k: int(v) for k, v in raw.items() if isinstance(v, (int, float))}
+    if not isinstance(raw, dict):
+        return None
+    counts = {str(k): int(v) for k, v in raw.items() if isinstance(v, (int, float)) and math.isfinite(v)}
     # Runtime launches reach the driver too; the larger of the two is the number of launches.
     counts["kernel_launches"] = max(counts.get("runtime_launches", 0), counts.get("driver_launches", 0))
     return counts
