@@ -2,10 +2,15 @@
 
 P = idle_watts + (cpu_watts - idle_watts) x utilisation, where utilisation is the share of all
 CPUs that was busy. The trace models the whole machine from /proc/stat; for the energy of one
-program the protocol prefers the program's own CPU seconds (`RunResult.cpu_s`):
+program the protocol prefers the run's CPU seconds (`RunResult.cpu_s`):
 
     net   = (cpu_watts - idle_watts) x cpu_s / n_cpus
     gross = net + idle_watts x runtime
+
+`cpu_s` charges every process of the run, not only the one that was waited for: the run's
+cgroup (`cpu.stat` usage) where one exists, else the sandbox's PID namespace, whose init reaps
+every process of the run so that the wait4() rusage of the sandbox holds them all (children
+never waited for and daemons that the sandbox ended included). `RunResult.cpu_scope` says which.
 
 Every figure from this meter carries estimate=True and the word ESTIMATE wherever it is shown.
 """

@@ -267,7 +267,7 @@ def _apply_cpu_model(
         figures["cpu_s"] = rr.cpu_s
         notes.append(
             f"ESTIMATE: energy_net_j = ({meter.cpu_watts:g} - {meter.idle_watts:g}) W x {rr.cpu_s:.3f} CPU s / "
-            f"{meter.ncpu} CPUs (program's own CPU time)"
+            f"{meter.ncpu} CPUs (CPU time of every process of the run: {rr.cpu_scope or 'waited-for children'})"
         )
         return "estimate:cpu_seconds"
     notes.append("ESTIMATE: the runner reported no CPU time; energy from the machine-wide /proc/stat model")
