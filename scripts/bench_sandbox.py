@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Start-up cost of the sandbox per run: host runner (no isolation) vs bubblewrap.
 
-Builds a program that does nothing (through the sandbox, like a candidate), then runs it N times
-with each runner through `run_app`, the path every measured repeat takes, interleaved (A B A B)
-so that machine load hits both alike. Two figures per runner:
+Builds a program that does nothing (CPU), or only initialises the GPU (`--platform cuda`:
+cudaFree(0), so device nodes and driver libraries must reach it), through the sandbox like a
+candidate, then runs it N times with each runner through `run_app`, the path every measured
+repeat takes, interleaved (A B A B) so that machine load hits both alike. Two figures per runner:
 
 - wall: exec to reap as the run records it (`RunResult.wall_s`), the window the meter measures;
 - call: the whole `run_app` call (fresh folder copy, cgroup, launch, report, cleanup).
 
-Usage: python scripts/bench_sandbox.py [--runs 50] [--json out.json]
+Usage: python scripts/bench_sandbox.py [--runs 50] [--platform cpu|cuda] [--json F] [--out DIR]
+(--out writes DIR/bench_sandbox.md and DIR/bench_sandbox.json)
 """
 
 from __future__ import annotations
@@ -26,7 +28,10 @@ from lassi_batch.core.config import AppConfig, PlatformBuild, PlatformConfig
 from lassi_batch.sandbox.bwrap import BwrapRunner
 from lassi_batch.sandbox.toolchain import HostRunner, build, prepare_workdir, run_app
 
-SOURCE = "int main() { return 0; }\n"
+SOURCES = {
+    "cpu": ("main.cpp", "int main() { return 0; }\n"),
+    "cuda": ("main.cu", "#include <cuda_runtime.h>\nint main() { return cudaFree(0) == cudaSuccess ? 0 : 1; }\n"),
+}
 
 
 def _stats(xs: list[float]) -> dict[str, float]:
@@ -38,21 +43,25 @@ def _stats(xs: list[float]) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--platform", choices=sorted(SOURCES), default="cpu")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--out", type=Path)
     a = ap.parse_args()
-    plat = PlatformConfig(kind="cpu", compiler="g++ -O1")
+    kind = a.platform
+    plat = PlatformConfig(kind="cpu", compiler="g++ -O1") if kind == "cpu" else PlatformConfig(kind=kind)
+    fname, text = SOURCES[kind]
     with tempfile.TemporaryDirectory(prefix="lassi-bench-sandbox-") as tmp:
         src = Path(tmp, "src")
         src.mkdir()
-        (src / "main.cpp").write_text(SOURCE)
-        app = AppConfig(name="noop", path=src, platforms={"cpu": PlatformBuild(files=["main.cpp"])}, args=[],
-                        test_args=[], time_limit_s=30.0, memory_limit_mb=1024)
+        (src / fname).write_text(text)
+        app = AppConfig(name="noop", path=src, platforms={kind: PlatformBuild(files=[fname])}, args=[],
+                        test_args=[], time_limit_s=60.0, memory_limit_mb=16384)
         wd = Path(tmp, "build")
-        prepare_workdir(app, "cpu", wd)
+        prepare_workdir(app, kind, wd)
         b = build(app, plat, wd)
         if not b.ok:
             raise SystemExit(f"build failed: {b.log.stderr.strip()[-300:]}")
-        runners = {"host (sandbox = none)": HostRunner(), "bwrap": BwrapRunner("cpu")}
+        runners = {"host (sandbox = none)": HostRunner(), "bwrap": BwrapRunner(kind)}
         wall: dict[str, list[float]] = {k: [] for k in runners}
         call: dict[str, list[float]] = {k: [] for k in runners}
         for _ in range(a.runs):
@@ -63,16 +72,21 @@ def main() -> None:
                 if not r.ok:
                     raise SystemExit(f"{name}: run failed: {r.error}")
                 wall[name].append(r.wall_s)
-    out = {"runs": a.runs, "host": platform.node(), "cpus": os.cpu_count(),
-           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    out = {"runs": a.runs, "platform": kind, "host": platform.node(), "cpus": os.cpu_count(),
+           "kernel": platform.release(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "results": {k: {"wall": _stats(wall[k]), "call": _stats(call[k])} for k in runners}}
-    print(f"{a.runs} runs each, interleaved; {out['date']}; {out['cpus']} CPUs")
-    print(f"{'runner':24} {'wall median':>12} {'wall p90':>10} {'call median':>12} {'call p90':>10}")
+    lines = [f"{a.runs} runs each ({kind}), interleaved; {out['date']}; {out['cpus']} CPUs; kernel {out['kernel']}", "",
+             "| runner | wall median | wall p90 | call median | call p90 |", "|---|---:|---:|---:|---:|"]
     for k, v in out["results"].items():
-        print(f"{k:24} {v['wall']['median_ms']:10.1f}ms {v['wall']['p90_ms']:8.1f}ms "
-              f"{v['call']['median_ms']:10.1f}ms {v['call']['p90_ms']:8.1f}ms")
+        lines.append(f"| {k} | {v['wall']['median_ms']:.1f} ms | {v['wall']['p90_ms']:.1f} ms | "
+                     f"{v['call']['median_ms']:.1f} ms | {v['call']['p90_ms']:.1f} ms |")
+    print("\n".join(lines))
     if a.json:
         a.json.write_text(json.dumps(out, indent=2))
+    if a.out:
+        a.out.mkdir(parents=True, exist_ok=True)
+        (a.out / "bench_sandbox.md").write_text("\n".join(lines) + "\n")
+        (a.out / "bench_sandbox.json").write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
