@@ -350,3 +350,17 @@ def test_a_trial_records_a_hostile_candidate_as_failed_and_goes_on(setup) -> Non
         assert any(c.passed for c in ar.candidates())  # later candidates still ran and passed
         assert ar.status == "done"
     assert not alive_with("sleep 3201")
+
+
+def test_the_sandbox_setting_is_typed_and_labelled(setup) -> None:
+    from lassi_batch.core.config import parse_study
+    from lassi_batch.core.errors import ConfigError
+
+    _, data = setup
+    assert parse_study(data, Path(".")).container.sandbox == "auto"
+    chosen = parse_study({**data, "container": {"sandbox": "none"}}, Path("."))
+    assert chosen.container.sandbox == "none"
+    assert make_runner(chosen.container, "cpu").name == "none"
+    with pytest.raises(ConfigError) as e:
+        parse_study({**data, "container": {"sandbox": "chroot"}}, Path("."))
+    assert "sandbox" in str(e.value) and "\n" not in str(e.value)
