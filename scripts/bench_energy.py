@@ -55,7 +55,8 @@ METHODS = {  # figure -> label in the report
     "energy_counter_net_j": "counter net",
     "energy_instant_net_j": "instant net",
     "energy_eq4_instant_j": "Eq.4 on instant",
-    "energy_eq4_paper_j": "Eq.4 paper (avg sensor)",
+    "energy_eq4_settled_j": "Eq.4 paper, settled idle (avg sensor)",
+    "energy_eq4_paper_j": "Eq.4 as published (15 s post idle; --paper-post-s 15)",
 }
 TARGET_OVERHEAD_S = 5.0
 TARGET_SAMPLER_PCT = 2.0
@@ -190,7 +191,9 @@ class Campaign:
             f = m.figures
             log(f"{section}/{label} #{r}: runtime {f['runtime_s']:.3f} s, net {f['energy_net_j']:.1f} J "
                 f"[{m.attrs['energy_method']}], instant {f['energy_instant_net_j']:.1f} J, "
-                f"eq4-paper {f['energy_eq4_paper_j']:.1f} J, overhead {m.attrs['overhead_s']:.2f} s, "
+                f"eq4-settled {f['energy_eq4_settled_j']:.1f} J, eq4-paper {f['energy_eq4_paper_j']:.1f} J, "
+                f"idle {f['idle_w']:.1f} W [{m.attrs['idle_sensor']}], sensor offset {f['idle_sensor_offset_w']:.2f} W, "
+                f"{m.attrs['temperature_start_c']:.0f}->{m.attrs['temperature_end_c']:.0f} C, overhead {m.attrs['overhead_s']:.2f} s, "
                 f"sampler {m.attrs['sampler_cpu_pct']:.2f}% cpu, exit {rr.returncode}")
             if not rr.ok:
                 log(f"  program failed: {rr.stderr.strip()[-300:]}")
@@ -380,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--long-s", type=float, default=10.0)
     ap.add_argument("--repeat-s", type=float, default=5.0, help="run length for the repeatability section")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--paper-post-s", type=float, default=0.0,
+                    help="sample this long after every exit (15: the paper's window, for its exact Eq. 4; costs 15 s a run)")
     ap.add_argument("--mib", type=int, default=None, help="array size (default 512 MiB on GPU, 16 MiB on CPU)")
     a = ap.parse_args(argv)
     kind = a.platform or detect_kind()
@@ -402,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     log(f"meter {meter.name}: {meter.device} [{meter.device_id}] reads {meter.channels}")
     for n in meter.notes:
         log(f"  note: {n}")
-    cfg = MeasureConfig()
+    cfg = MeasureConfig(paper_post_s=a.paper_post_s)
     c = Campaign(meter, cfg, a.budget_s - (time.monotonic() - t_start))
     try:
         # ordered by value: accuracy and repeatability first, then the independent checks

@@ -47,7 +47,8 @@ def test_good_study_loads_with_defaults(tmp_path: Path):
     assert s.apps[0].args == ["64", "5"] and s.apps[0].app.name == "heat2d"
     assert s.platform.compiler_line.startswith("g++")
     assert s.slurm.partition == "gpu-a100" and s.slurm.exclusive
-    assert s.measure.repeat == 1 and s.llm.pass_policy == "judge_and_verifier"
+    assert s.measure.repeat == 0 and s.measure.repeats_for("cuda") == 3 and s.measure.repeats_for("cpu") == 2
+    assert s.llm.pass_policy == "judge_and_verifier"
 
 
 def test_every_problem_is_reported_once(tmp_path: Path):

@@ -24,7 +24,8 @@ DEMO = Path(__file__).resolve().parents[1] / "datasets" / "examples" / "demo.tom
 
 def _study(tmp_path: Path):
     study = load_study(DEMO)
-    quick = replace(study.measure, settle_timeout_s=0.0, idle_window_s=0.05, post_max_s=0.05, random_delay_s=0.0)
+    quick = replace(study.measure, settle_timeout_s=0.0, idle_window_s=0.05, post_max_s=0.05, random_delay_s=0.0,
+                    confirm_candidates=1)
     return replace(study, out=tmp_path, measure=quick, platform=replace(study.platform, meter="estimate"))
 
 

@@ -59,6 +59,7 @@ class ScriptedMeter(Meter):
 
     name = "fake"
     counter_interval_s = 0.02
+    counter_update_s = 0.02  # read_counter_j below takes a new value every 20 ms
     cold_start_s = 0.6
     settle_hold_s = 0.1
 

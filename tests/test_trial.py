@@ -7,6 +7,7 @@ the trial archive is a real HDF5 file. Kills are real SIGKILLs of a subprocess a
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -52,6 +53,20 @@ def test_full_trial_stages_screening_and_result(setup):
         assert best.key in ("s3/i3/eval1", "s3/i1/eval1") and best.passed
         assert r["best_energy_j"] < r["source_energy_j"]
         assert 0 < r["reduction"] < 1
+        # stage 4 re-measured the best against the source, A B A B A B, and the saving confirmed
+        assert r["confirmed"] and r["confirm_tried"] == 1 and out.confirmed
+        assert 0 < r["reduction_ci_low"] <= r["reduction"] <= r["reduction_ci_high"] < 1
+        assert best.confirm_verdict == "confirmed" and best.confirmed_reduction == pytest.approx(r["reduction"])
+        assert best.confirmed_ci_low == pytest.approx(r["reduction_ci_low"])
+        # the selection-time figure stays beside the confirmed one
+        assert r["selection_best_energy_j"] == pytest.approx(best.energy_j) and r["selection_reduction"] > 0.5
+        conf = [m for m in ar.measurements(best.id) if m.attrs.get("phase") == "confirm"]
+        src_conf = [m for m in ar.measurements(r["source_candidate"]) if m.attrs.get("phase") == "confirm"]
+        assert len(conf) == len(src_conf) == 3
+        order = sorted((m.attrs["confirm_order"], m.attrs["confirm_side"]) for m in conf + src_conf)
+        assert [side for _, side in order] == ["A", "B"] * 3
+        assert r["best_energy_j"] == pytest.approx(sum(m.figures["energy_net_j"] for m in conf) / 3)
+        assert math.isfinite(r["reduction_with_tail"])
         assert r["vanilla_passed"] and r["pipeline_passed"]
         assert "temperature" in r["stop_reason"]
         assert ar.status == "done"
@@ -125,3 +140,25 @@ def test_resume_under_other_settings_is_refused(setup):
         run_trial(changed, changed.apps[0], 0, system_text="x")
     with TrialArchive.open(path, writable=False) as ar:
         assert ar.status == "done"  # untouched
+
+
+def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup):
+    """At a confidence so high that no three-run interval can exclude zero, the best and the
+    next candidate both fail to confirm: the trial reports the source, saving 0, with the
+    selection-time saving kept beside it."""
+    tmp, data = setup
+    data["measure"].update(confidence=0.9999999999, confirm_candidates=2)
+    study = _study(data)
+    path, out = run_trial(study, study.apps[0], 0, system_text="test machine")
+    assert out.status == "done" and not out.confirmed
+    with TrialArchive.open(path, writable=False) as ar:
+        r = ar.result()
+        assert not r["confirmed"] and r["confirm_tried"] == 2
+        assert r["best_candidate"] == r["source_candidate"] and not r["improved"] and r["reduction"] == 0.0
+        assert r["selection_reduction"] > 0.5 and r["selection_best_candidate"] != r["source_candidate"]
+        tried = [c for c in ar.candidates() if c.confirm_verdict]
+        assert len(tried) == 2 and all(c.confirm_verdict == "not_confirmed" for c in tried)
+        assert all(math.isnan(c.confirmed_ci_low) and math.isnan(c.confirmed_energy_j) for c in tried)
+        assert len(r["confirm_notes"]) == 2 and all("not confirmed" in n for n in r["confirm_notes"])
+        steps = {s["key"]: s for s in ar.steps()}
+        assert {"s4/confirm0", "s4/confirm1"} <= set(steps)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,9 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 state["iteration"] = ev["iteration"]
             elif kind == "best":
                 state["best"] = ev.get("energy_j")
+            elif kind in ("confirmed", "not_confirmed"):
+                console.print(f"    confirmation of candidate {ev['candidate']}: {_saving(ev['reduction'], ev['ci_low'], ev['ci_high'], ev['level'])}"
+                              + ("" if kind == "confirmed" else " -> NOT confirmed (the interval includes no saving)"))
             state["last"] = ev.get("key", kind)
             live.update(render())
 
@@ -68,11 +72,25 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                        "source_j": out.source_energy_j, "best_j": out.best_energy_j,
                        "reduction": out.reduction, "vanilla_passed": out.vanilla_passed,
                        "candidates": out.candidates, "stop": out.stop_reason}
+                row.update(confirmed=out.confirmed, ci_low=out.reduction_ci_low, ci_high=out.reduction_ci_high,
+                           selection_reduction=out.selection_reduction)
                 rows.append(row)
-                red = "-" if out.reduction is None else f"{100 * out.reduction:.1f}%"
+                if out.confirmed:
+                    red = _saving(out.reduction, out.reduction_ci_low, out.reduction_ci_high, out.confirm_level) + ", confirmed"
+                else:
+                    red = ("-" if out.reduction is None else f"{100 * out.reduction:.1f}%") + ", not confirmed"
+                sel = "" if out.selection_reduction is None else f"; at selection {100 * out.selection_reduction:.1f}%"
                 console.print(f"  {sapp.app.name} trial {t}: {out.status}, source {_fmt(out.source_energy_j, 'J')}, "
-                              f"best {_fmt(out.best_energy_j, 'J')} ({red}), {out.candidates} candidates -> {path}")
+                              f"best {_fmt(out.best_energy_j, 'J')} (saved {red}{sel}), {out.candidates} candidates -> {path}")
     return rows
+
+
+def _saving(red: float | None, lo: float, hi: float, level: float) -> str:
+    """"23.1% [95% CI 20.4..25.9%]"; n/a where a bound is missing."""
+    if red is None or not math.isfinite(red):
+        return "n/a"
+    ci = (f"{100 * lo:.1f}..{100 * hi:.1f}%" if math.isfinite(lo) and math.isfinite(hi) else "unbounded")
+    return f"{100 * red:.1f}% [{level:.0%} CI {ci}]"
 
 
 def _meter_of(path: Path) -> tuple[str, bool]:
@@ -90,12 +108,16 @@ def summary_table(rows: list[dict[str, Any]]) -> Table:
     est = any(r.get("estimate") for r in rows)
     title = f"Trials (energy from meter {', '.join(meters)}" + ("; ESTIMATES, not measurements)" if est else ")")
     t = Table(title=title)
-    for col in ("app", "trial", "status", "source J", "best J", "saved", "vanilla", "cands"):
+    for col in ("app", "trial", "status", "source J", "best J", "saved", "CI", "at selection", "vanilla", "cands"):
         t.add_column(col, no_wrap=True)
     for r in rows:
         red = "-" if r["reduction"] is None else f"{100 * r['reduction']:.1f}%"
+        lo, hi = r.get("ci_low", math.nan), r.get("ci_high", math.nan)
+        ci = f"{100 * lo:.1f}..{100 * hi:.1f}%" if r.get("confirmed") and math.isfinite(lo) and math.isfinite(hi) else "not confirmed"
+        sel = r.get("selection_reduction")
+        sel_s = "-" if sel is None else f"{100 * sel:.1f}%"
         src = "-" if r["source_j"] is None else f"{r['source_j']:.2f}"
         best = "-" if r["best_j"] is None else f"{r['best_j']:.2f}"
-        t.add_row(r["app"], str(r["trial"]), r["status"], src, best, red,
+        t.add_row(r["app"], str(r["trial"]), r["status"], src, best, red, ci, sel_s,
                   "yes" if r["vanilla_passed"] else "no", str(r["candidates"]))
     return t

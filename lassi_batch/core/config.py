@@ -331,8 +331,8 @@ class PlatformConfig:
 class MeasureConfig:
     """The [measure] table: the energy measurement protocol."""
 
-    repeat: Int = Field(1, ge=1, le=1000)
-    """Measured runs per candidate."""
+    repeat: Int = Field(0, ge=0, le=1000)
+    """Measured runs per candidate; 0 = the platform's default (DEFAULT_REPEAT: 3 on GPUs, 2 on CPU)."""
     settle_timeout_s: Float = Field(10.0, ge=0, le=3600)
     """Longest wait for power to return to idle before a run, in s."""
     idle_window_s: Float = Field(1.0, ge=0, le=600)
@@ -349,6 +349,32 @@ class MeasureConfig:
     """A new best must use this fraction less energy (guards against noise)."""
     count_work: Bool = True
     """CUDA: count kernel launches and copies with a CUPTI injection library."""
+    significance: Float = Field(0.05, gt=0, lt=0.5)
+    """One-sided level of the stage-3 Welch test 'lower than the best beyond the noise'."""
+    confirm_repeats: Int = Field(3, ge=0, le=1000)
+    """Stage 4: interleaved runs of source and best, per side (>= 3; 0 = no confirmation)."""
+    confirm_candidates: Int = Field(3, ge=1, le=100)
+    """Stage 4: candidates re-measured in turn when the best does not confirm."""
+    confidence: Float = Field(0.95, gt=0.5, lt=1)
+    """Two-sided level of the confirmed saving's interval."""
+    paper_post_s: Float = Field(0.0, ge=0, le=60)
+    """Sample this long after exit (15 = the paper's window, for its Eq. 4 exactly as published), in s."""
+
+    @model_validator(mode="after")
+    def _confirm_repeats(self) -> MeasureConfig:
+        if 0 < self.confirm_repeats < 3:
+            raise ValueError(f"confirm_repeats must be >= 3 (or 0 to skip confirmation), got {self.confirm_repeats}")
+        return self
+
+    def repeats_for(self, kind: str) -> int:
+        """Measured runs per candidate on platform `kind` (`repeat`, or the platform default)."""
+        return self.repeat if self.repeat > 0 else DEFAULT_REPEAT.get(kind, 3)
+
+
+# Measured runs per candidate when [measure].repeat is 0 (docs/trial.md): three on GPUs, whose
+# repeats spread by a few percent; two on CPUs, where a second run already gives the noise
+# estimate the stage-3 test needs.
+DEFAULT_REPEAT = {"cuda": 3, "hip": 3, "cpu": 2}
 
 
 @dataclass(frozen=True, config=_CFG)

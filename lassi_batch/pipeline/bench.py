@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,23 @@ class Outcome:
 
 
 @dataclass
+class Confirmation:
+    """Interleaved re-measurement of two built versions (A = source, B = candidate)."""
+
+    a: Outcome
+    b: Outcome
+    order: list[str] = field(default_factory=list)  # "A"/"B" in the order they ran
+
+    @property
+    def ok(self) -> bool:
+        return self.a.ran and self.b.ran
+
+    def energies(self, side: str, name: str = DEFAULT_FIGURE) -> list[float]:
+        out = self.a if side == "A" else self.b
+        return [float(m.figures.get(name, math.nan)) for m in out.measurements]
+
+
+@dataclass
 class Bench:
     app: AppConfig
     platform: PlatformConfig
@@ -61,23 +80,39 @@ class Bench:
     workroot: Path
     runner: Any = None
     counter_lib: Path | None = None  # CUPTI work counter (CUDA on the host only)
+    rng: random.Random = field(default_factory=random.Random)  # random delays between repeats
 
-    def evaluate(self, files: dict[str, str], tag: str) -> Outcome:
-        """Build `files` in a fresh folder; run (measured) `measure.repeat` times unless the build failed."""
+    def _build(self, files: dict[str, str], tag: str) -> tuple[Path, BuildResult]:
         wd = self.workroot / tag
         if wd.exists():
             shutil.rmtree(wd)  # our own scratch folder from an interrupted attempt
         wd.mkdir(parents=True)
         prepare_workdir(self.app, self.platform.kind, wd, overrides=files)
-        b = build(self.app, self.platform, wd, runner=self.runner)
+        return wd, build(self.app, self.platform, wd, runner=self.runner)
+
+    def _measure_once(self, wd: Path, index: int) -> tuple[RunResult, Measurement]:
+        delay = protocol.repeat_delay(self.rng, self.measure, index)
+        run, m = protocol.measure(
+            lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
+            self.meter, self.measure, repeat_index=index,
+        )
+        m.attrs["random_delay_s"] = delay
+        return run, m
+
+    @property
+    def repeats(self) -> int:
+        return self.measure.repeats_for(self.platform.kind)
+
+    def evaluate(self, files: dict[str, str], tag: str) -> Outcome:
+        """Build `files` in a fresh folder; run (measured) `repeats` times unless the build failed,
+        with a random delay before every repeat after the first."""
+        wd, b = self._build(files, tag)
         out = Outcome(build=b)
         if not b.ok:
             return out
-        for r in range(self.measure.repeat):  # each repeat in a fresh copy of the build folder
-            run, m = protocol.measure(
-                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
-                self.meter, self.measure, repeat_index=r,
-            )
+        for r in range(self.repeats):  # each repeat in a fresh copy of the build folder
+            run, m = self._measure_once(wd, r)
+            m.attrs["phase"] = "select"
             out.runs.append(run)
             out.measurements.append(m)
             if not run.ok:
@@ -86,6 +121,29 @@ class Bench:
             counted = run_app(self.app, self.platform, wd, self.args, runner=self.runner, count_work=self.counter_lib)
             out.work_counts = counted.work_counts or {}
         return out
+
+    def confirm(self, files_a: dict[str, str], files_b: dict[str, str], tag: str, repeats: int) -> Confirmation:
+        """Build A and B afresh and measure them interleaved, A B A B ..., `repeats` times each, on
+        this meter's device, with random delays between runs: drift (a warming GPU, a neighbour's
+        load) then affects both alike instead of biasing whichever ran later."""
+        wd_a, build_a = self._build(files_a, f"{tag}_A")
+        wd_b, build_b = self._build(files_b, f"{tag}_B")
+        res = Confirmation(Outcome(build=build_a), Outcome(build=build_b))
+        if not (build_a.ok and build_b.ok):
+            return res
+        i = 0
+        for r in range(repeats):
+            for side, wd, out in (("A", wd_a, res.a), ("B", wd_b, res.b)):
+                run, m = self._measure_once(wd, i)
+                m.attrs.update({"phase": "confirm", "confirm_tag": tag, "confirm_order": i, "confirm_side": side})
+                m.attrs["repeat"] = r
+                out.runs.append(run)
+                out.measurements.append(m)
+                res.order.append(side)
+                i += 1
+                if not run.ok:
+                    return res
+        return res
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workroot, ignore_errors=True)

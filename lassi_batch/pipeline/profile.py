@@ -39,8 +39,8 @@ from ..store.schema import PROFILE_SCHEMA, SCHEMA_VERSION, child_name, put_text
 from ..system.gpus import default_platform_kind
 
 # figures summarised over repeats (table and root attributes of the file)
-SUMMARY_FIGURES = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_paper_j", "energy_instant_net_j",
-                   "energy_tail_j", "power_avg_w", "idle_w")
+SUMMARY_FIGURES = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_settled_j", "energy_eq4_paper_j",
+                   "energy_instant_net_j", "energy_tail_j", "power_avg_w", "idle_w")
 
 
 class BuildFailed(LassiError):
@@ -244,11 +244,11 @@ def render(res: ProfileResult, console: Console) -> None:
     est = " [bold red]ESTIMATE[/]" if res.estimate else ""
     methods = sorted({str(meas.attrs.get("energy_method", "")) for _rr, meas in res.results})
     table = Table(title=f"{res.app} on {res.device} ({res.platform}, meter {res.meter}){est}", title_justify="left")
-    names = ["#", "runtime s", "net J" + (" (EST)" if res.estimate else ""), "gross J", "eq4-paper J",
+    names = ["#", "runtime s", "net J" + (" (EST)" if res.estimate else ""), "gross J", "eq4 (settled idle) J",
              "avg power W", "exit"]
     for name in names:
         table.add_column(name, justify="right")
-    keys = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_paper_j", "power_avg_w")
+    keys = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_settled_j", "power_avg_w")
     digits = (3, 1, 1, 1, 1)
     for r, (rr, meas) in enumerate(res.results):
         exit_s = str(rr.returncode) if rr.returncode is not None else "did not start"

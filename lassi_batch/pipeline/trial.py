@@ -9,8 +9,10 @@ lost, and the program takes the same path up to the point where it was killed.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
+from statistics import fmean
 from typing import Any, Callable
 
 from ..core.config import AppConfig, LLMConfig, StudyConfig
@@ -18,6 +20,7 @@ from ..llm.extract import extract_code, parse_optimizations, parse_verdict
 from ..llm.client import LLMError, is_reasoning_model
 from ..llm.prompts import PromptSet, format_sources
 from ..core.records import Candidate, LLMCall
+from ..power.stats import is_lower, saving_interval
 from ..store.archive import TrialArchive
 from . import schedule as sch
 from .bench import Bench, Outcome
@@ -70,6 +73,11 @@ class TrialOutcome:
     vanilla_passed: bool
     candidates: int
     stop_reason: str = ""
+    confirmed: bool = False  # the saving comes from an interleaved re-measurement whose interval excludes none
+    reduction_ci_low: float = math.nan  # interval of the reduction (fractions), NaN when not confirmed
+    reduction_ci_high: float = math.nan
+    selection_reduction: float | None = None  # the stage-3 best's saving from its selection-time figures
+    confirm_level: float = math.nan
 
     @property
     def reduction(self) -> float | None:
@@ -277,15 +285,16 @@ class Trial:
             self.ar.set_status("failed", msg)
             return TrialOutcome("failed", None, None, None, False, len(self.ar.candidates()), msg)
         vanilla = self._stage("stage1_vanilla", lambda: self._stage1(source))
-        gain = self.study.measure.min_improvement
-        best = vanilla if (vanilla.passed and sch.improves(vanilla.energy_j, source.energy_j, gain)) else source
+        best = vanilla if (vanilla.passed and self._beats(vanilla, source)) else source
         self.progress(event="best", energy_j=best.energy_j, candidate=best.id)
         self._stage("stage2_context", lambda: self._stage2(best))
         best, reason = self._stage("stage3_iterate", lambda: self._stage3(source, best))
-        self._stage("stage4_report", lambda: self._stage4(source, best, vanilla, reason))
+        res = self._stage("stage4_report", lambda: self._stage4(source, best, vanilla, reason))
         self.ar.set_status("done")
-        return TrialOutcome("done", source.energy_j, best.energy_j, best.id, vanilla.passed,
-                            len(self.ar.candidates()), reason)
+        return TrialOutcome("done", res["source_energy_j"], res["best_energy_j"], res["best_candidate"], vanilla.passed,
+                            len(self.ar.candidates()), reason, confirmed=res["confirmed"],
+                            reduction_ci_low=res["reduction_ci_low"], reduction_ci_high=res["reduction_ci_high"],
+                            selection_reduction=res["selection_reduction"], confirm_level=res["confirm_level"])
 
     def _stage0(self) -> Candidate:
         files = {f: (self.app.path / f).read_text() for f in self.files_allowed}
@@ -345,32 +354,139 @@ class Trial:
             call = self._ask(f"{prefix}/refactor", "refactor", self.cfg.generator_model, values, st.temperature)
             cand = self._generate(prefix, 3, i, call, best, st.temperature, self_correct=True)
             cand = self._screen(f"{prefix}/judge", cand, source)
-            improved = cand.passed and sch.improves(cand.energy_j, best.energy_j, self.study.measure.min_improvement)
+            improved = cand.passed and self._beats(cand, best)
             if improved:
                 best = cand
                 self.progress(event="best", energy_j=best.energy_j, candidate=best.id)
                 self._plan(f"{prefix}/plan", best)
             st = sch.advance(s, st, improved)
 
-    def _stage4(self, source: Candidate, best: Candidate, vanilla: Candidate, reason: str) -> None:
+    # ------------------------------------------------------------------ decisions that respect noise
+
+    def _select_energies(self, cand: Candidate) -> list[float]:
+        """The candidate's default energy figure from each selection-time repeat."""
+        if cand.id is None:
+            return []
+        return [float(m.figures.get("energy_net_j", math.nan)) for m in self.ar.measurements(cand.id)
+                if m.attrs.get("phase", "select") != "confirm"]
+
+    def _beats(self, cand: Candidate, best: Candidate) -> bool:
+        """A new best: lower by more than min_improvement and, with repeats, than the measured noise
+        (one-sided Welch test at [measure].significance; power/stats.py, docs/trial.md)."""
+        m = self.study.measure
+        if cand.energy_j is None or best.energy_j is None:
+            return False
+        test = is_lower(self._select_energies(best), self._select_energies(cand), m.min_improvement, m.significance)
+        self.progress(event="decision", candidate=cand.id, against=best.id, lower=test.lower, reason=test.reason)
+        return test.lower
+
+    # ------------------------------------------------------------------ stage 4: confirmation
+
+    def _confirm_queue(self, source: Candidate, best: Candidate) -> list[Candidate]:
+        """Candidates to confirm, in turn: the stage-3 best, then the other passing (or held)
+        candidates that beat the source at selection time, lowest energy first."""
+        gain = self.study.measure.min_improvement
+        ok = [c for c in self.ar.candidates()
+              if c.stage in (1, 3) and c.run_ok and c.energy_j is not None
+              and (c.passed or getattr(c, "verdict", "") == "held")
+              and sch.improves(c.energy_j, source.energy_j, gain)]
+        ok.sort(key=lambda c: (c.id != best.id, c.energy_j))
+        return ok[: self.study.measure.confirm_candidates]
+
+    def _confirm(self, key: str, source: Candidate, cand: Candidate) -> dict[str, Any]:
+        """Re-measure source and candidate interleaved; journaled, so a resumed trial reuses it."""
+        rec = self.ar.get_step(key)
+        if rec is not None:
+            return rec
+        m = self.study.measure
+        self.progress(event="confirm", key=key, candidate=cand.id, repeats=m.confirm_repeats)
+        t0 = time.time()
+        conf = self.bench.confirm(source.files, cand.files, key.replace("/", "_"), m.confirm_repeats)
+        a, b = conf.energies("A"), conf.energies("B")
+        sv = saving_interval(a, b, m.confidence)
+        with_tail = _tail_reduction(a, b, conf.energies("A", "energy_tail_j"), conf.energies("B", "energy_tail_j"))
+        confirmed = conf.ok and sv.confirmed
+        why = ("ran" if conf.ok else "a confirmation run failed to build or run") + (
+            f"; saving {sv.reduction:.1%}, {m.confidence:.0%} interval {sv.ci_low:.1%}..{sv.ci_high:.1%}"
+            if math.isfinite(sv.reduction) else "")
+        result = {
+            "candidate": cand.id, "source": source.id, "confirmed": bool(confirmed), "ok": bool(conf.ok),
+            "source_energies_j": a, "candidate_energies_j": b, "order": conf.order,
+            "source_energy_j": sv.mean_a, "candidate_energy_j": sv.mean_b, "reduction": sv.reduction,
+            "ci_low": sv.ci_low, "ci_high": sv.ci_high, "level": m.confidence, "method": sv.method,
+            "reduction_with_tail": with_tail, "note": why,
+        }
+        if confirmed:  # the candidate's confirmed_* stay NaN otherwise; the step keeps what was measured
+            cand.confirmed_energy_j, cand.confirmed_source_energy_j = sv.mean_b, sv.mean_a
+            cand.confirmed_reduction, cand.confirmed_ci_low, cand.confirmed_ci_high = sv.reduction, sv.ci_low, sv.ci_high
+        cand.confirm_verdict = "confirmed" if confirmed else "not_confirmed"
+        if confirmed and getattr(cand, "verdict", "") == "held":
+            cand.verdict = "pass"  # a held (implausibly large) saving that re-measures true passes
+            cand.passed = True
+        with self.ar.transaction():
+            for meas in conf.a.measurements:
+                self.ar.add_measurement(source.id, meas)
+            for meas in conf.b.measurements:
+                self.ar.add_measurement(cand.id, meas)
+            self.ar.update_candidate(cand.id, cand)
+            self.ar.record_step(key, "confirm", result, t0, time.time())
+        self.progress(event="confirmed" if confirmed else "not_confirmed", key=key, candidate=cand.id,
+                      reduction=sv.reduction, ci_low=sv.ci_low, ci_high=sv.ci_high, level=m.confidence)
+        return result
+
+    def _stage4(self, source: Candidate, best: Candidate, vanilla: Candidate, reason: str) -> dict[str, Any]:
+        m = self.study.measure
+        sel_red = ((source.energy_j - best.energy_j) / source.energy_j
+                   if best.id != source.id and source.energy_j and best.energy_j is not None else 0.0)
+        final, conf = best, None
+        tried: list[dict[str, Any]] = []
+        if m.confirm_repeats > 0:
+            final = source
+            for k, cand in enumerate(self._confirm_queue(source, best)):
+                res = self._confirm(f"s4/confirm{k}", source, self.ar.candidate(cand.id))
+                tried.append(res)
+                if res["confirmed"]:
+                    final, conf = self.ar.candidate(cand.id), res
+                    break
+        if conf is not None:
+            src_e, best_e = conf["source_energy_j"], conf["candidate_energy_j"]
+            red, lo, hi, with_tail = conf["reduction"], conf["ci_low"], conf["ci_high"], conf["reduction_with_tail"]
+        elif final.id != source.id:  # confirmation switched off: the selection-time figures
+            src_e, best_e, red, lo, hi = source.energy_j, final.energy_j, sel_red, math.nan, math.nan
+            with_tail = _tail_reduction(self._figures(source, "energy_net_j"), self._figures(final, "energy_net_j"),
+                                        self._figures(source, "energy_tail_j"), self._figures(final, "energy_tail_j"))
+        else:
+            src_e, best_e, red, lo, hi, with_tail = source.energy_j, source.energy_j, 0.0, math.nan, math.nan, 0.0
         report, opts = "", []
-        if best.id != source.id:
+        if final.id != source.id:
+            energy = self._energy_text(source, final)
+            if conf is not None:
+                energy += (f"\nconfirmed by {m.confirm_repeats} interleaved runs each: saving {red:.1%} "
+                           f"({m.confidence:.0%} interval {lo:.1%} to {hi:.1%})")
             values = {"source_code": render_files(source.files, self.lang),
-                      "candidate_code": render_files(best.files, self.lang),
-                      "energy_report": self._energy_text(source, best), "model_name": MODEL_NAMES[self.kind]}
+                      "candidate_code": render_files(final.files, self.lang),
+                      "energy_report": energy, "model_name": MODEL_NAMES[self.kind]}
             call = self._ask("s4/report", "final_report", self.cfg.context_model, values, self.cfg.temperature)
             report = call.reply if call.ok else f"[final report failed: {call.error}]"
             opts = parse_optimizations(report) if call.ok else []
         cands = self.ar.candidates()
         passed = [c for c in cands if c.stage in (1, 3) and c.passed]
         attrs = {
-            "source_candidate": source.id, "best_candidate": best.id,
-            "source_energy_j": source.energy_j, "best_energy_j": best.energy_j,
-            "reduction": ((source.energy_j - best.energy_j) / source.energy_j)
-            if source.energy_j and best.energy_j is not None else 0.0,
-            "improved": best.id != source.id,
-            "best_stage": best.stage, "best_iteration": best.iteration,
-            "best_self_corrections": best.self_corrections,
+            "source_candidate": source.id, "best_candidate": final.id,
+            "source_energy_j": src_e, "best_energy_j": best_e,
+            "reduction": red,
+            "improved": final.id != source.id,
+            "best_stage": final.stage, "best_iteration": final.iteration,
+            "best_self_corrections": final.self_corrections,
+            "selection_best_candidate": best.id, "selection_best_energy_j": best.energy_j,
+            "selection_source_energy_j": source.energy_j, "selection_reduction": sel_red,
+            "confirmed": conf is not None, "reduction_ci_low": lo, "reduction_ci_high": hi,
+            "confirm_level": m.confidence if conf is not None else math.nan,
+            "confirm_method": "interleaved A B, Fieller interval with Welch df" if m.confirm_repeats else "none",
+            "confirm_repeats": m.confirm_repeats, "confirm_tried": len(tried),
+            "confirm_notes": [f"candidate {r['candidate']}: {'confirmed' if r['confirmed'] else 'not confirmed'} ({r['note']})"
+                              for r in tried],
+            "reduction_with_tail": with_tail,
             "vanilla_candidate": vanilla.id, "vanilla_passed": vanilla.passed,
             "vanilla_energy_j": vanilla.energy_j if vanilla.passed else None,
             "pipeline_passed": bool(passed),
@@ -380,3 +496,19 @@ class Trial:
         }
         with self.ar.transaction():
             self.ar.set_result(attrs, report, opts)
+        return {"source_energy_j": src_e, "best_energy_j": best_e, "best_candidate": final.id,
+                "confirmed": conf is not None, "reduction_ci_low": lo, "reduction_ci_high": hi,
+                "selection_reduction": sel_red, "confirm_level": m.confidence}
+
+    def _figures(self, cand: Candidate, name: str) -> list[float]:
+        return [float(x.figures.get(name, math.nan)) for x in self.ar.measurements(cand.id)
+                if x.attrs.get("phase", "select") != "confirm"] if cand.id is not None else []
+
+
+def _tail_reduction(a: list[float], b: list[float], a_tail: list[float], b_tail: list[float]) -> float:
+    """The saving with the post-exit tail energy added to every run (NaN without tails)."""
+    ea = [x + y for x, y in zip(a, a_tail) if math.isfinite(x) and math.isfinite(y)]
+    eb = [x + y for x, y in zip(b, b_tail) if math.isfinite(x) and math.isfinite(y)]
+    if not ea or not eb or fmean(ea) == 0:
+        return math.nan
+    return 1.0 - fmean(eb) / fmean(ea)

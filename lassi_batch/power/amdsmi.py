@@ -23,7 +23,7 @@ from typing import Any
 from ..core.config import PlatformConfig
 from ..core.errors import MeterUnavailable
 from ..system.gpus import GpuInfo, resolve_gpu
-from .base import ChannelMeter
+from .base import DEVICE_STATE, ChannelMeter
 
 NAN = math.nan
 _NA_INTS = {0xFFFF, 0xFFFFFFFF, 0xFFFFFFFFFFFFFFFF}
@@ -235,6 +235,24 @@ class AmdSmiMeter(ChannelMeter):
         if not self._counter_ok:
             return None
         return energy_uj(self._lib.amdsmi_get_energy_count(self._h)) / 1e6
+
+    def device_state(self) -> dict[str, float]:
+        lib, h = self._lib, self._h
+        out = dict.fromkeys(DEVICE_STATE, NAN)
+        if self._temp_sensor is not None:
+            try:
+                out["temperature_c"] = valid_number(
+                    lib.amdsmi_get_temp_metric(h, self._temp_sensor, lib.AmdSmiTemperatureMetric.CURRENT))
+            except Exception:
+                pass
+        try:
+            clk = lib.amdsmi_get_clock_info(h, lib.AmdSmiClkType.GFX)
+            out["sm_clock_mhz"] = valid_number(clk.get("clk", clk.get("cur_clk")))  # key renamed in ROCm 6.1
+        except Exception:
+            pass
+        limit = valid_number(self._power_info().get("power_limit"))  # W
+        out["power_limit_w"] = limit if math.isfinite(limit) and limit > 0 else NAN
+        return out
 
     def close(self) -> None:
         if self._lib is not None:

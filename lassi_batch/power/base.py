@@ -44,6 +44,9 @@ AUTO_CHAIN: dict[str, tuple[str, ...]] = {
 }
 
 
+# device_state() keys, in their units
+DEVICE_STATE = ("temperature_c", "sm_clock_mhz", "power_limit_w")
+
 
 @dataclass(frozen=True)
 class MeterProbe:
@@ -65,6 +68,9 @@ class Meter(ABC):
     name: ClassVar[str] = "meter"
     # The sampler reads the counter this often (s); NVML's call costs ~4 ms, so not every sample.
     counter_interval_s: float = 0.1
+    # How often the counter itself takes a new value (s); 0: computed at each read; NaN: unknown.
+    # Tells energy.counter_steps where a step seen after a sparse (1 s) read really happened.
+    counter_update_s: float = NAN
     # First settle of a process with no known idle level: a stable reading is only trusted as idle
     # after this long, unless a drop to it was seen (an H100 holds ~133 W for ~2 s after a run).
     cold_start_s: float = 0.0
@@ -100,6 +106,12 @@ class Meter(ABC):
     def read_counter_j(self) -> float | None:
         """Cumulative energy in J (unwrapped, monotonic), or None without a counter. May be slow."""
         return None
+
+    def device_state(self) -> dict[str, float]:
+        """Temperature, SM/graphics clock and enforced power limit now (DEVICE_STATE keys), NaN
+        for what this meter cannot tell. Read at the start and end of every measurement, so
+        that a warm-GPU or throttling bias can be seen afterwards."""
+        return dict.fromkeys(DEVICE_STATE, NAN)
 
     def close(self) -> None:
         """Release the vendor library."""

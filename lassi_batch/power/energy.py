@@ -37,24 +37,31 @@ NAN = math.nan
 # Figure names written to archives (as fig_<name>) and their meaning. Units are in the suffix.
 FIGURES: dict[str, str] = {
     "runtime_s": "t_exit - t_launch of the measured program",
-    "idle_w": "idle baseline used for every net figure (pre-run level, or post-run level when lower; see notes)",
+    "idle_w": "idle level subtracted from energy_net_j, from the same sensor as its gross energy (attrs idle_sensor); pre-run level, or post-run level when lower",
     "idle_pre_w": "lowest stable level of the power channel in the pre-run idle window",
     "idle_post_w": "median power after the device settled (t_settled..t_end); NaN if not sampled",
+    "idle_counter_w": "the energy counter's mean power over the idle stretch (its slope between the first and last update inside)",
+    "idle_sensor_offset_w": "idle_counter_w minus the power channel's idle: the offset between the two sensors at idle",
     "energy_net_j": "THE DEFAULT: energy above idle over the run window, from the source named in attrs energy_method",
+    "energy_net_precision_j": "error bound of energy_net_j from the sampling of its source (counter edge reads, or readings between samples)",
     "energy_gross_j": "total device energy over the run window, same source as energy_net_j",
     "energy_counter_j": "energy counter difference over the run window (linear interpolation between counter updates)",
-    "energy_counter_net_j": "energy_counter_j - idle_w * runtime_s",
+    "energy_counter_net_j": "energy_counter_j - idle_counter_w * runtime_s (idle_w when the counter gives no idle)",
+    "energy_counter_precision_j": "width of the energy the counter's reads allow at launch plus at exit (a bound on the interpolation error)",
     "energy_instant_j": "trapezoid integral of the instant power channel over the run window",
-    "energy_instant_net_j": "trapezoid integral of (instant - idle_w) over the run window, not clamped",
-    "energy_average_net_j": "trapezoid integral of (moving average - idle_w) over the run window (lags the load)",
-    "energy_eq4_paper_j": "LASSI-EE Eq. 4 as published: dt * sum(max(P_avg - idle_paper_w, 0)) over the run window",
+    "energy_instant_net_j": "trapezoid integral of (instant - the instant channel's idle) over the run window, not clamped",
+    "energy_instant_precision_j": "sum of |p[i+1] - p[i]| dt / 2 over the window: the trapezoid's bound when power moves monotonically between samples",
+    "energy_average_net_j": "trapezoid integral of (moving average - its own idle) over the run window (lags the load)",
+    "energy_eq4_paper_j": "LASSI-EE Eq. 4 as published: dt * sum(max(P_avg - idle_paper_w, 0)) over the run window; NaN unless the trace covers 15 s after exit",
+    "energy_eq4_settled_j": "Eq. 4 with idle_paper_settled_w (the post-run idle taken once settled instead of over 15 s)",
     "energy_eq4_instant_j": "Eq. 4 on the instant channel with idle_w",
-    "idle_paper_w": "the paper's idle: mean of the averaged channel's pre-run mean and the post-run idle level",
-    "energy_tail_j": "energy above idle from exit until the device settled (t_exit..t_settled), default source",
+    "idle_paper_w": "the paper's idle: mean of the averaged channel's pre-run mean and its mean over the 15 s after exit",
+    "idle_paper_settled_w": "mean of the averaged channel's pre-run mean and the settled post-run level",
+    "energy_tail_j": "energy above idle from exit until the device settled (t_exit..t_settled), default source and its idle",
     "tail_s": "t_settled - t_exit",
     "power_avg_w": "energy_gross_j / runtime_s",
     "power_net_avg_w": "energy_net_j / runtime_s",
-    "power_peak_w": "largest instant (else averaged) reading in the run window",
+    "power_peak_w": "largest instant or averaged reading in the run window (edges interpolated), at least power_avg_w (a run shorter than a sensor update shows no reading)",
     "n_samples": "power samples inside the run window",
     "n_counter": "counter reads inside the run window",
     "sample_interval_s": "median spacing of the power samples",
@@ -65,6 +72,12 @@ FIGURES: dict[str, str] = {
 }
 
 METHODS = ("counter", "instant", "average", "none")
+PAPER_POST_S = 15.0  # the paper's post-run window, over which it averaged the post-run idle
+PAPER_POST_SLACK_S = 0.05
+PERIODIC_GAP = 0.9  # read gaps up to this fraction of the update period hold at most one update
+PERIODIC_JITTER_S = 0.005  # irregular updates, and when within a read call (NVML: ~4 ms) the value was taken
+IDLE_GUARD_S = 0.1  # the idle plateau is judged up to this long before launch
+IDLE_MIN_SPAN_S = 0.3  # ... and spans at least this (three NVML updates), or half the quiet stretch  # a trace that ends this close to exit + 15 s still covers the window
 
 
 # ------------------------------------------------------------------ small helpers
@@ -167,6 +180,27 @@ def idle_baseline(
     return float(np.median(p[keep])) if keep.any() else level
 
 
+def quiet_since(
+    t: np.ndarray, p: np.ndarray, a: float, b: float, level_w: float, tolerance: float = 0.05, bin_s: float = 0.1
+) -> float:
+    """Start of the last stretch of [a, b] whose 0.1 s bins all sit within `tolerance` of
+    `level_w` (the idle plateau); `a` when the channel has no data, `b` when no bin does."""
+    t, p = _finite(t, p)
+    m = (t >= a) & (t <= b)
+    t, p = t[m], p[m]
+    if p.size == 0 or not math.isfinite(level_w):
+        return a
+    idx = np.floor((t - a) / bin_s).astype(np.int64)
+    bins = np.unique(idx)
+    ok = np.array([abs(float(np.median(p[idx == k])) - level_w) <= tolerance * abs(level_w) for k in bins])
+    if ok.all():
+        return a
+    bad = np.flatnonzero(~ok)
+    if bad[-1] == bins.size - 1:
+        return b
+    return float(a + bins[bad[-1] + 1] * bin_s)
+
+
 def settle_time(
     t: np.ndarray,
     p: np.ndarray,
@@ -251,43 +285,182 @@ def clean_counter(t: np.ndarray, j: np.ndarray, wrap: float | None = None) -> Cl
     return CleanCounter(t=t, j=j, glitches=glitches, resets=resets)
 
 
-def counter_steps(t: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Points (time, energy) where the counter took a new value.
-
-    A counter that updates every ~100 ms (NVML) changed somewhere between the last read that
-    showed the old value and the first that showed the new one; the midpoint is the unbiased
-    estimate of that moment. The first read is not a step (its update time is unknown).
-    Counters that update much faster than they are read (RAPL) are read at the sample rate, so
-    the midpoint costs them at most half a sample interval.
-    """
+def _step_bounds(
+    t: np.ndarray, j: np.ndarray, update_s: float = NAN
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(earliest, latest) possible update time and value of every counter change seen."""
     t = np.asarray(t, dtype=float)
     j = np.asarray(j, dtype=float)
     if t.size < 2:
-        return np.zeros(0), np.zeros(0)
+        return np.zeros(0), np.zeros(0), np.zeros(0)
     ch = np.flatnonzero(j[1:] != j[:-1]) + 1
-    return (t[ch - 1] + t[ch]) / 2.0, j[ch]
+    prev, cur = t[ch - 1], t[ch]
+    periodic = math.isfinite(update_s) and update_s > 0
+    lo = np.maximum(prev, cur - update_s) if math.isfinite(update_s) and update_s >= 0 else prev.copy()
+    hi = cur.copy()
+    if periodic and ch.size >= 2:
+        # a change seen after a read gap shorter than one period is exactly one update after the
+        # previous change (no read in between saw a change): u[k+1] = u[k] + period. Chains of
+        # such steps share their bounds, so a burst of fine reads at an edge also pins the update
+        # just before it.
+        one = (cur[1:] - prev[1:]) <= PERIODIC_GAP * update_s
+        jit = PERIODIC_JITTER_S
+        for _ in range(2):
+            for k in np.flatnonzero(one):  # forward
+                lo[k + 1] = max(lo[k + 1], lo[k] + update_s - jit)
+                hi[k + 1] = min(hi[k + 1], hi[k] + update_s + jit)
+            for k in np.flatnonzero(one)[::-1]:  # backward
+                lo[k] = max(lo[k], lo[k + 1] - update_s - jit)
+                hi[k] = min(hi[k], hi[k + 1] - update_s + jit)
+        bad = lo > hi  # not periodic after all (a skipped or extra update): keep the plain bounds
+        lo[bad], hi[bad] = np.maximum(prev, cur - update_s)[bad], cur[bad]
+    return lo, hi, j[ch]
 
 
-def counter_energy(t: np.ndarray, j: np.ndarray, a: float, b: float) -> float:
-    """Counter energy over [a, b] by linear interpolation between update points.
+def counter_steps(t: np.ndarray, j: np.ndarray, update_s: float = NAN) -> tuple[np.ndarray, np.ndarray]:
+    """Points (time, energy) where the counter took a new value.
+
+    The value first seen at read t_k was set by the counter's latest update before t_k. That
+    update happened after the previous read t_{k-1}, and, for a counter that updates every
+    `update_s`, no earlier than t_k - update_s: with reads 1 s apart and 100 ms updates (NVML
+    away from the run's edges) the update is in the last 100 ms before t_k, not anywhere in the
+    gap. The step is placed in the middle of that interval. `update_s` 0 means the counter is
+    computed at each read (the step is at the read); NaN (unknown) falls back to the middle of
+    the gap between reads. The first read is not a step (its update time is unknown).
+    """
+    lo, hi, js = _step_bounds(t, j, update_s)
+    return (lo + hi) / 2.0, js
+
+
+def counter_at(ts: np.ndarray, js: np.ndarray, x: float, quiet: str = "") -> float:
+    """Counter energy at time `x` from update points (ts, js).
+
+    Plain linear interpolation assumes constant power across the update period that holds `x`;
+    at a run edge that period holds a jump (idle before launch, load after it), which linear
+    interpolation smears, under-counting the run by about a sixth of the jump x the period at
+    each edge. With `quiet` = "before" (a launch) or "after" (an exit) the quiet side keeps
+    the power of its neighbouring period and the rest of the period's energy goes to the run.
+    """
+    if ts.size < 2 or x < ts[0] or x > ts[-1]:
+        return NAN
+    k = int(np.searchsorted(ts, x, side="right")) - 1
+    k = min(max(k, 0), ts.size - 2)
+    lin = float(np.interp(x, ts, js))
+    e0, e1 = float(js[k]), float(js[k + 1])
+    if quiet == "before" and k >= 1 and ts[k] > ts[k - 1]:
+        p_side = (js[k] - js[k - 1]) / (ts[k] - ts[k - 1])
+        return float(min(max(e0 + p_side * (x - ts[k]), e0), e1))
+    if quiet == "after" and k + 2 < ts.size and ts[k + 2] > ts[k + 1]:
+        p_side = (js[k + 2] - js[k + 1]) / (ts[k + 2] - ts[k + 1])
+        return float(min(max(e1 - p_side * (ts[k + 1] - x), e0), e1))
+    return lin
+
+
+def counter_energy(t: np.ndarray, j: np.ndarray, a: float, b: float, update_s: float = NAN,
+                   edges: bool = False) -> float:
+    """Counter energy over [a, b] between update points; `edges`: [a, b] is a run window
+    (quiet before a, quiet after b; see counter_at), otherwise plain linear interpolation.
 
     NaN unless updates bracket both edges: the counter must have moved after `b` (a read that
     has not caught up yet would under-count the end of the run).
     """
-    ts, js = counter_steps(t, j)
+    ts, js = counter_steps(t, j, update_s)
     if ts.size < 2 or ts[0] > a or ts[-1] < b or b < a:
         return NAN
+    if edges:
+        return counter_at(ts, js, b, "after") - counter_at(ts, js, a, "before")
     return float(np.interp(b, ts, js) - np.interp(a, ts, js))
 
 
-def counter_power(t: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def counter_edge_bound(t: np.ndarray, j: np.ndarray, edge: float, update_s: float = NAN) -> float:
+    """Width of the energy interval the counter's reads allow at time `edge` (J).
+
+    The counter's value at `edge` lies between the last step that surely happened before it
+    (latest possible update time <= edge) and the first that surely happened after it
+    (earliest possible update time >= edge); any interpolation lands inside, so this width
+    bounds its error. NaN when no step brackets the edge.
+    """
+    lo, hi, js = _step_bounds(t, j, update_s)
+    before = np.flatnonzero(hi <= edge)
+    after = np.flatnonzero(lo >= edge)
+    if before.size == 0 or after.size == 0:
+        return NAN
+    return float(js[after[0]] - js[before[-1]])
+
+
+def counter_slope(t: np.ndarray, j: np.ndarray, a: float, b: float, update_s: float = NAN,
+                  min_span_s: float = 0.0) -> float:
+    """Mean power (W) from the counter over [a, b]: energy between the first and last step inside.
+
+    This is how the idle level is taken from the same sensor as the run's gross energy. With
+    periodic updates the step placement errors of the two ends are alike and cancel in the
+    difference; reads closer than the update period at the ends pin them. Only updates that
+    surely happened inside [a, b] count. NaN with fewer than two or a span below `min_span_s`.
+    """
+    lo, hi, js = _step_bounds(t, j, update_s)
+    m = (lo >= a) & (hi <= b)  # updates that surely happened inside [a, b]
+    if m.sum() < 2:
+        return NAN
+    pinned = m & ((hi - lo) <= 0.5 * update_s) if math.isfinite(update_s) and update_s > 0 else m
+    mid = (lo + hi) / 2.0
+    if pinned.sum() >= 2 and np.ptp(mid[pinned]) >= max(min_span_s, 1e-9):
+        m = pinned  # ends whose update time is known closely (fine reads) make the slope exact
+    tt, jj = ((lo + hi) / 2.0)[m], js[m]
+    span = float(tt[-1] - tt[0])
+    if span <= 0 or span < min_span_s:
+        return NAN
+    return float((jj[-1] - jj[0]) / span)
+
+
+def counter_power(t: np.ndarray, j: np.ndarray, update_s: float = NAN) -> tuple[np.ndarray, np.ndarray]:
     """Mean power between consecutive counter updates (for plots): (midpoints, W)."""
-    ts, js = counter_steps(t, j)
+    ts, js = counter_steps(t, j, update_s)
     if ts.size < 2:
         return np.zeros(0), np.zeros(0)
     dt = np.diff(ts)
     ok = dt > 0
     return ((ts[1:] + ts[:-1]) / 2.0)[ok], (np.diff(js)[ok] / dt[ok])
+
+
+def trapezoid_bound(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
+    """Error bound (J) of `integrate` over [a, b] when power moves monotonically between samples.
+
+    Between two samples the true integral lies between p_i dt and p_{i+1} dt; the trapezoid takes
+    the middle, so each interval errs by at most |p_{i+1} - p_i| dt / 2. The partial intervals at
+    the window's edges use an interpolated value, so they get the full |p_{i+1} - p_i| x length.
+    """
+    t, p = _finite(t, p)
+    if b < a or t.size < 2 or t[0] > a or t[-1] < b:
+        return NAN
+    inner = t[(t > a) & (t < b)]
+    pin = p[(t > a) & (t < b)]
+    total = float(np.sum(np.abs(np.diff(pin)) * np.diff(inner)) / 2.0) if inner.size >= 2 else 0.0
+
+    def bracket_jump(x: float) -> float:
+        k = min(max(int(np.searchsorted(t, x, side="right")) - 1, 0), t.size - 2)
+        return abs(float(p[k + 1] - p[k]))
+
+    if inner.size:
+        total += bracket_jump(a) * (inner[0] - a) + bracket_jump(b) * (b - inner[-1])
+    else:
+        total += max(bracket_jump(a), bracket_jump(b)) * (b - a)
+    return total
+
+
+def window_peak(t: np.ndarray, p: np.ndarray, a: float, b: float) -> float:
+    """Largest reading of a sampled channel over [a, b], its interpolated edge values included
+    (so that it bounds the trapezoid average over the window)."""
+    t, p = _finite(t, p)
+    if t.size == 0:
+        return NAN
+    m = (t >= a) & (t <= b)
+    vals = [p[m]]
+    if t.size >= 2 and t[0] <= a <= t[-1]:
+        vals.append(np.interp([a], t, p))
+    if t.size >= 2 and t[0] <= b <= t[-1]:
+        vals.append(np.interp([b], t, p))
+    v = np.concatenate(vals)
+    return float(v.max()) if v.size else NAN
 
 
 # ------------------------------------------------------------------ all figures of one run
@@ -301,6 +474,7 @@ class Analysis:
     method: str  # source of energy_net_j: counter | instant | average | none
     idle_source: str  # pre | post | none
     notes: list[str] = field(default_factory=list)
+    idle_sensor: str = "none"  # counter | instant | average | none: where idle_w comes from
 
 
 def power_channel(trace: PowerTrace) -> tuple[str, np.ndarray]:
@@ -321,22 +495,20 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
     runtime = b - a
     chan_name, chan = power_channel(trace)
     inst, avg = trace.power_instant_w, trace.power_average_w
+    ustep = float(getattr(trace, "counter_update_s", NAN))
 
-    # idle baseline: the pre-run level, unless the device settled lower after the run
+    # idle level of the power channel: the pre-run level, unless the device settled lower after the run
     idle_pre = idle_baseline(t, chan, w.t_idle_start, a, tolerance)
     # after settling the device is at idle by construction: a plain median, less noisy than the plateau search
     idle_post = median_in(t, chan, w.t_settled, w.t_end) if w.t_end - w.t_settled >= 0.1 else NAN
-    idle, idle_source = idle_pre, "pre"
+    idle_chan, idle_source = idle_pre, "pre"
     if math.isfinite(idle_post) and (not math.isfinite(idle_pre) or idle_post < idle_pre * (1 - tolerance)):
         if math.isfinite(idle_pre):
             notes.append(
                 f"pre-run idle {idle_pre:.1f} W is above the post-run level {idle_post:.1f} W: "
                 "the device was not back at idle before the run; net figures use the post-run level"
             )
-        idle, idle_source = idle_post, "post"
-    if not math.isfinite(idle):
-        idle_source = "none"
-        notes.append("no idle baseline (no power readings around the run): net figures are NaN")
+        idle_chan, idle_source = idle_post, "post"
 
     # the three sources
     cc = clean_counter(trace.counter_t, trace.counter_j)
@@ -344,11 +516,23 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
         notes.append(f"energy counter: dropped {cc.glitches} non-monotonic sample(s)")
     if cc.resets:
         notes.append(f"energy counter: stitched {cc.resets} reset(s)/wrap(s); that interval counts as zero")
-    e_counter = counter_energy(cc.t, cc.j, a, b)
+    e_counter = counter_energy(cc.t, cc.j, a, b, ustep, edges=True)
     if trace.counter_t.size and not math.isfinite(e_counter):
         notes.append("energy counter does not cover the run window (no update after exit?): not used")
     e_inst = integrate(t, inst, a, b)
     e_avg = integrate(t, avg, a, b)
+
+    # the counter's own idle (its slope over the idle stretch), so that gross and idle share a sensor
+    if idle_source == "post":
+        idle_counter = counter_slope(cc.t, cc.j, w.t_settled, w.t_end, ustep,
+                                     min_span_s=min(IDLE_MIN_SPAN_S, 0.5 * (w.t_end - w.t_settled)))
+    else:
+        # over the stretch before launch where the power channel sits at its idle level (a window
+        # that begins in the "just used" state must not count); updates surely before launch
+        edge = a
+        quiet = quiet_since(t, chan, w.t_idle_start, a - IDLE_GUARD_S, idle_pre, tolerance)
+        idle_counter = counter_slope(cc.t, cc.j, quiet, edge, ustep, min_span_s=min(IDLE_MIN_SPAN_S, 0.5 * (edge - quiet)))
+    idle_avg = idle_chan if chan_name == "average" else idle_baseline(t, avg, w.t_idle_start, a, tolerance)
 
     if math.isfinite(e_counter):
         method, gross = "counter", e_counter
@@ -364,38 +548,63 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
         method, gross = "none", NAN
         notes.append("no power data cover the run window: energy figures are NaN")
 
-    def net(e: float) -> float:
-        return e - idle * runtime
+    idle, idle_sensor = idle_chan, chan_name
+    if method == "counter":
+        if math.isfinite(idle_counter):
+            idle, idle_sensor = idle_counter, "counter"
+        elif math.isfinite(idle_chan):
+            notes.append(f"energy counter: too few updates in the idle window for its own idle level; "
+                         f"net figures use the {chan_name} channel's idle")
+    elif method == "average":
+        idle, idle_sensor = idle_avg, "average"
+    if not math.isfinite(idle):
+        idle_source, idle_sensor = "none", "none"
+        notes.append("no idle baseline (no power readings around the run): net figures are NaN")
+    idle_counter_or_idle = idle_counter if math.isfinite(idle_counter) else idle
 
-    # the paper's idle: mean of the averaged channel before the run and of the idle after its 15 s
-    # wait. We stop at settling, where the 1 s average still lags, so the post part is the settled
-    # level (the averaged channel's last stretch only when there is none).
-    pre_len = max(a - w.t_idle_start, 0.0)
-    idle_paper = NAN
+    # the paper's idle as published: mean of the averaged channel before the run and over the
+    # 15 s after exit. The protocol waits that long only when asked (MeasureConfig.paper_post_s);
+    # otherwise the published figure is NaN and the settled variant stands beside it.
+    idle_paper = idle_paper_settled = NAN
     if has_data(avg):
         pre_m = mean_in(t, avg, w.t_idle_start, a)
+        pre_len = max(a - w.t_idle_start, 0.0)
+        if w.t_end >= b + PAPER_POST_S - PAPER_POST_SLACK_S:
+            post_paper = mean_in(t, avg, b, b + PAPER_POST_S)
+            if math.isfinite(pre_m) and math.isfinite(post_paper):
+                idle_paper = (pre_m + post_paper) / 2.0
         post_m = idle_post if math.isfinite(idle_post) else mean_in(t, avg, max(b, w.t_end - pre_len), w.t_end)
         both = [x for x in (pre_m, post_m) if math.isfinite(x)]
-        idle_paper = float(np.mean(both)) if both else NAN
+        idle_paper_settled = float(np.mean(both)) if both else NAN
 
-    # tail: exit until settled, above idle, default source (instant if the counter stops short)
+    # tail: exit until settled, above idle, default source and its own idle
     tail_s = w.t_settled - b
     tail = NAN
     if tail_s > 0:
         if method == "counter":
-            tail = counter_energy(cc.t, cc.j, b, w.t_settled)
+            ts_c, js_c = counter_steps(cc.t, cc.j, ustep)
+            # the exit value as the run window took it, so that run + tail add up
+            tail = counter_at(ts_c, js_c, w.t_settled) - counter_at(ts_c, js_c, b, "after") - idle * tail_s
         if not math.isfinite(tail) and method in ("counter", "instant"):
-            tail = integrate(t, inst, b, w.t_settled)
+            tail = integrate(t, inst, b, w.t_settled) - idle_chan * tail_s
         if not math.isfinite(tail) and method == "average":
-            tail = integrate(t, avg, b, w.t_settled)
-        tail = tail - idle * tail_s
+            tail = integrate(t, avg, b, w.t_settled) - idle * tail_s
     elif tail_s == 0:
         tail = 0.0
 
+    # precision of each source from its sampling (edge timing, readings between samples)
+    prec_counter = counter_edge_bound(cc.t, cc.j, a, ustep) + counter_edge_bound(cc.t, cc.j, b, ustep)
+    prec_inst = trapezoid_bound(t, inst, a, b)
+    prec_avg = trapezoid_bound(t, avg, a, b)
+    prec = {"counter": prec_counter, "instant": prec_inst, "average": prec_avg}.get(method, NAN)
+
+    # peak: the largest reading in the window (edges interpolated), and never below the window's
+    # average: a run shorter than the sensor's update period shows no reading of its own, and
+    # the true peak of a power curve is at least its mean
+    peaks = [window_peak(t, inst, a, b), window_peak(t, avg, a, b), gross / runtime if runtime > 0 else NAN]
+    peaks = [x for x in peaks if math.isfinite(x)]
+
     in_run = (t >= a) & (t <= b)
-    peak_src = inst if has_data(inst) else avg
-    peak_vals = np.asarray(peak_src, dtype=float)[in_run] if peak_src.size == t.size else np.zeros(0)
-    peak_vals = peak_vals[np.isfinite(peak_vals)]
     temps = np.asarray(trace.temperature_c, dtype=float)
     temps = temps[in_run] if temps.size == t.size else np.zeros(0)
     temps = temps[np.isfinite(temps)]
@@ -408,21 +617,28 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
         "idle_w": idle,
         "idle_pre_w": idle_pre,
         "idle_post_w": idle_post,
-        "energy_net_j": net(gross),
+        "idle_counter_w": idle_counter,
+        "idle_sensor_offset_w": idle_counter - idle_chan,
+        "energy_net_j": gross - idle * runtime,
+        "energy_net_precision_j": prec,
         "energy_gross_j": gross,
         "energy_counter_j": e_counter,
-        "energy_counter_net_j": net(e_counter),
+        "energy_counter_net_j": e_counter - idle_counter_or_idle * runtime,
+        "energy_counter_precision_j": prec_counter,
         "energy_instant_j": e_inst,
-        "energy_instant_net_j": net(e_inst),
-        "energy_average_net_j": net(e_avg),
+        "energy_instant_net_j": e_inst - idle_chan * runtime,
+        "energy_instant_precision_j": prec_inst,
+        "energy_average_net_j": e_avg - idle_avg * runtime,
         "energy_eq4_paper_j": eq4(t, avg, a, b, idle_paper),
-        "energy_eq4_instant_j": eq4(t, inst, a, b, idle),
+        "energy_eq4_settled_j": eq4(t, avg, a, b, idle_paper_settled),
+        "energy_eq4_instant_j": eq4(t, inst, a, b, idle_chan),
         "idle_paper_w": idle_paper,
+        "idle_paper_settled_w": idle_paper_settled,
         "energy_tail_j": tail,
         "tail_s": tail_s,
         "power_avg_w": gross / runtime if runtime > 0 else NAN,
-        "power_net_avg_w": net(gross) / runtime if runtime > 0 else NAN,
-        "power_peak_w": float(peak_vals.max()) if peak_vals.size else NAN,
+        "power_net_avg_w": (gross - idle * runtime) / runtime if runtime > 0 else NAN,
+        "power_peak_w": max(peaks) if peaks else NAN,
         "n_samples": float(in_run.sum()),
         "n_counter": float(((ct >= a) & (ct <= b)).sum()),
         "sample_interval_s": median_dt(t),
@@ -433,7 +649,7 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
     }
     if runtime <= 0:
         notes.append(f"empty run window (runtime {runtime:.3f} s)")
-    return Analysis(figures=fig, method=method, idle_source=idle_source, notes=notes)
+    return Analysis(figures=fig, method=method, idle_source=idle_source, notes=notes, idle_sensor=idle_sensor)
 
 
 def compute_figures(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> dict[str, float]:

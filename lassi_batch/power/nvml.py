@@ -23,7 +23,7 @@ from typing import Any
 from ..core.config import PlatformConfig
 from ..core.errors import MeterUnavailable
 from ..system.gpus import GpuInfo, import_pynvml, resolve_gpu
-from .base import ChannelMeter
+from .base import DEVICE_STATE, ChannelMeter
 
 NAN = math.nan
 FI_POWER_INSTANT = 186  # NVML_FI_DEV_POWER_INSTANT
@@ -82,6 +82,7 @@ class NvmlMeter(ChannelMeter):
 
     name = "nvml"
     counter_interval_s = 0.1
+    counter_update_s = 0.1  # H100: a new total-energy value every ~100 ms
     cold_start_s = 3.0  # H100: ~133 W for ~2 s after a CUDA process ends, idle after ~2.8 s
     settle_hold_s = 0.3
 
@@ -185,6 +186,21 @@ class NvmlMeter(ChannelMeter):
         if not self._counter_ok:
             return None
         return self._nv.nvmlDeviceGetTotalEnergyConsumption(self._h) / 1000.0
+
+    def device_state(self) -> dict[str, float]:
+        nv, h = self._nv, self._h
+        reads = {
+            "temperature_c": lambda: float(nv.nvmlDeviceGetTemperature(h, nv.NVML_TEMPERATURE_GPU)),
+            "sm_clock_mhz": lambda: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+            "power_limit_w": lambda: nv.nvmlDeviceGetEnforcedPowerLimit(h) / 1000.0,
+        }
+        out = dict.fromkeys(DEVICE_STATE, NAN)
+        for key, read in reads.items():
+            try:
+                out[key] = read()
+            except (nv.NVMLError, AttributeError, TypeError, ValueError):
+                pass  # not supported on this GPU/driver: stays NaN
+        return out
 
     def close(self) -> None:
         if self._nv is not None:

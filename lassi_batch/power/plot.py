@@ -33,7 +33,7 @@ def plot_measurement(m: Measurement, path: str | Path, title: str | None = None)
     if energy.has_data(tr.power_average_w):
         ax.plot(t, tr.power_average_w, lw=1.0, color="tab:orange", label="sensor average (paper)")
     if tr.counter_t.size >= 3:
-        ct, cp = energy.counter_power(tr.counter_t, tr.counter_j)
+        ct, cp = energy.counter_power(tr.counter_t, tr.counter_j, tr.counter_update_s)
         if ct.size:
             ax.step(ct - t0, cp, where="mid", lw=0.8, color="tab:green", alpha=0.8, label="from energy counter")
     idle = f.get("idle_w", math.nan)
@@ -49,7 +49,9 @@ def plot_measurement(m: Measurement, path: str | Path, title: str | None = None)
     lines = [f"net energy{est}: {_j(f.get('energy_net_j'))} ({method})",
              f"runtime {_num(f.get('runtime_s'), 's')}, avg power {_num(f.get('power_avg_w'), 'W')}"]
     if math.isfinite(f.get("energy_eq4_paper_j", math.nan)):
-        lines.append(f"paper Eq. 4 (sensor average): {_j(f.get('energy_eq4_paper_j'))}")
+        lines.append(f"paper Eq. 4 as published: {_j(f.get('energy_eq4_paper_j'))}")
+    elif math.isfinite(f.get("energy_eq4_settled_j", math.nan)):
+        lines.append(f"paper Eq. 4, settled idle: {_j(f.get('energy_eq4_settled_j'))}")
     if math.isfinite(f.get("energy_tail_j", math.nan)):
         lines.append(f"tail after exit: {_j(f.get('energy_tail_j'))}")
     ax.text(0.99, 0.97, "\n".join(lines), transform=ax.transAxes, ha="right", va="top", fontsize=8,

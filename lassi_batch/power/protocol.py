@@ -30,7 +30,7 @@ import numpy as np
 from ..core.config import MeasureConfig
 from ..sandbox.toolchain import RunResult
 from . import energy
-from .base import Meter
+from .base import DEVICE_STATE, Meter
 from .estimate import EstimateMeter, cpu_model_energy
 from .sampler import Sampler
 from .trace import Measurement, Window
@@ -41,7 +41,9 @@ SLOW_COUNTER_S = 1.0  # counter cadence away from the run's edges (a slow read; 
 EDGE_S = 0.5  # full-rate counter reads for this long from the launch and from the exit
 PAPER_FIXED_WAIT_S = 17.0  # the paper: ~2 s idle before + 15 s after every run
 DROP_FACTOR = 0.2  # a fall of >20% to a stable level counts as "the device left its busy state"
+BURST_PERIODS = 2  # after each edge, read a periodic counter at every sample for this many update periods
 MIN_COUNTER_PERIODS = 3  # post-run minimum, in counter update periods
+CPU_TICK_S = 0.01  # resolution of the CPU time the runner reports (clock ticks)
 IDLE_WINDOW_CAPS = {"rapl": 0.5, "estimate": 0.2}  # CPU meters: no GPU to cool, keep waits short
 
 Log = Callable[[str], None]
@@ -155,6 +157,9 @@ def measure(
                 break
         t_settle_done = time.monotonic()
         say(f"settled: {check.reason}")
+        # the idle level comes from the counter too (same sensor as the run's gross energy):
+        # read it at its own rate through the idle window and into the launch
+        sampler.fast_counter(idle_window + EDGE_S, burst_s=_burst(meter))
 
         # 2. idle window (the settle hold already counts)
         t_idle_start = max(t0, t_settle_done - hold) if check.settled else t_settle_done
@@ -167,11 +172,14 @@ def measure(
         baseline = energy.idle_baseline(t, chan, t_idle_start, t_idle_done, tol)
 
         # 3. run
-        sampler.fast_counter(EDGE_S)  # the counter is read at full rate only around the window's edges
+        # the counter is read at full rate only around the window's edges, at every sample just after them
+        sampler.fast_counter(EDGE_S, burst_s=_burst(meter))
+        state_start = _device_state(meter)
         t_before = time.monotonic()
         rr = run()
         t_after = time.monotonic()
-        sampler.fast_counter(EDGE_S)
+        sampler.fast_counter(EDGE_S, burst_s=_burst(meter))
+        state_end = _device_state(meter)
         t_launch, t_exit = rr.t_launch, rr.t_exit
         if not (t_before - 0.5 <= t_launch <= t_exit <= t_after + 0.5):
             notes.append("run markers outside the measured call; window taken around the call instead")
@@ -184,6 +192,7 @@ def measure(
         t_settled = NAN
         while True:
             now = time.monotonic()
+            sampler.fast_counter(2 * POLL_S + meter.counter_interval_s)  # the tail's end needs a counter update after it
             if now - t_exit >= min_post and post_max <= 0:
                 t_settled, post_settled = now, False  # this meter has nothing to settle (estimate)
                 break
@@ -203,6 +212,10 @@ def measure(
                     notes.append(f"power not back within {tol:.0%} of idle {baseline:.1f} W after {post_max:g} s")
                     break
             time.sleep(POLL_S)
+        # the paper's fixed post-run window, when its Eq. 4 is wanted exactly as published
+        paper_until = t_exit + cfg.paper_post_s + POLL_S
+        while cfg.paper_post_s > 0 and time.monotonic() < paper_until:
+            time.sleep(min(POLL_S * 4, max(paper_until - time.monotonic(), 0.0)))
     finally:
         trace = sampler.stop()
     t_end = float(trace.t[-1]) if trace.t.size else time.monotonic()
@@ -244,11 +257,47 @@ def measure(
         "sampler_cpu_pct": sampler.cpu_share_pct,
         "sample_interval_s": cfg.sample_interval_s,
         "counter_interval_s": sampler.counter_interval_s,
+        "idle_sensor": analysis.idle_sensor,
+        **state_attrs(state_start, "start"),
+        **state_attrs(state_end, "end"),
         "run_ok": bool(rr.ok),
         "run_error": rr.error,
         "timed_out": bool(rr.timed_out),
     }
     return rr, Measurement(trace=trace, window=window, returncode=rr.returncode, figures=figures, attrs=attrs)
+
+
+def _burst(meter: Meter) -> float:
+    """How long to read a periodic counter at every sample after an edge: two update periods."""
+    u = meter.counter_update_s
+    return BURST_PERIODS * u if math.isfinite(u) and u >= 0.02 else 0.0
+
+
+def _device_state(meter: Meter) -> dict[str, float]:
+    """The meter's device state (temperature, clock, power limit), NaN where it cannot tell."""
+    try:
+        state = meter.device_state()
+    except Exception:  # a vendor call that fails must not cost the measurement
+        state = {}
+    return {k: float(state.get(k, NAN)) for k in DEVICE_STATE}
+
+
+def state_attrs(state: dict[str, float], when: str) -> dict[str, float]:
+    """{"temperature_c": 41} -> {"temperature_start_c": 41}: the unit stays the suffix."""
+    out = {}
+    for key, value in state.items():
+        name, unit = key.rsplit("_", 1)
+        out[f"{name}_{when}_{unit}"] = value
+    return out
+
+
+def repeat_delay(rng: random.Random, cfg: MeasureConfig, index: int) -> float:
+    """Random pause before repeat `index` (none before the first): up to cfg.random_delay_s, so
+    that repeats do not share the sensor's update phase (Yang et al., SC'24). Sleeps; returns it."""
+    delay = rng.uniform(0.0, cfg.random_delay_s) if index > 0 and cfg.random_delay_s > 0 else 0.0
+    if delay:
+        time.sleep(delay)
+    return delay
 
 
 def _apply_cpu_model(
@@ -264,6 +313,11 @@ def _apply_cpu_model(
         figures["energy_gross_j"] = gross
         figures["power_avg_w"] = gross / runtime
         figures["power_net_avg_w"] = net / runtime
+        # the model spreads the CPU seconds evenly over the run, so its power is the average; the
+        # machine-wide trace cannot resolve a run shorter than its 0.1 s rate window
+        figures["power_peak_w"] = max(figures.get("power_peak_w", NAN), gross / runtime) if math.isfinite(
+            figures.get("power_peak_w", NAN)) else gross / runtime
+        figures["energy_net_precision_j"] = (meter.cpu_watts - meter.idle_watts) * CPU_TICK_S / meter.ncpu
         figures["cpu_s"] = rr.cpu_s
         notes.append(
             f"ESTIMATE: energy_net_j = ({meter.cpu_watts:g} - {meter.idle_watts:g}) W x {rr.cpu_s:.3f} CPU s / "
@@ -286,13 +340,11 @@ def measure_repeats(
     """`repeat` measurements (default cfg.repeat) with a random delay of up to
     cfg.random_delay_s before each one after the first, so that repeats do not share the
     sensor's update phase."""
-    n = cfg.repeat if repeat is None else repeat
+    n = (cfg.repeat or 1) if repeat is None else repeat
     rng = rng or random.Random()
     out: list[tuple[RunResult, Measurement]] = []
     for r in range(n):
-        delay = rng.uniform(0.0, cfg.random_delay_s) if r > 0 and cfg.random_delay_s > 0 else 0.0
-        if delay:
-            time.sleep(delay)
+        delay = repeat_delay(rng, cfg, r)
         rr, m = measure(run, meter, cfg, r, log=log)
         m.attrs["random_delay_s"] = delay
         out.append((rr, m))

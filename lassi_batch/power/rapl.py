@@ -59,6 +59,7 @@ class RaplMeter(Meter):
 
     name = "rapl"
     counter_interval_s = 0.01  # a sysfs read is cheap; read at the sample rate (see energy.counter_steps)
+    counter_update_s = 0.001  # RAPL updates its energy status about every millisecond
     cold_start_s = 0.0
     wait_cap_s = 2.0  # no GPU to cool: never wait long for a CPU package to settle
     settle_hold_s = 0.2

@@ -28,6 +28,9 @@ from .base import Meter
 from .trace import PowerTrace
 
 NAN = math.nan
+# A counter read slower than this is dropped: the value was taken somewhere within the call, and
+# the step placement (energy.counter_steps) trusts read times to a few ms. NVML takes ~4 ms.
+COUNTER_READ_MAX_S = 0.01
 
 
 class _Column:
@@ -56,6 +59,7 @@ class Sampler:
         # None: always fast (no edge hints expected); the protocol passes a slow interval
         self.slow_counter_interval_s = slow_counter_interval_s or self.counter_interval_s
         self._fast_until = math.inf if slow_counter_interval_s is None else -math.inf
+        self._burst_until = -math.inf
         self._cols = {k: _Column() for k in ("t", "inst", "avg", "temp")}
         self._ct, self._cj = _Column(), _Column()
         self._lock = threading.Lock()
@@ -66,6 +70,7 @@ class Sampler:
         self.t_start = NAN
         self.t_stop = NAN
         self.late = 0  # samples taken more than one interval behind schedule
+        self.slow_reads = 0  # counter reads dropped because the call took too long to date them
         self.errors = 0
         self.first_error = ""
 
@@ -87,11 +92,16 @@ class Sampler:
         self.t_stop = time.monotonic()
         return self.trace()
 
-    def fast_counter(self, seconds: float) -> None:
-        """Read the counter at its full rate for the next `seconds` (a window edge is coming)."""
-        until = time.monotonic() + seconds
+    def fast_counter(self, seconds: float, burst_s: float = 0.0) -> None:
+        """Read the counter at its full rate for the next `seconds` (a window edge is coming),
+        and at every sample for the first `burst_s` of them: reads closer than the counter's
+        update period pin down when it updated (energy.counter_steps)."""
+        now = time.monotonic()
+        until = now + seconds
         if until > self._fast_until:
             self._fast_until = until
+        if now + burst_s > self._burst_until:
+            self._burst_until = now + burst_s
         self._next_c = min(getattr(self, "_next_c", 0.0), time.monotonic())  # read now, not at the slow due time
 
     @property
@@ -129,7 +139,7 @@ class Sampler:
                 meter=m.name, device=m.device, device_id=m.device_id, estimate=m.estimate,
                 t=c["t"].array(), power_instant_w=c["inst"].array(), power_average_w=c["avg"].array(),
                 counter_t=self._ct.array(), counter_j=self._cj.array(), temperature_c=c["temp"].array(),
-                notes=list(m.notes),
+                counter_update_s=float(m.counter_update_s), notes=list(m.notes),
             )
         for name, arr in (("power_instant_w", tr.power_instant_w), ("power_average_w", tr.power_average_w),
                           ("temperature_c", tr.temperature_c)):
@@ -139,6 +149,9 @@ class Sampler:
             tr.notes.append(f"sampler: {self.errors} meter read(s) failed, first: {self.first_error}")
         if self.late:
             tr.notes.append(f"sampler: {self.late} sample(s) more than one interval late")
+        if self.slow_reads:
+            tr.notes.append(f"sampler: {self.slow_reads} counter read(s) took over {COUNTER_READ_MAX_S * 1e3:g} ms "
+                            "and were dropped (their time is uncertain; the counter is cumulative)")
         return tr
 
     # ---- the thread
@@ -158,12 +171,19 @@ class Sampler:
             self._error(e)
             j = None
         t1 = time.monotonic()
-        if j is not None and math.isfinite(j):
+        if t1 - t0 > COUNTER_READ_MAX_S:
+            self.slow_reads += 1  # when within the call the value was taken is too uncertain: drop it
+        elif j is not None and math.isfinite(j):
             with self._lock:
                 self._ct.append((t0 + t1) / 2.0)  # the read took ~4 ms on NVML: its middle
                 self._cj.append(j)
         self.counter_cpu_s += time.thread_time() - c0
-        step = self.counter_interval_s if t1 < self._fast_until else self.slow_counter_interval_s
+        if t1 < self._burst_until:
+            step = self.interval_s
+        elif t1 < self._fast_until:
+            step = self.counter_interval_s
+        else:
+            step = self.slow_counter_interval_s
         due += step
         return due if due > t1 else t1 + step
 

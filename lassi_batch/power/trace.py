@@ -6,6 +6,7 @@ measuring process), so window markers and samples line up without conversion.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,6 +27,9 @@ class PowerTrace:
     counter_t: np.ndarray = field(default_factory=lambda: np.zeros(0))  # times of energy-counter reads (s)
     counter_j: np.ndarray = field(default_factory=lambda: np.zeros(0))  # cumulative energy (J) at counter_t, unwrapped
     temperature_c: np.ndarray = field(default_factory=lambda: np.zeros(0))  # at t, if available
+    # how often the counter itself takes a new value (s): 0.1 on NVML, 0 for a counter computed at
+    # each read; NaN when unknown. Places counter steps between sparse reads (energy.counter_steps).
+    counter_update_s: float = math.nan
     notes: list[str] = field(default_factory=list)  # fallbacks taken, warnings
 
 

@@ -53,6 +53,7 @@ def write_measurement(group: h5py.Group, m: Measurement) -> None:
     put_str_attr(group, "device", tr.device)
     put_str_attr(group, "device_id", tr.device_id)
     group.attrs["estimate"] = bool(tr.estimate)
+    group.attrs["counter_update_s"] = float(tr.counter_update_s)
     if m.returncode is not None:
         group.attrs["returncode"] = int(m.returncode)
     for marker in WINDOW_MARKERS:
@@ -76,6 +77,7 @@ def read_measurement(group: h5py.Group) -> Measurement:
         device=attr(group, "device", ""),
         device_id=attr(group, "device_id", ""),
         estimate=bool(attr(group, "estimate", False)),
+        counter_update_s=float(attr(group, "counter_update_s", math.nan)),
         notes=list(json.loads(attr(group, "notes_json", "[]"))),
         **{name: get_array(group, name) for name in CHANNELS},
     )

@@ -41,6 +41,12 @@ class AmdSmiTemperatureMetric:
     CURRENT = 0
 
 
+class AmdSmiClkType:
+    SYS = 0
+    GFX = 0
+    MEM = 4
+
+
 @dataclass
 class FakeGpu:
     bdf: str
@@ -54,6 +60,7 @@ class FakeGpu:
     counter_stuck: bool = False
     counter_supported: bool = True
     edge_temp: Any = 45
+    clock_mhz: int | None = 2100  # None: the clock query is not supported
     t0: float = field(default_factory=time.monotonic)
 
 
@@ -137,3 +144,10 @@ def amdsmi_get_temp_metric(h: FakeGpu, sensor: int, metric: int) -> Any:
             raise AmdSmiLibraryException(2)
         return h.edge_temp
     return 60
+
+
+def amdsmi_get_clock_info(h: FakeGpu, clk_type: int) -> dict[str, Any]:
+    _check()
+    if h.clock_mhz is None:
+        raise AmdSmiLibraryException(2)
+    return {"clk": h.clock_mhz, "min_clk": 500, "max_clk": 2100, "clk_locked": False, "clk_deep_sleep": False}

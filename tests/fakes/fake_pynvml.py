@@ -1,10 +1,18 @@
 """A fake `pynvml` (nvidia-ml-py) with the real names and return shapes the NVML meter uses.
 
 Devices are listed in NVML index order, which tests deliberately make differ from PCI order.
+`FakeGpu` reports fixed readings; `CadenceGpu` behaves like an H100's sensors at their real
+cadence (DESIGN.md, measured on an H100): a true piecewise-constant power on the monotonic
+clock, a total-energy counter and an instant field that take a new value every 100 ms (at a
+fixed phase), the instant field averaging only the last 25 ms before each update, and
+GetPowerUsage a 1 s moving average refreshed every 100 ms (so it lags the load by ~1 s).
 """
 
 from __future__ import annotations
 
+import bisect
+import math
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +20,7 @@ from typing import Any
 NVML_SUCCESS = 0
 NVML_ERROR_NOT_SUPPORTED = 3
 NVML_TEMPERATURE_GPU = 0
+NVML_CLOCK_SM = 1
 NVML_FI_DEV_POWER_INSTANT = 186
 NVML_VALUE_TYPE_UNSIGNED_INT = 1
 
@@ -43,6 +52,69 @@ class FakeGpu:
     counter_supported: bool = True
     mig: list[str] = field(default_factory=list)
     t0: float = field(default_factory=time.monotonic)
+    temperature_c: int = 41
+    sm_clock_mhz: int | None = 1980  # None: the query is not supported
+    power_limit_mw: int | None = 700000
+
+    def instant_mw(self) -> int:
+        return self.power_mw
+
+    def average_mw_now(self) -> int:
+        return self.average_mw
+
+    def energy_mj(self) -> int:
+        return int(5_000_000 + (time.monotonic() - self.t0) * self.power_mw)
+
+
+@dataclass
+class CadenceGpu(FakeGpu):
+    """Sensors at the real cadence; set the true power with `set_power(t, watts)`."""
+
+    update_s: float = 0.1
+    phase_s: float = 0.037  # where in each 100 ms period the sensors update
+    instant_window_s: float = 0.025  # the instant field averages this much of each period
+    average_window_s: float = 1.0
+    instant_offset_w: float = 0.0  # a sensor offset of the instant channel against the counter
+    idle_w: float = 74.0
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._starts = [self.t0 - 30.0]
+        self._watts = [self.idle_w]
+
+    def set_power(self, t: float, watts: float) -> None:
+        with self._lock:
+            i = bisect.bisect_right(self._starts, t)
+            self._starts.insert(i, t)
+            self._watts.insert(i, watts)
+
+    def true_energy_j(self, t: float) -> float:
+        """Exact energy since the power history began."""
+        with self._lock:
+            e = 0.0
+            for i, s0 in enumerate(self._starts):
+                if s0 >= t:
+                    break
+                end = self._starts[i + 1] if i + 1 < len(self._starts) else t
+                e += self._watts[i] * (min(end, t) - s0)
+            return e
+
+    def _last_update(self, now: float) -> float:
+        return math.floor((now - self.phase_s) / self.update_s) * self.update_s + self.phase_s
+
+    def _mean_w(self, a: float, b: float) -> float:
+        return (self.true_energy_j(b) - self.true_energy_j(a)) / (b - a)
+
+    def instant_mw(self) -> int:
+        u = self._last_update(time.monotonic())
+        return int(round((self._mean_w(u - self.instant_window_s, u) + self.instant_offset_w) * 1000))
+
+    def average_mw_now(self) -> int:
+        u = self._last_update(time.monotonic())
+        return int(round(self._mean_w(u - self.average_window_s, u) * 1000))
+
+    def energy_mj(self) -> int:
+        return int(5_000_000 + 1000 * self.true_energy_j(self._last_update(time.monotonic())))
 
 
 @dataclass
@@ -141,18 +213,30 @@ class _Field:
 def nvmlDeviceGetFieldValues(h: FakeGpu, ids: list[int]) -> list[_Field]:
     if not h.instant_supported:
         return [_Field(NVML_ERROR_NOT_SUPPORTED, 0) for _ in ids]
-    return [_Field(NVML_SUCCESS, h.power_mw) for _ in ids]
+    return [_Field(NVML_SUCCESS, h.instant_mw()) for _ in ids]
 
 
 def nvmlDeviceGetPowerUsage(h: FakeGpu) -> int:
-    return h.average_mw
+    return h.average_mw_now()
 
 
 def nvmlDeviceGetTotalEnergyConsumption(h: FakeGpu) -> int:
     if not h.counter_supported:
         raise NVMLError_NotSupported()
-    return int(5_000_000 + (time.monotonic() - h.t0) * h.power_mw)  # mJ
+    return h.energy_mj()  # mJ
 
 
 def nvmlDeviceGetTemperature(h: FakeGpu, sensor: int) -> int:
-    return 41
+    return h.temperature_c
+
+
+def nvmlDeviceGetClockInfo(h: FakeGpu, clock: int) -> int:
+    if h.sm_clock_mhz is None:
+        raise NVMLError_NotSupported()
+    return h.sm_clock_mhz
+
+
+def nvmlDeviceGetEnforcedPowerLimit(h: FakeGpu) -> int:
+    if h.power_limit_mw is None:
+        raise NVMLError_NotSupported()
+    return h.power_limit_mw
