@@ -55,9 +55,13 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 state["iteration"] = ev["iteration"]
             elif kind == "best":
                 state["best"] = ev.get("energy_j")
+            elif kind == "confirm":
+                state["confirm_repeats"] = ev.get("repeats")
             elif kind in ("confirmed", "not_confirmed"):
-                console.print(f"    confirmation of candidate {ev['candidate']}: {_saving(ev['reduction'], ev['ci_low'], ev['ci_high'], ev['level'])}"
-                              + ("" if kind == "confirmed" else " -> NOT confirmed (the interval includes no saving)"))
+                verdict = "confirmed" if kind == "confirmed" else "NOT confirmed (the interval includes no saving)"
+                console.print(f"    stage 4: candidate {ev['candidate']} re-measured against the source, interleaved "
+                              f"({state.get('confirm_repeats', '?')} runs each): saving "
+                              f"{_saving(ev['reduction'], ev['ci_low'], ev['ci_high'], ev['level'])}, {verdict}")
             state["last"] = ev.get("key", kind)
             live.update(render())
 

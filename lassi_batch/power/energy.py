@@ -41,9 +41,10 @@ FIGURES: dict[str, str] = {
     "idle_pre_w": "lowest stable level of the power channel in the pre-run idle window",
     "idle_post_w": "median power after the device settled (t_settled..t_end); NaN if not sampled",
     "idle_counter_w": "the energy counter's mean power over the idle stretch (its slope between the first and last update inside)",
+    "idle_counter_precision_w": "half-width of idle_counter_w's uncertainty, from the time bounds of its two end updates",
     "idle_sensor_offset_w": "idle_counter_w minus the power channel's idle: the offset between the two sensors at idle",
     "energy_net_j": "THE DEFAULT: energy above idle over the run window, from the source named in attrs energy_method",
-    "energy_net_precision_j": "error bound of energy_net_j from the sampling of its source (counter edge reads, or readings between samples)",
+    "energy_net_precision_j": "error bound of energy_net_j from the sampling of its source (counter edge reads plus idle_counter_precision_w x runtime, or readings between samples)",
     "energy_gross_j": "total device energy over the run window, same source as energy_net_j",
     "energy_counter_j": "energy counter difference over the run window (linear interpolation between counter updates)",
     "energy_counter_net_j": "energy_counter_j - idle_counter_w * runtime_s (idle_w when the counter gives no idle)",
@@ -388,28 +389,43 @@ def counter_edge_bound(t: np.ndarray, j: np.ndarray, edge: float, update_s: floa
     return float(js[after[0]] - js[before[-1]])
 
 
-def counter_slope(t: np.ndarray, j: np.ndarray, a: float, b: float, update_s: float = NAN,
-                  min_span_s: float = 0.0) -> float:
-    """Mean power (W) from the counter over [a, b]: energy between the first and last step inside.
+def counter_slope_bounds(t: np.ndarray, j: np.ndarray, a: float, b: float, update_s: float = NAN,
+                         min_span_s: float = 0.0) -> tuple[float, float]:
+    """Mean power (W) from the counter over [a, b], and its uncertainty (W, half-width).
 
-    This is how the idle level is taken from the same sensor as the run's gross energy. With
-    periodic updates the step placement errors of the two ends are alike and cancel in the
-    difference; reads closer than the update period at the ends pin them. Only updates that
-    surely happened inside [a, b] count. NaN with fewer than two or a span below `min_span_s`.
+    This is how the idle level is taken from the same sensor as the run's gross energy. Only
+    updates that surely happened inside [a, b] count; of those, the best-dated one in each half
+    of the stretch are the ends (reads closer than the update period pin an update, see
+    _step_bounds), so the slope is the energy between them over the time between them. The
+    half-width follows from the ends' time bounds. NaN with fewer than two steps or a span
+    below `min_span_s`.
     """
     lo, hi, js = _step_bounds(t, j, update_s)
-    m = (lo >= a) & (hi <= b)  # updates that surely happened inside [a, b]
-    if m.sum() < 2:
-        return NAN
-    pinned = m & ((hi - lo) <= 0.5 * update_s) if math.isfinite(update_s) and update_s > 0 else m
+    idx = np.flatnonzero((lo >= a) & (hi <= b))  # updates that surely happened inside [a, b]
+    if idx.size < 2:
+        return NAN, NAN
     mid = (lo + hi) / 2.0
-    if pinned.sum() >= 2 and np.ptp(mid[pinned]) >= max(min_span_s, 1e-9):
-        m = pinned  # ends whose update time is known closely (fine reads) make the slope exact
-    tt, jj = ((lo + hi) / 2.0)[m], js[m]
-    span = float(tt[-1] - tt[0])
+    width = hi - lo
+    half = mid[idx[0]] + (mid[idx[-1]] - mid[idx[0]]) / 2.0
+    first, last = idx[mid[idx] <= half], idx[mid[idx] > half]
+    if first.size == 0 or last.size == 0:
+        first, last = idx[:1], idx[-1:]
+    k0 = int(first[np.argmin(width[first])])
+    k1 = int(last[np.argmin(width[last])])
+    span = float(mid[k1] - mid[k0])
     if span <= 0 or span < min_span_s:
-        return NAN
-    return float((jj[-1] - jj[0]) / span)
+        return NAN, NAN
+    energy = float(js[k1] - js[k0])
+    slope = energy / span
+    short, long_ = float(lo[k1] - hi[k0]), float(hi[k1] - lo[k0])
+    err = (energy / short - energy / long_) / 2.0 if short > 0 else math.inf
+    return slope, err
+
+
+def counter_slope(t: np.ndarray, j: np.ndarray, a: float, b: float, update_s: float = NAN,
+                  min_span_s: float = 0.0) -> float:
+    """Mean power (W) from the counter over [a, b] (see counter_slope_bounds)."""
+    return counter_slope_bounds(t, j, a, b, update_s, min_span_s)[0]
 
 
 def counter_power(t: np.ndarray, j: np.ndarray, update_s: float = NAN) -> tuple[np.ndarray, np.ndarray]:
@@ -524,14 +540,15 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
 
     # the counter's own idle (its slope over the idle stretch), so that gross and idle share a sensor
     if idle_source == "post":
-        idle_counter = counter_slope(cc.t, cc.j, w.t_settled, w.t_end, ustep,
-                                     min_span_s=min(IDLE_MIN_SPAN_S, 0.5 * (w.t_end - w.t_settled)))
+        idle_counter, idle_counter_err = counter_slope_bounds(
+            cc.t, cc.j, w.t_settled, w.t_end, ustep, min_span_s=min(IDLE_MIN_SPAN_S, 0.5 * (w.t_end - w.t_settled)))
     else:
         # over the stretch before launch where the power channel sits at its idle level (a window
         # that begins in the "just used" state must not count); updates surely before launch
         edge = a
         quiet = quiet_since(t, chan, w.t_idle_start, a - IDLE_GUARD_S, idle_pre, tolerance)
-        idle_counter = counter_slope(cc.t, cc.j, quiet, edge, ustep, min_span_s=min(IDLE_MIN_SPAN_S, 0.5 * (edge - quiet)))
+        idle_counter, idle_counter_err = counter_slope_bounds(
+            cc.t, cc.j, quiet, edge, ustep, min_span_s=min(IDLE_MIN_SPAN_S, 0.5 * (edge - quiet)))
     idle_avg = idle_chan if chan_name == "average" else idle_baseline(t, avg, w.t_idle_start, a, tolerance)
 
     if math.isfinite(e_counter):
@@ -597,6 +614,8 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
     prec_inst = trapezoid_bound(t, inst, a, b)
     prec_avg = trapezoid_bound(t, avg, a, b)
     prec = {"counter": prec_counter, "instant": prec_inst, "average": prec_avg}.get(method, NAN)
+    if idle_sensor == "counter":
+        prec += idle_counter_err * max(runtime, 0.0)  # the idle slope's own uncertainty, over the run
 
     # peak: the largest reading in the window (edges interpolated), and never below the window's
     # average: a run shorter than the sensor's update period shows no reading of its own, and
@@ -618,6 +637,7 @@ def analyze(trace: PowerTrace, window: Window, tolerance: float = 0.05) -> Analy
         "idle_pre_w": idle_pre,
         "idle_post_w": idle_post,
         "idle_counter_w": idle_counter,
+        "idle_counter_precision_w": idle_counter_err,
         "idle_sensor_offset_w": idle_counter - idle_chan,
         "energy_net_j": gross - idle * runtime,
         "energy_net_precision_j": prec,
