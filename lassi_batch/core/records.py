@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,11 +58,12 @@ class Candidate:
     runtime_s: float | None = None
     power_w: float | None = None
     description: str = ""  # the LLM's description of its change
-    # stage-4 confirmation against the source (interleaved re-measurement), NaN when not confirmed
-    confirmed_energy_j: float = math.nan  # mean of the candidate's confirmation runs
-    confirmed_source_energy_j: float = math.nan  # mean of the source's runs interleaved with them
-    confirmed_reduction: float = math.nan  # 1 - confirmed_energy_j / confirmed_source_energy_j
-    confirmed_ci_low: float = math.nan  # confidence interval of confirmed_reduction (fraction)
-    confirmed_ci_high: float = math.nan
+    # stage-4 confirmation against the source (interleaved re-measurement): None (absent) when not
+    # re-measured, NaN when re-measured but not confirmed
+    confirmed_energy_j: float | None = None  # mean of the candidate's confirmation runs
+    confirmed_source_energy_j: float | None = None  # mean of the source's runs interleaved with them
+    confirmed_reduction: float | None = None  # 1 - confirmed_energy_j / confirmed_source_energy_j
+    confirmed_ci_low: float | None = None  # confidence interval of confirmed_reduction (fraction)
+    confirmed_ci_high: float | None = None
     confirm_verdict: str = ""  # confirmed | not_confirmed | "" (not re-measured)
     id: int | None = None  # assigned by the archive

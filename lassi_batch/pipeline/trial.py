@@ -416,9 +416,12 @@ class Trial:
             "ci_low": sv.ci_low, "ci_high": sv.ci_high, "level": m.confidence, "method": sv.method,
             "reduction_with_tail": with_tail, "note": why,
         }
-        if confirmed:  # the candidate's confirmed_* stay NaN otherwise; the step keeps what was measured
+        if confirmed:
             cand.confirmed_energy_j, cand.confirmed_source_energy_j = sv.mean_b, sv.mean_a
             cand.confirmed_reduction, cand.confirmed_ci_low, cand.confirmed_ci_high = sv.reduction, sv.ci_low, sv.ci_high
+        else:  # NaN: re-measured, not confirmed (the step result keeps what was measured)
+            cand.confirmed_energy_j = cand.confirmed_source_energy_j = math.nan
+            cand.confirmed_reduction = cand.confirmed_ci_low = cand.confirmed_ci_high = math.nan
         cand.confirm_verdict = "confirmed" if confirmed else "not_confirmed"
         if confirmed and getattr(cand, "verdict", "") == "held":
             cand.verdict = "pass"  # a held (implausibly large) saving that re-measures true passes

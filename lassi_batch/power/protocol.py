@@ -232,8 +232,10 @@ def measure(
     if isinstance(meter, EstimateMeter):
         method = _apply_cpu_model(meter, rr, figures, notes, method)
     trace.notes.extend(notes + analysis.notes)
-    if post_settled and math.isfinite(figures["idle_w"]):
-        meter.idle_hint_w = figures["idle_w"]
+    # the hint is compared with the power channel when settling, so it is that channel's idle
+    chan_idle = figures["idle_post_w"] if analysis.idle_source == "post" else figures["idle_pre_w"]
+    if post_settled and math.isfinite(chan_idle):
+        meter.idle_hint_w = chan_idle
 
     wall = time.monotonic() - t_call
     runtime = figures["runtime_s"]
