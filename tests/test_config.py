@@ -142,10 +142,10 @@ def test_study_entry_can_describe_an_app_without_app_toml(tmp_path: Path):
 
 
 def test_cli_reports_the_exact_line_for_an_out_of_range_value(tmp_path: Path):
-    p = _write(tmp_path, GOOD.replace("[platform]", "[measure]\nrepeat = 0\n[platform]"))
+    p = _write(tmp_path, GOOD.replace("[platform]", "[measure]\nrepeat = -1\n[platform]"))
     r = CliRunner().invoke(cli, ["validate", str(p)])
     assert r.exit_code == 2
-    assert r.output.strip() == f"error: {p}: measure.repeat: must be >= 1 (got 0)"
+    assert r.output.strip() == f"error: {p}: measure.repeat: must be >= 0 (got -1)"
     assert not (tmp_path / "out").exists()
 
 
@@ -315,3 +315,13 @@ def test_every_shipped_config_loads(monkeypatch: pytest.MonkeyPatch):
     # the paper's apps that ../shared/hecbench holds (pathfinder's header moved out of it there)
     paper = load_study(studies[3], apps=["randomAccess", "murmurhash3", "floydwarshall", "layout"])
     assert [a.app.path.name for a in paper.apps] == ["randomAccess-cuda", "murmurhash3-cuda", "floydwarshall-cuda", "layout-cuda"]
+
+
+def test_confirmation_settings_are_range_checked(tmp_path: Path):
+    p = _write(tmp_path, GOOD.replace("[platform]", "[measure]\nconfirm_repeats = 2\n[platform]"))
+    r = CliRunner().invoke(cli, ["validate", str(p)])
+    assert r.exit_code == 2 and "confirm_repeats must be >= 3 (or 0 to skip confirmation), got 2" in r.output
+    p = _write(tmp_path, GOOD.replace("[platform]", "[measure]\nsignificance = 0.7\n[platform]"))
+    r = CliRunner().invoke(cli, ["validate", str(p)])
+    assert r.exit_code == 2 and "measure.significance" in r.output
+    assert not (tmp_path / "out").exists()
