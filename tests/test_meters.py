@@ -373,3 +373,20 @@ def test_estimate_meter_is_marked_estimate() -> None:
     assert m.estimate and m.name == "estimate"
     assert any("ESTIMATE" in n for n in m.notes)
     assert "200W/40W" in m.device_id
+
+
+def test_amd_device_state_reads_temperature_clock_and_power_limit(fake_amd: ModuleType) -> None:
+    fake_amd.configure([fake_amd.FakeGpu("0000:0c:00.0", "uuid-a", power_w=150)])
+    m = _open_amd()
+    try:
+        assert m.device_state() == {"temperature_c": 45.0, "sm_clock_mhz": 2100.0, "power_limit_w": 750.0}
+    finally:
+        m.close()
+    fake_amd.configure([fake_amd.FakeGpu("0000:0c:00.0", "uuid-a", power_w=150, clock_mhz=None, edge_temp="N/A")])
+    m = _open_amd()
+    try:
+        s = m.device_state()
+        assert math.isnan(s["sm_clock_mhz"]) and s["power_limit_w"] == 750.0
+        assert s["temperature_c"] == 60.0  # no edge sensor: the hotspot one
+    finally:
+        m.close()
