@@ -23,7 +23,7 @@ from lassi_batch.sandbox.toolchain import RunResult
 
 FAKES = Path(__file__).parent / "fakes"
 IDLE, LOAD, WARM, OFFSET = 74.0, 300.0, 133.0, 5.0
-CFG = MeasureConfig(idle_window_s=1.0, settle_timeout_s=3.0, post_max_s=3.0, random_delay_s=0.0)
+CFG = MeasureConfig(idle_window_s=2.0, settle_timeout_s=3.0, post_max_s=3.0, random_delay_s=0.0)
 
 
 @pytest.fixture
