@@ -15,7 +15,7 @@ from ._trials import default_platform, run_study_trials, summary_table
 
 EXAMPLES = data_path("datasets/examples")
 DEMO_STUDIES = {"cpu": EXAMPLES / "demo.toml", "cuda": EXAMPLES / "demo-gpu.toml"}  # HIP: no transcripts yet
-NOT_YET = ("aggregate (pass@k, energy-reduction@k tables)", "report (plots)", "export (fine-tuning dataset)")
+NOT_YET = ("aggregate (pass@k, energy-reduction@k tables)", "report (plots)")
 
 
 @click.command("demo")
