@@ -54,18 +54,17 @@ def _manifest(folder: Path) -> list[dict]:
 
 
 def _rows(folder: Path, split: str) -> list[dict]:
-    return [json.loads(line) for line in (folder / "data" / f"{split}.jsonl").read_text().splitlines()]
+    (path,) = [d["path"] for d in _card(folder)[0]["configs"][0]["data_files"] if d["split"] == split]
+    return [json.loads(line) for line in (folder / path).read_text().splitlines()]
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-def test_export_loads_with_datasets_through_the_card_and_validates(exports, fmt, monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+def test_export_loads_with_datasets_through_the_card_and_validates(exports, fmt, tmp_path):
     folder = exports[fmt]
     meta, body = _card(folder)
     files = {d["split"]: d["path"] for d in meta["configs"][0]["data_files"]}
     assert "train" in files and all((folder / p).is_file() for p in files.values())
-    ds = datasets.load_dataset(str(folder))
+    ds = datasets.load_dataset(str(folder), cache_dir=str(tmp_path / "hf"))
     assert set(ds.keys()) == set(files)
     man = _manifest(folder)
     for split, path in files.items():
@@ -82,7 +81,7 @@ def test_export_loads_with_datasets_through_the_card_and_validates(exports, fmt,
                    "Energy basis: measured energy", "ESTIMATE", "Deduplication"):
         assert needed in body, needed
     for split in files:
-        assert f"| {split} | data/{split}.jsonl | {len(_rows(folder, split))} |" in body
+        assert f"| {split} | {files[split]} | {len(_rows(folder, split))} |" in body
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
@@ -219,6 +218,14 @@ def test_filters_and_holdout(export_study, tmp_path):
     assert {m["app"] for m in man} == {"rowstats", "heat2d", "sumapp"}
     assert {m["split"] for m in man if m["app"] == "rowstats"} == {"test"}
     assert "Held out for test" in (tmp_path / "h" / "README.md").read_text()
+    # an export rewritten in place loads anew (datasets caches a folder by its data file names)
+    cache = str(tmp_path / "hf")
+    assert sum(map(len, datasets.load_dataset(str(tmp_path / "h"), cache_dir=cache).values())) == len(man)
+    code, text = _export(export_study.study_dir, tmp_path / "h", "--format", "trl-kto", "--apps", "heat2d")
+    assert code == 0, text
+    man = _manifest(tmp_path / "h")
+    assert {m["app"] for m in man} == {"heat2d"}
+    assert sum(map(len, datasets.load_dataset(str(tmp_path / "h"), cache_dir=cache).values())) == len(man)
     code, text = _export(export_study.study_dir, tmp_path / "m", "--format", "trl-sft", "--models", "gpt-4*",
                          "--min-reduction", "0.3")
     assert code == 0, text

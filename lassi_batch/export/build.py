@@ -51,7 +51,10 @@ def build_prompt(t: TrialData, source: Cand) -> list[dict[str, str]] | None:
     call = next((c for c in t.llm_calls if c.kind == "zero_shot" and c.messages), None)
     if call is None or not call.messages or call.messages[-1].get("role") != "user":
         return None
-    msgs = [{"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in call.messages]
+    msgs = [{"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in call.messages
+            if m.get("role") in ("system", "user") and str(m.get("content", "")).strip()]
+    if not msgs or msgs[-1]["role"] != "user":
+        return None
     est = "; the figures come from a model, not a sensor" if t.estimate else ""
     s = source.data
     profile = (f"Measured profile of this program on the {t.device or _words(t.platform).device} "
@@ -398,15 +401,19 @@ def _write(out: Path, study_dir: Path, opts: ExportOptions, by_split: dict[str, 
     try:
         (stage / DATA_DIR).mkdir()
         manifest = []
+        files: dict[str, str] = {}
         for split, lst in by_split.items():
             if not lst:
                 continue
-            (stage / DATA_DIR / f"{split}.jsonl").write_text(_jsonl([it.record for it in lst]), encoding="utf-8")
+            # the name carries the content's hash: `datasets` caches a folder's data by its file
+            # names, and would otherwise serve an earlier export written to the same folder
+            text = _jsonl([it.record for it in lst])
+            files[split] = f"{DATA_DIR}/{split}-{hashlib.sha256(text.encode()).hexdigest()[:10]}.jsonl"
+            (stage / files[split]).write_text(text, encoding="utf-8")
             for line, it in enumerate(lst):
-                manifest.append({"split": split, "line": line, **it.manifest})
+                manifest.append({"split": split, "file": files[split], "line": line, **it.manifest})
         (stage / MANIFEST).write_text(_jsonl(manifest), encoding="utf-8")
-        write_card(stage, opts, by_split, split_of, views, skipped, dropped, dict(redactor.counts),
-                   [f"{DATA_DIR}/{s}.jsonl" for s in SPLITS if by_split[s]])
+        write_card(stage, opts, by_split, split_of, views, skipped, dropped, dict(redactor.counts), files)
         problems = redactor.scan_tree(stage)
         if problems:
             raise ExportError("refusing to write the export, unsafe text found: " + "; ".join(problems[:5]))

@@ -50,11 +50,13 @@ POLICY_TEXT = {
 }
 
 
+# Hugging Face's size buckets, by upper bound
+_SIZES = ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M"),
+          (10_000_000, "1M<n<10M"), (100_000_000, "10M<n<100M"), (1_000_000_000, "100M<n<1B"))
+
+
 def size_category(n: int) -> str:
-    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
-        if n < limit:
-            return name
-    return "1M<n<10M" if n < 10_000_000 else "n>1T" if n > 10**12 else "10M<n<100M"
+    return next((name for limit, name in _SIZES if n < limit), "1B<n<10B")
 
 
 def _table(header: list[str], rows: list[list[Any]]) -> str:
@@ -73,7 +75,7 @@ def _study_name(views: list[TrialView]) -> str:
 
 
 def front_matter(opts: ExportOptions, by_split: dict[str, list[Item]], views: list[TrialView],
-                 files: list[str]) -> dict[str, Any]:
+                 files: dict[str, str]) -> dict[str, Any]:
     n = sum(len(v) for v in by_split.values())
     platforms = sorted({it.platform for lst in by_split.values() for it in lst})
     kind = {"openai-sft": "sft", "trl-sft": "sft", "openai-dpo": "dpo", "trl-dpo": "dpo", "trl-kto": "kto",
@@ -86,12 +88,12 @@ def front_matter(opts: ExportOptions, by_split: dict[str, list[Item]], views: li
         "task_categories": ["text-generation"],
         "size_categories": [size_category(n)],
         "configs": [{"config_name": "default",
-                     "data_files": [{"split": Path(f).stem, "path": f} for f in files]}],
+                     "data_files": [{"split": s, "path": f} for s, f in files.items()]}],
     }
 
 
 def body(opts: ExportOptions, by_split: dict[str, list[Item]], split_of: dict[str, str], views: list[TrialView],
-         skipped: list[str], dropped: dict[str, int], redactions: dict[str, int]) -> str:
+         skipped: list[str], dropped: dict[str, int], redactions: dict[str, int], files: dict[str, str]) -> str:
     items = [it for s in SPLITS for it in by_split[s]]
     used = {it.manifest["trial_file"] for it in items}
     vs = [v for v in views if v.t.rel_path in used]
@@ -113,7 +115,7 @@ def body(opts: ExportOptions, by_split: dict[str, list[Item]], split_of: dict[st
     for s in SPLITS:
         apps = sorted(a for a, x in split_of.items() if x == s)
         if by_split[s]:
-            rows.append([s, f"data/{s}.jsonl", len(by_split[s]), ", ".join(apps)])
+            rows.append([s, files[s], len(by_split[s]), ", ".join(apps)])
     out += [_table(["split", "file", "records", "apps"], rows), ""]
     per = Counter((s, it.platform) for s in SPLITS for it in by_split[s])
     plats = sorted({p for _, p in per})
@@ -159,7 +161,7 @@ def body(opts: ExportOptions, by_split: dict[str, list[Item]], split_of: dict[st
             "API keys, host and user names and absolute paths are removed from every record (paths keep their "
             f"file name), and every file was scanned before it was written. Redactions: {red}.", ""]
     out += ["## Provenance", "",
-            f"`{MANIFEST}` has one line per record (`split`, `line`, `id`): the trial file (relative to the study "
+            f"`{MANIFEST}` has one line per record (`split`, `file`, `line`, `id`): the trial file (relative to the study "
             "folder), the candidate ids and step keys, their verdicts, findings and energies, and the paths of "
             "their measurement groups inside the trial file.", ""]
     if skipped:
@@ -169,7 +171,7 @@ def body(opts: ExportOptions, by_split: dict[str, list[Item]], split_of: dict[st
 
 def write_card(folder: Path, opts: ExportOptions, by_split: dict[str, list[Item]], split_of: dict[str, str],
                views: list[TrialView], skipped: list[str], dropped: dict[str, int], redactions: dict[str, int],
-               files: list[str]) -> None:
+               files: dict[str, str]) -> None:
     meta = yaml.safe_dump(front_matter(opts, by_split, views, files), sort_keys=False, allow_unicode=True)
-    text = "---\n" + meta + "---\n\n" + body(opts, by_split, split_of, views, skipped, dropped, redactions)
+    text = "---\n" + meta + "---\n\n" + body(opts, by_split, split_of, views, skipped, dropped, redactions, files)
     (folder / "README.md").write_text(text, encoding="utf-8")
