@@ -53,7 +53,9 @@ class Candidate:
     verifier_verdict: str = ""  # pass | fail | warn | ""
     verifier: dict[str, Any] = field(default_factory=dict)  # findings
     work_counts: dict[str, int] = field(default_factory=dict)  # independent GPU work count (CUDA + CUPTI), if taken
-    passed: bool = False  # per the configured pass policy
+    passed: bool = False  # per the configured pass policy (True only for verdict "pass")
+    verdict: str = "not_run"  # screening verdict: pass | fail | held | not_run (see screening/policy.py)
+    findings_json: str = "[]"  # JSON list of {"kind", "severity": integrity|held|cosmetic|error, "message"}
     energy_j: float | None = None  # the default energy figure (mean over repeats)
     runtime_s: float | None = None
     power_w: float | None = None
