@@ -65,7 +65,7 @@ EXE_NAME = "app.exe"
 TIMING_REGEX = (
     r"(?i)(\b(?:time|timing|timer|elapsed|runtime|walltime|duration|latency|throughput|bandwidth)\b"
     r"|\b(?:seconds?|secs?|msecs?|usecs?|nsecs?|milli-?seconds?|micro-?seconds?|nano-?seconds?)\b"
-    r"|\d\s*(?:s|ms|us|µs|ns)\b|\(\s*(?:s|ms|us|µs|ns)\s*\)|/s\b|\b[gmt]?flops\b)"
+    r"|\d\s*(?:s|ms|us|ns)\b|\(\s*(?:s|ms|us|ns)\s*\)|/s\b|\b[gmt]?flops\b)"
 )
 DEFAULT_IGNORE = TIMING_REGEX
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
