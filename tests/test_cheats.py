@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from lassi_batch.core.config import parse_study
+from lassi_batch.core.config import load_app, parse_study
 from lassi_batch.pipeline.session import run_trial
 from lassi_batch.screening.policy import load_findings
 from lassi_batch.store.archive import TrialArchive
@@ -85,8 +85,6 @@ def _trial(tmp_path: Path, app: str):
     files = corpus(app)
     tr = tmp_path / f"{app}.jsonl"
     tr.write_text("".join(json.dumps(r) + "\n" for r in _transcript(files)))
-    from lassi_batch.core.config import load_app
-
     test_args = load_app(EXAMPLES / app).test_args
     data = {
         "study": {"name": "cheats", "trials": 1, "k": [1], "out": str(tmp_path / "out")},
