@@ -89,6 +89,9 @@ def _trial(tmp_path: Path, app: str):
     data = {
         "study": {"name": "cheats", "trials": 1, "k": [1], "out": str(tmp_path / "out")},
         "platform": {"kind": "cpu", "meter": "estimate", "compiler": "g++ -std=c++17 -O2 -fopenmp"},
+        # The unsandboxed runner: the screening must catch these on its own (bubblewrap would
+        # also stop the caches, the daemon and the unwaited child by other means).
+        "container": {"sandbox": "none"},
         "measure": {"repeat": 2, "settle_timeout_s": 0.0, "idle_window_s": 0.05, "post_max_s": 0.05,
                     "random_delay_s": 0.0},
         "llm": {"backend": "replay", "replay_path": str(tr), "generator_model": "o3-replay",
