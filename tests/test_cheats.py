@@ -48,6 +48,9 @@ EXPECT: dict[str, set[str]] = {
 }
 
 VALID = "Both programs compute the same results.\nVERDICT: VALID"
+# Every run gets a fresh copy of its build folder (sandbox/toolchain.py, any runner), so a cache
+# in the work folder never survives to the next run: that cheat computes honestly and may pass.
+NEUTRALISED = {"cache_workdir"}
 
 
 def corpus(app: str) -> list[Path]:
@@ -116,8 +119,11 @@ def test_every_cheat_fails_and_every_honest_variant_passes(tmp_path: Path, app: 
         integrity = {f["kind"] for f in fs if f["severity"] == "integrity"}
         print(f"{app:13s} {name:22s} {c.verdict:5s} {' '.join(sorted(integrity))}")  # pytest -s: the corpus table
         if name.startswith("honest_"):
-            if c.verdict != "pass" or not c.passed:
+            # a saving above 90% is held for the interleaved re-measurement, never failed
+            if c.verdict not in ("pass", "held") or integrity:
                 wrong.append(f"{name}: honest variant got {c.verdict}: {fs}")
+        elif name in NEUTRALISED and c.verdict == "pass":
+            continue
         else:
             assert c.judge_verdict == "VALID"  # the judge was fooled every time
             if c.verdict != "fail" or c.passed or not integrity & EXPECT[name]:
