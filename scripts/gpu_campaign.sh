@@ -77,7 +77,7 @@ for s in "${sections[@]}"; do
       run_section demo lassi-batch demo --platform cuda --fresh --out "$OUT/raw/demo" ;;
     sharing)
       if [ -f scripts/bench_batch.py ]; then
-        run_section sharing python3 scripts/bench_batch.py --platform cuda --out "$OUT/raw/sharing"
+        run_section sharing python3 scripts/bench_batch.py throughput --platform cuda --trials "${SHARING_TRIALS:-2}" --delay "${SHARING_DELAY_S:-2}" --out "$OUT/raw/sharing"
         cp "$OUT/raw/sharing/"*.md "$OUT/" 2>/dev/null
       else log "SKIP sharing: scripts/bench_batch.py missing"; fi ;;
     hecbench)
