@@ -9,6 +9,7 @@ from rich.console import Console
 
 from ..core.config import PLATFORMS, load_study
 from ..core.errors import ConfigError
+from ..core.paths import ensure_writable_dir
 from ..core.resources import data_path
 from ._select import app_names
 from ._trials import default_platform, run_study_trials, summary_table
@@ -47,6 +48,7 @@ def command(platform: str | None, only_apps: str | None, out: str | None, trials
     if trials:
         over["study"]["trials"] = trials
     study = load_study(path, apps=app_names(only_apps), overrides=over)
+    ensure_writable_dir(study.out / "trials", "--out" if out else "output folder")
     if fresh and (study.out / "trials").is_dir():
         for f in (study.out / "trials").glob("*.h5"):
             f.unlink()
