@@ -27,6 +27,7 @@ import resource
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import h5py
@@ -222,6 +223,51 @@ def generate(out: Path, trials: int, apps: int = 22, platforms: tuple[str, ...] 
     return paths
 
 
+def generate_small(out: Path, trials: int, apps: int = 22, platforms: tuple[str, ...] = ("cuda", "hip"),
+                   templates: int = 64, study: str = "synthetic", seed: int = 1, jobs: int = 1) -> int:
+    """Many small files fast: `templates` full small trials (one iteration, 40-sample traces),
+    then byte copies of them whose summary identity (app, platform, index, id) and reduction are
+    rewritten in place, so every file is a distinct trial of the study. Returns the count."""
+    tdir = out / "templates"
+    for i in range(templates):
+        write_trial(tdir / f"t{i}.h5", study, "tpl", "cuda", i, seed * 7919 + i, iterations=1, samples=40)
+    chunks = [(out, tdir, templates, apps, platforms, study, seed, a, min(a + 2000, trials))
+              for a in range(0, trials, 2000)]
+    if jobs > 1:
+        with ProcessPoolExecutor(jobs) as ex:
+            list(ex.map(_copy_chunk, chunks))
+    else:
+        for c in chunks:
+            _copy_chunk(c)
+    for p in tdir.iterdir():
+        p.unlink()
+    tdir.rmdir()
+    return trials
+
+
+def _copy_chunk(args: tuple) -> None:
+    out, tdir, templates, apps, platforms, study, seed, start, stop = args
+    blobs = [(tdir / f"t{i}.h5").read_bytes() for i in range(templates)]
+    reds = []
+    for i in range(templates):
+        with h5py.File(tdir / f"t{i}.h5", "r", locking=False) as f:
+            reds.append(float(f["summary"].attrs["reduction"]))
+    rng = np.random.default_rng(seed + start)
+    pairs = [(f"app{a:02d}", p) for a in range(apps) for p in platforms]
+    for i in range(start, stop):
+        app, plat = pairs[i % len(pairs)]
+        idx = i // len(pairs)
+        j = i % templates
+        path = out / "trials" / f"{app}.{plat}.t{idx:06d}.h5"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(blobs[j])
+        with h5py.File(path, "r+", locking=False) as f:
+            g = f["summary"]
+            set_attrs(g, {"app": app, "platform": plat, "trial_id": f"{study}-{app}-{plat}-{idx}"})
+            g.attrs["trial_index"] = idx
+            g.attrs["reduction"] = reds[j] * rng.uniform(0.8, 1.2)
+
+
 # ------------------------------------------------------------------ benchmark
 
 _FLOOR = r"""
@@ -277,13 +323,19 @@ def main() -> None:
     g.add_argument("--apps", type=int, default=22)
     g.add_argument("--samples", type=int, default=400)
     g.add_argument("--iterations", type=int, default=6)
+    g.add_argument("--small", action="store_true", help="small files (summary + 40-sample traces), fast")
+    g.add_argument("--jobs", type=int, default=1, help="processes for --small")
     b = sub.add_parser("bench")
     b.add_argument("folder", type=Path)
     b.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     if a.cmd == "generate":
         t0 = time.perf_counter()
-        paths = generate(a.out, a.trials, a.apps, samples=a.samples, iterations=a.iterations)
+        if a.small:
+            generate_small(a.out, a.trials, a.apps, jobs=a.jobs)
+        else:
+            generate(a.out, a.trials, a.apps, samples=a.samples, iterations=a.iterations)
+        paths = list((a.out / "trials").glob("*.h5"))
         size = sum(p.stat().st_size for p in paths)
         print(f"{len(paths)} trial files, {size / 2**20:.1f} MiB, in {time.perf_counter() - t0:.1f} s "
               f"(peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")

@@ -29,7 +29,7 @@ from ..store.archive import TrialArchive
 from ..store.summary import SUMMARY_GROUP, TrialSummary, read_summary, screening_counts
 from . import metrics
 from .aggregate import Options, PriceTable, build_tables, cross_app_rows, group_trials
-from .study import StudyWriter
+from .study import StudyWriter, is_study_file
 from .tables import Table, count, num, pct, text
 from .trials import FINISHED, Skipped, Trial
 
@@ -255,6 +255,8 @@ def recompute_all(paths: Iterable[Path], c: Choices, include_running: bool = Fal
         try:
             r = recompute_trial(p, c)
         except ArchiveError as e:
+            if is_study_file(p):  # our own output inside the study folder
+                continue
             yield Skipped(p, str(e).removeprefix(f"{p.absolute()}: ").removeprefix(f"{p}: "))
             continue
         except (OSError, KeyError, ValueError, TypeError, RuntimeError) as e:

@@ -44,6 +44,10 @@ class BadTrial(Exception):
     """A file that cannot be aggregated; the message is the reason."""
 
 
+class StudyOutput(BadTrial):
+    """A study file written by aggregate or recompute: our own output, passed over unlisted."""
+
+
 def trial_files(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     """Every `*.h5` under `root` (or `root` itself when it is a file), sorted, outputs excluded."""
     skip = {Path(p).resolve() for p in exclude}
@@ -90,7 +94,7 @@ def read_trial(path: Path) -> TrialSummary:
         with f:
             schema = attr(f, "schema")
             if schema == STUDY_SCHEMA:
-                raise BadTrial("a study file written by `lassi-batch aggregate`, not a trial")
+                raise StudyOutput("a study file written by lassi-batch, not a trial")
             if schema != SCHEMA:
                 raise BadTrial(f"not a lassi-batch trial file (schema attribute {schema!r})")
             version = attr(f, "schema_version")
@@ -131,6 +135,8 @@ class Scan:
         for p in self.paths:
             try:
                 s = read_trial(p)
+            except StudyOutput:
+                continue
             except BadTrial as e:
                 self.skipped.append(Skipped(p, str(e)))
                 continue

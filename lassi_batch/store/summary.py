@@ -153,8 +153,8 @@ def write_summary(f: h5py.File | h5py.Group, s: TrialSummary) -> None:
 
 def read_summary(f: h5py.File | h5py.Group) -> TrialSummary:
     """The summary of an open trial file; KeyError when the file has none (schema version 1)."""
-    g = f[SUMMARY_GROUP]
-    kw = {name: _coerce(name, g.attrs[name]) for name in SUMMARY_FIELDS if name in g.attrs}
+    a = f[SUMMARY_GROUP].attrs  # one attribute manager, each stored name read once
+    kw = {name: _coerce(name, a[name]) for name in a if name in _TYPES}
     return TrialSummary(**kw)
 
 
