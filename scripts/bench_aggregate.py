@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Synthetic trial files at any count, and the aggregation benchmark.
 
-    python scripts/bench_aggregate.py generate DIR --trials 1320 [--apps 22] [--samples 400]
+    python scripts/bench_aggregate.py generate DIR --trials 1320 [--apps 22] [--samples 400] [--copies 64]
+    python scripts/bench_aggregate.py generate DIR --trials 100000 --copies 64 --iterations 1 --samples 40
     python scripts/bench_aggregate.py bench DIR            # I/O floor vs `aggregate`, peak memory
 
 A generated file has the trial archive's layout (schema.py): root attributes, candidates with
@@ -149,7 +150,7 @@ def write_trial(path: Path, study: str, app: str, platform: str, index: int, see
             c.run_ok, c.returncode, c.status = True, 0, "measured"
             cut = rng.uniform(-0.1, 0.6 if stage == 3 else 0.35)
             m = _measure(rng, src_rt * (1 - cut), src_w * (1 - 0.1 * rng.random()), idle, samples)
-            findings = [dict(zip(("kind", "severity", "message"), FINDINGS[j])) for j in range(len(FINDINGS))
+            findings = [dict(zip(("kind", "severity", "message"), FINDINGS[j], strict=True)) for j in range(len(FINDINGS))
                         if rng.random() < 0.08]
             integrity = any(x["severity"] == "integrity" for x in findings)
             c.verifier_verdict = "fail" if integrity else ("warn" if findings else "pass")
@@ -223,14 +224,16 @@ def generate(out: Path, trials: int, apps: int = 22, platforms: tuple[str, ...] 
     return paths
 
 
-def generate_small(out: Path, trials: int, apps: int = 22, platforms: tuple[str, ...] = ("cuda", "hip"),
-                   templates: int = 64, study: str = "synthetic", seed: int = 1, jobs: int = 1) -> int:
-    """Many small files fast: `templates` full small trials (one iteration, 40-sample traces),
-    then byte copies of them whose summary identity (app, platform, index, id) and reduction are
-    rewritten in place, so every file is a distinct trial of the study. Returns the count."""
+def generate_copies(out: Path, trials: int, apps: int = 22, platforms: tuple[str, ...] = ("cuda", "hip"),
+                    templates: int = 64, iterations: int = 1, samples: int = 40, study: str = "synthetic",
+                    seed: int = 1, jobs: int = 1) -> int:
+    """Many files fast: `templates` full trials written by write_trial, then byte copies of them
+    whose summary identity (app, platform, index, id) and reduction are rewritten in place, so
+    every file is a distinct trial of the study with the full layout. Returns the count."""
     tdir = out / "templates"
     for i in range(templates):
-        write_trial(tdir / f"t{i}.h5", study, "tpl", "cuda", i, seed * 7919 + i, iterations=1, samples=40)
+        write_trial(tdir / f"t{i}.h5", study, "tpl", "cuda", i, seed * 7919 + i, iterations=iterations,
+                    samples=samples)
     chunks = [(out, tdir, templates, apps, platforms, study, seed, a, min(a + 2000, trials))
               for a in range(0, trials, 2000)]
     if jobs > 1:
@@ -262,8 +265,10 @@ def _copy_chunk(args: tuple) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(blobs[j])
         with h5py.File(path, "r+", locking=False) as f:
+            ident = {"app": app, "platform": plat, "trial_id": f"{study}-{app}-{plat}-{idx}"}
+            set_attrs(f, ident)
             g = f["summary"]
-            set_attrs(g, {"app": app, "platform": plat, "trial_id": f"{study}-{app}-{plat}-{idx}"})
+            set_attrs(g, ident)
             g.attrs["trial_index"] = idx
             g.attrs["reduction"] = reds[j] * rng.uniform(0.8, 1.2)
 
@@ -281,7 +286,8 @@ for folder, dirs, names in os.walk(sys.argv[1]):
                     a = f['summary'].attrs
                     d = {k: a[k] for k in a}
                     n += 1
-print(n, time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(n, time.perf_counter() - t0, r.ru_utime + r.ru_stime, r.ru_maxrss)
 """
 
 _AGG = r"""
@@ -290,14 +296,16 @@ from pathlib import Path
 from lassi_batch.analysis.study import aggregate_study
 t0 = time.perf_counter()
 groups, tables, skipped = aggregate_study(Path(sys.argv[1]), Path(sys.argv[2]))
-print(sum(g.n for g in groups.values()), time.perf_counter() - t0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+r = resource.getrusage(resource.RUSAGE_SELF)
+print(sum(g.n for g in groups.values()), time.perf_counter() - t0, r.ru_utime + r.ru_stime, r.ru_maxrss)
 """
 
 
-def _run(code: str, *args: str) -> tuple[int, float, float]:
+def _run(code: str, *args: str) -> tuple[int, float, float, float]:
+    """(files, wall s, CPU s, peak RSS MiB) of `code` in a fresh interpreter (imports included in CPU s)."""
     out = subprocess.run([sys.executable, "-c", code, *args], check=True, capture_output=True, text=True).stdout
-    n, secs, rss_kib = out.split()
-    return int(n), float(secs), float(rss_kib) / 1024.0
+    n, secs, cpu, rss_kib = out.split()
+    return int(n), float(secs), float(cpu), float(rss_kib) / 1024.0
 
 
 def bench(folder: Path, repeat: int = 3) -> None:
@@ -306,12 +314,14 @@ def bench(folder: Path, repeat: int = 3) -> None:
     for _ in range(repeat):
         floors.append(_run(_FLOOR, str(folder)))
         aggs.append(_run(_AGG, str(folder), str(out)))
-    fl = min(x[1] for x in floors)
-    ag = min(x[1] for x in aggs)
-    print(f"trials: {floors[0][0]} files, {aggs[0][0]} aggregated")
-    print(f"I/O floor (open + read /summary attrs): best of {repeat}: {fl:.2f} s  peak RSS {max(x[2] for x in floors):.0f} MiB")
-    print(f"aggregate (tables, study.h5):          best of {repeat}: {ag:.2f} s  peak RSS {max(x[2] for x in aggs):.0f} MiB")
-    print(f"ratio aggregate / floor: {ag / fl:.2f}")
+    fl, ag = min(x[1] for x in floors), min(x[1] for x in aggs)
+    flc, agc = min(x[2] for x in floors), min(x[2] for x in aggs)
+    print(f"trials: {floors[0][0]} files, {aggs[0][0]} aggregated; best of {repeat}, runs alternated")
+    print(f"I/O floor (open + read /summary attrs): wall {fl:.2f} s  CPU {flc:.2f} s  "
+          f"peak RSS {max(x[3] for x in floors):.0f} MiB")
+    print(f"aggregate (all tables, study.h5):       wall {ag:.2f} s  CPU {agc:.2f} s  "
+          f"peak RSS {max(x[3] for x in aggs):.0f} MiB")
+    print(f"ratio aggregate / floor: wall {ag / fl:.2f}, CPU {agc / flc:.2f}")
 
 
 def main() -> None:
@@ -323,16 +333,18 @@ def main() -> None:
     g.add_argument("--apps", type=int, default=22)
     g.add_argument("--samples", type=int, default=400)
     g.add_argument("--iterations", type=int, default=6)
-    g.add_argument("--small", action="store_true", help="small files (summary + 40-sample traces), fast")
-    g.add_argument("--jobs", type=int, default=1, help="processes for --small")
+    g.add_argument("--copies", type=int, default=0,
+                   help="write this many distinct full trials, then make the rest as rewritten copies (fast)")
+    g.add_argument("--jobs", type=int, default=1, help="processes for --copies")
     b = sub.add_parser("bench")
     b.add_argument("folder", type=Path)
     b.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
     if a.cmd == "generate":
         t0 = time.perf_counter()
-        if a.small:
-            generate_small(a.out, a.trials, a.apps, jobs=a.jobs)
+        if a.copies:
+            generate_copies(a.out, a.trials, a.apps, templates=a.copies, iterations=a.iterations, samples=a.samples,
+                            jobs=a.jobs)
         else:
             generate(a.out, a.trials, a.apps, samples=a.samples, iterations=a.iterations)
         paths = list((a.out / "trials").glob("*.h5"))

@@ -180,7 +180,7 @@ class StudyFile:
                 self.columns: dict[str, np.ndarray] = {k: g[k][()] for k in g}
                 self.paths = [p.decode() if isinstance(p, bytes) else str(p) for p in self.columns.pop("path")]
                 self.skipped = [Skipped(Path(p.decode()), r.decode())
-                                for p, r in zip(f["skipped/path"][()], f["skipped/reason"][()])]
+                                for p, r in zip(f["skipped/path"][()], f["skipped/reason"][()], strict=True)]
                 self.k = tuple(int(x) for x in f.attrs["k"])
                 self.source = str(attr(f, "source", ""))
                 self.tables = {name: table_from_h5(f["tables"][name]) for name in f["tables"]}
@@ -220,12 +220,13 @@ def aggregate_study(
     out: Path | None,
     csv_dir: Path | None = None,
     md: Path | None = None,
-    options: Options = Options(),
+    options: Options | None = None,
     prices: PriceTable | None = None,
     include_running: bool = False,
     wrap: Any = None,
 ) -> tuple[dict[tuple[str, str], Group], list[Table], list[Skipped]]:
     """Aggregate every trial file under `root`; `wrap(paths)` may wrap the path list (a progress bar)."""
+    options = options or Options()
     outputs = [p for p in (out,) if p is not None]
     paths = trial_files(root, exclude=outputs)
     scan = Scan(wrap(paths) if wrap else paths, include_running=include_running)
