@@ -86,6 +86,7 @@ StateSaveLocation=/var/spool/slurmctld
 SlurmdSpoolDir=/var/spool/slurmd
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=127.0.0.1
+AccountingStorageEnforce=associations,limits,qos
 JobAcctGatherType=jobacct_gather/linux
 JobAcctGatherFrequency=30
 JobCompType=jobcomp/none
@@ -140,6 +141,13 @@ start_slurm() {
     wait_for 30 slurmdbd sacctmgr -n list cluster
   fi
   sacctmgr -i -n list cluster format=cluster | grep -qw "$CLUSTER" || sacctmgr -i add cluster "$CLUSTER" >/dev/null
+  # Associations are enforced (as on real sites): one account, and root in it.
+  sacctmgr -i -n list account format=account | grep -qw lassi || sacctmgr -i add account lassi Cluster="$CLUSTER" >/dev/null
+  sacctmgr -i -n list user format=user | grep -qw root || sacctmgr -i add user root Account=lassi DefaultAccount=lassi >/dev/null
+  if [ "${CONF_CHANGED:-0}" = 1 ]; then  # some settings (enforcement, MaxArraySize) need a restart
+    stop_pid slurmd "$RUN/slurmd.pid"
+    stop_pid slurmctld "$RUN/slurmctld.pid"
+  fi
   if ! alive "$RUN/slurmctld.pid"; then
     /usr/sbin/slurmctld
     wait_for 30 slurmctld scontrol ping
@@ -153,7 +161,10 @@ start_slurm() {
 do_start() {
   need_root
   installed || die "Slurm is not installed: run '$0 install' first"
+  local before
+  before=$(cat "$CONF/slurm.conf" 2>/dev/null | md5sum)
   write_configs
+  [ "$before" = "$(md5sum < "$CONF/slurm.conf")" ] || CONF_CHANGED=1
   start_munge
   start_mariadb
   start_slurm

@@ -429,6 +429,8 @@ class LLMConfig:
     """openai (any OpenAI-compatible server) or replay (recorded transcripts)."""
     replay_path: str = ""
     """For backend = replay: a transcript (.jsonl), a folder of them, or a trial .h5."""
+    replay_delay_s: Float = Field(0.0, ge=0, le=3600)
+    """For backend = replay: wait this long per call, as a live model would (benchmarks, tests)."""
     base_url: Annotated[str, AfterValidator(_url)] = ""
     """Server URL; empty = the SDK default or OPENAI_BASE_URL."""
     api_key_env: Annotated[str, AfterValidator(_env_name)] = "OPENAI_API_KEY"
@@ -476,9 +478,20 @@ class SlurmConfig:
     time: Annotated[str, AfterValidator(_slurm_time)] = "02:00:00"
     array_parallelism: Int = Field(8, ge=1, le=100_000)
     cpus_per_task: Int = Field(8, ge=1, le=4096)
-    mem_gb: Int = Field(64, ge=1, le=65536)
+    mem_gb: Int = Field(64, ge=0, le=65536)
+    """Memory per job; 0 = no --mem line (the partition's default)."""
     extra: list[str] = field(default_factory=list)
     """Extra sbatch options, e.g. "--constraint=a100"."""
+    trials_per_node: Int = Field(1, ge=1, le=1024)
+    """Trial workers sharing one node: LLM waits overlap, one measured run per GPU at a time."""
+    max_restarts: Int = Field(3, ge=0, le=1000)
+    """Requeues of one job (preemption, time limit) before its unfinished trials end failed."""
+    max_attempts: Int = Field(3, ge=1, le=1000)
+    """Starts of one trial that crashed (no clean stop) before it ends failed."""
+    signal_delay_s: Int = Field(90, ge=10, le=86400)
+    """USR2 this long before the time limit, so that a trial stops at a step boundary."""
+    setup: list[str] = field(default_factory=list)
+    """Shell lines run before the worker starts (module load ...)."""
 
 
 @dataclass(frozen=True, config=_CFG)

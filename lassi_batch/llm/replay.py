@@ -120,8 +120,9 @@ def load_records(path: Path) -> list[ReplayRecord]:
 class ReplayBackend:
     """ChatBackend that answers from recorded replies (see the module docstring for matching)."""
 
-    def __init__(self, path: str | Path, records: list[ReplayRecord] | None = None):
+    def __init__(self, path: str | Path, records: list[ReplayRecord] | None = None, delay_s: float = 0.0):
         self.path = Path(path)
+        self.delay_s = delay_s  # added to every call: a live model's latency, for benchmarks and tests
         self.records = records if records is not None else load_records(self.path)
         self._by_key: dict[str, list[int]] = defaultdict(list)
         self._by_kind: dict[str, list[int]] = defaultdict(list)
@@ -134,17 +135,17 @@ class ReplayBackend:
         self.log: list[ReplayMatch] = []
 
     @classmethod
-    def for_trial(cls, path: str | Path, app: str, trial: int) -> ReplayBackend:
+    def for_trial(cls, path: str | Path, app: str, trial: int, delay_s: float = 0.0) -> ReplayBackend:
         """`<path>/<app>.trial<trial>.jsonl`, else `<path>/<app>.jsonl`; a file path is used as is."""
         p = Path(path)
         if p.is_file():
-            return cls(p)
+            return cls(p, delay_s=delay_s)
         if not p.is_dir():
             raise ReplayError(f"replay path not found: {p}")
         candidates = [p / f"{app}.trial{trial}.jsonl", p / f"{app}.jsonl"]
         for c in candidates:
             if c.is_file():
-                return cls(c)
+                return cls(c, delay_s=delay_s)
         raise ReplayError(f"no replay transcript for app '{app}' trial {trial} in {p} "
                           f"(looked for {candidates[0].name}, {candidates[1].name})")
 
@@ -172,6 +173,8 @@ class ReplayBackend:
             key=key, kind=kind, model=model, messages=[dict(m) for m in messages],
             temperature=temperature, t_start=time.time(), backend="replay",
         )
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
         i, how = self._take(key, kind)
         self.log.append(ReplayMatch(key=key, kind=kind, how=how, index=i))
         if i < 0:

@@ -15,6 +15,7 @@ from ..power.trace import Measurement
 from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
 from ..screening.differential import PROBE_ENV, Probe
 from ..screening.processes import Leftover, reap_leftovers
+from ..system.devlock import device_key, measurement_lock
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
@@ -103,6 +104,7 @@ class Bench:
     workroot: Path
     runner: Any = None
     counter_lib: Path | None = None  # CUPTI work counter (CUDA on the host only)
+    lock_wait_s: float = 0.0  # total wait for the device's measurement lock (trials sharing a node)
 
     def evaluate(self, files: dict[str, str], tag: str) -> Outcome:
         """Build `files` in a fresh folder; run (measured) `measure.repeat` times unless the build failed."""
@@ -116,10 +118,13 @@ class Bench:
         if not b.ok:
             return out
         for r in range(self.measure.repeat):  # each repeat in a fresh copy of the build folder
-            run, m = protocol.measure(
-                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
-                self.meter, self.measure, repeat_index=r,
-            )
+            with measurement_lock(device_key(self.platform.kind, self.platform.device)) as hold:
+                run, m = protocol.measure(
+                    lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
+                    self.meter, self.measure, repeat_index=r,
+                )
+            m.attrs["lock_wait_s"] = hold.wait_s
+            self.lock_wait_s += hold.wait_s
             out.runs.append(run)
             out.measurements.append(m)
             out.leftovers.append(_leftovers(wd / EXE_NAME, run))
