@@ -19,7 +19,8 @@ CLUSTER = REPO / "slurm" / "local-cluster.sh"
 
 
 def write_study(tmp: Path, *, name: str = "bt", trials: int = 2, delay_s: float = 0.0, args: str = '"300000", "4"',
-                slurm_extra: str = "", out: str = "study-out", apps: int = 1, crash: bool = False) -> Path:
+                slurm_extra: str = "", out: str = "study-out", apps: int = 1, crash: bool = False,
+                max_iterations: int = 2) -> Path:
     """A study of `apps` copies of the sumapp (real g++ builds, replayed LLM) as a TOML file."""
     (tmp / "sumapp.jsonl").write_text("".join(json.dumps(r) + "\n" for r in sumapp.transcript()))
     entries = []
@@ -65,6 +66,7 @@ def write_study(tmp: Path, *, name: str = "bt", trials: int = 2, delay_s: float 
         backend = "replay"
         replay_path = "sumapp.jsonl"
         replay_delay_s = {delay_s}
+        max_iterations = {max_iterations}
         [slurm]
         gres = ""
         exclusive = false

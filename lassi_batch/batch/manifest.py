@@ -206,13 +206,6 @@ def study_data(study_file: Path) -> dict[str, Any]:
         raise ConfigError(f"{study_file}: cannot read: {e.strerror}") from None
 
 
-def merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
-
-
 @dataclass
 class Settings:
     """What a worker needs to rebuild the exact study a submission ran: TOML data and base folder."""
@@ -220,17 +213,18 @@ class Settings:
     data: dict[str, Any]
     base: str
     source: str
+    apps: list[str] | None = None  # the apps chosen with --apps (None: all)
 
     def study(self) -> StudyConfig:
-        return parse_study(self.data, Path(self.base), source=Path(self.source))
+        return parse_study(self.data, Path(self.base), source=Path(self.source), apps=self.apps, where=self.source)
 
     def to_json(self) -> dict[str, Any]:
-        return {"data": self.data, "base": self.base, "source": self.source}
+        return {"data": self.data, "base": self.base, "source": self.source, "apps": self.apps}
 
     @staticmethod
     def load(path: Path) -> Settings:
         d = json.loads(path.read_text())
-        return Settings(data=d["data"], base=d["base"], source=d["source"])
+        return Settings(data=d["data"], base=d["base"], source=d["source"], apps=d.get("apps"))
 
 
 def trial_list(study: StudyConfig) -> list[TrialRef]:

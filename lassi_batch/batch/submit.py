@@ -19,14 +19,14 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..core.config import StudyConfig
+from ..core.config import StudyConfig, retarget
 from ..core.errors import ConfigError
 from ..sandbox.apptainer import apptainer_exec_argv
 from ..sandbox.toolchain import EXE_NAME, build_argv
 from ..system.facts import DIGEST_ENV, digest_hint
 from . import attempts, slurm
 from .manifest import (STUDY_COPY, Manifest, Settings, StudyFolder, Submission, TrialRef, check_folder,
-                       file_sha256, merge, now_iso, read_manifest, study_data, trial_list, write_json_atomic,
+                       file_sha256, now_iso, read_manifest, study_data, trial_list, write_json_atomic,
                        write_manifest)
 from .state import read_state
 from .worker import GroupRunner, NodeWorker, TrialResult
@@ -89,18 +89,11 @@ def load(req: Request) -> tuple[StudyConfig, Settings, str]:
     path = req.study_file.expanduser().resolve()
     if not path.is_file():
         raise ConfigError(f"{req.study_file}: file not found")
-    data = merge(study_data(path), req.overrides)
-    if req.apps:
-        entries = data.get("apps", [])
-        names = [(e.get("name") or Path(str(e.get("path", ""))).name) if isinstance(e, dict) else "" for e in entries]
-        unknown = sorted(set(req.apps) - set(names))
-        if unknown:
-            raise ConfigError(f"--apps: unknown app(s) {', '.join(unknown)} (study has: {', '.join(n for n in names if n)})")
-        data["apps"] = [e for e, n in zip(entries, names) if n in req.apps]
-    settings = Settings(data=data, base=str(path.parent), source=str(path))
+    data = retarget(study_data(path), req.overrides)
+    settings = Settings(data=data, base=str(path.parent), source=str(path), apps=req.apps)
     study = settings.study()
     # Freeze the output folder as an absolute path: workers run elsewhere (another cwd, node).
-    settings.data = merge(settings.data, {"study": {"out": str(study.out.resolve())}})
+    settings.data = retarget(settings.data, {"study": {"out": str(study.out.resolve())}})
     return study, settings, file_sha256(path)
 
 

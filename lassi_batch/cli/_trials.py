@@ -13,7 +13,8 @@ from rich.text import Text
 
 from ..core.config import StudyConfig
 from ..system.gpus import default_platform_kind
-from ..pipeline.session import run_trial
+from ..pipeline.session import run_trial, trial_path
+from ..store.archive import TrialArchive
 
 
 def default_platform() -> str:
@@ -62,23 +63,58 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 state.clear()
                 state.update(app=sapp.app.name, trial=t)
                 live.update(render())
+                before = trial_path(study, sapp.app.name, t)
+                finished = before.exists() and _status_of(before) == "done"
                 path, out = run_trial(study, sapp, t, progress=on_event)
                 meter, estimate = _meter_of(path)
                 row = {"meter": meter, "estimate": estimate, "app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
                        "source_j": out.source_energy_j, "best_j": out.best_energy_j,
                        "reduction": out.reduction, "vanilla_passed": out.vanilla_passed,
-                       "candidates": out.candidates, "stop": out.stop_reason}
+                       "candidates": out.candidates, "stop": out.stop_reason,
+                       "reason": _reason_of(path) if out.status == "failed" else "", "already_done": finished}
                 rows.append(row)
                 red = "-" if out.reduction is None else f"{100 * out.reduction:.1f}%"
+                if finished:
+                    console.print(f"  {sapp.app.name} trial {t}: already done, result read from {path} (--fresh runs it again)")
+                    continue
                 console.print(f"  {sapp.app.name} trial {t}: {out.status}, source {_fmt(out.source_energy_j, 'J')}, "
                               f"best {_fmt(out.best_energy_j, 'J')} ({red}), {out.candidates} candidates -> {path}")
     return rows
 
 
+def archive_row(path: Path, app: str, trial: int) -> dict[str, Any]:
+    """A summary-table row read back from a finished trial's archive (for trials run by workers)."""
+    with TrialArchive.open(path, writable=False) as ar:
+        r = ar.result()
+        status = ar.status
+        n = len(ar.candidates())
+    src, best = r.get("source_energy_j"), r.get("best_energy_j")
+    meter, estimate = _meter_of(path) if status == "done" else ("-", False)
+    return {"meter": meter, "estimate": estimate, "app": app, "trial": trial, "path": str(path), "status": status,
+            "source_j": src, "best_j": best, "reduction": (src - best) / src if src and best is not None else None,
+            "vanilla_passed": bool(r.get("vanilla_passed")), "candidates": n}
+
+
+def _status_of(path: Path) -> str:
+    with TrialArchive.open(path, writable=False) as ar:
+        return ar.status
+
+
+def _reason_of(path: Path) -> str:
+    with TrialArchive.open(path, writable=False) as ar:
+        return str(ar.meta.get("error") or "no reason recorded")
+
+
+def report_failures(rows: list[dict[str, Any]], console: Console) -> int:
+    """Print each failed trial's reason; the exit status for the command (1 when any failed)."""
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        console.print(f"[red]failed[/] {r['app']} trial {r['trial']}: {r['reason']}", highlight=False)
+    return 1 if failed else 0
+
+
 def _meter_of(path: Path) -> tuple[str, bool]:
     """Which meter measured the trial's source run, and whether its figures are estimates."""
-    from ..store.archive import TrialArchive
-
     with TrialArchive.open(path, writable=False) as ar:
         sid = ar.result().get("source_candidate")
         ms = ar.measurements(sid) if sid is not None else []

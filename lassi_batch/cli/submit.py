@@ -14,6 +14,7 @@ from rich.console import Console
 from ..batch import submit as sub
 from ..batch.manifest import TrialRef
 from ..store.summary import EXIT_FAILED
+from ._trials import archive_row, summary_table
 
 
 @click.command("submit")
@@ -106,6 +107,10 @@ def _run_here(prep: sub.Prepared, settings: Path, console: Console) -> int:
     console.print(f"running {len(prep.to_run)} trial(s) here, {parallel} at a time")
     results = sub.run_local(prep, settings, parallel, on_event)
     failed = sub.failed_reasons(prep.folder, results)
+    rows = [archive_row(prep.folder.archive(r.trial), r.trial.app, r.trial.index) for r in results
+            if prep.folder.archive(r.trial).exists() and r.outcome in ("done", "failed", "already done")]
+    if rows:
+        console.print(summary_table(sorted(rows, key=lambda x: (x["app"], x["trial"]))))
     summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
     console.print(f"finished: {summary or 'nothing ran'}; archives in {prep.folder.root / 'trials'}")
     for t, reason in failed:
