@@ -51,7 +51,7 @@ def finished(tmp_path_factory, partition):
     assert r.returncode == 0, r.stderr
     assert "submitted 2 trial(s) as 1 job array(s)" in r.stdout
     root = tmp / "study-out"
-    s = wait_for(_finished(root, 2), 240, "the study's jobs to finish", every=2)
+    s = wait_for(_finished(root, 2), 480, "the study's jobs to finish", every=2)
     return tmp, study, root, s
 
 
@@ -127,6 +127,16 @@ def _slow_study(tmp: Path, partition: str) -> tuple[Path, Path, str]:
     return study, root, job
 
 
+def _diagnostics(root: Path) -> str:
+    """What the attempt log and submitit's job logs say, for a failure message."""
+    parts = [f"attempts: {(root / 'attempts').glob('*.jsonl') and [p.read_text() for p in (root / 'attempts').glob('*.jsonl')]}"]
+    for f in sorted((root / "slurm").glob("*/*_log.*")):
+        parts.append(f"--- {f.name}\n" + "\n".join(f.read_text(errors="replace").splitlines()[-15:]))
+    jobs = subprocess.run(["sacct", "-X", "-P", "--format=JobID,State,ExitCode,Reason", "-S", "now-1hour"],
+                          capture_output=True, text=True).stdout
+    return "\n".join(parts + [jobs[-1500:]])
+
+
 def _mid_run(path: Path, n: int = 6) -> None:
     def some_steps():
         try:
@@ -147,7 +157,10 @@ def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partitio
     else:
         subprocess.run(["scontrol", "requeue", job], check=True)
     release_requeued(job)
-    wait_for(_finished(root, 1), 240, "the requeued trial to finish", every=2)
+    try:
+        wait_for(_finished(root, 1), 480, "the requeued trial to finish", every=2)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\n{_diagnostics(root)}") from None
     after = _steps(arc)
     # Nothing lost: every step recorded before the stop is still there, first and in order.
     # Nothing repeated: each step once. (Which steps follow depends on measured energies.)

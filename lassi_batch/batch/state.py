@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 
 from ..core.errors import ArchiveError
-from ..store.archive import TrialArchive, summarize_trial
+from ..store.archive import TrialArchive
 from ..store.summary import TrialSummary, read_summary
 
 STALE_REASON = "stopped without recording why (process killed or node lost); resumes from its journal"
@@ -45,8 +45,8 @@ def read_state(path: Path) -> TrialState:
                 if root and root != s.status:  # a status set after the summary was last written
                     st.status, st.reason = root, _text(f.attrs.get("error"))
                 return st
-        info = summarize_trial(path)
-        return TrialState(str(info.get("status") or "running"), str(info.get("error") or ""))
+            # a file from before the summary group: its root attributes say as much
+            return TrialState(_text(f.attrs.get("status")) or "running", _text(f.attrs.get("error")))
     except (OSError, ArchiveError) as e:
         return TrialState("failed", f"archive unreadable: {e}")
 
