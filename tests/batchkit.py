@@ -125,4 +125,6 @@ def release_requeued(job: str) -> None:
         r = subprocess.run(["squeue", "-h", "-j", job.split("_")[0], "-o", "%T %r"], capture_output=True, text=True)
         return "PENDING" in r.stdout
     wait_for(pending, 60, f"job {job} to be requeued")
-    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True)
+    # Not within the second of the requeue: slurmd refuses a launch whose credential is not newer
+    # than the revocation of the killed run's ("Job credential revoked"), which the hold protects.
+    subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now+3"], check=True, capture_output=True)
