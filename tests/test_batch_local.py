@@ -84,7 +84,7 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, case):
     elif case == "schema":
         text = study.read_text().replace("[slurm]", "[slurm]\ntrials_per_nod = 2")
         study.write_text(text)
-        want = "[slurm]: unknown key 'trials_per_nod'"
+        want = "slurm.trials_per_nod: unknown key (did you mean 'trials_per_node'?)"
     elif case == "unwritable":
         ro = tmp_path / "ro"
         ro.mkdir()
