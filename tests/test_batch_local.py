@@ -114,19 +114,30 @@ def _children_of(pid: int) -> list[psutil.Process]:
 
 def test_killing_submit_ends_the_trial_and_its_measured_program(tmp_path):
     """kill -9 of lassi-batch: the kernel signals each trial program, which kills its measured run."""
-    study = write_study(tmp_path, trials=1, delay_s=0.3)
+    study = write_study(tmp_path, trials=1, delay_s=0.5)
     exe = shutil.which("lassi-batch") or str(Path(sys.executable).parent / "lassi-batch")
     p = subprocess.Popen([exe, "submit", str(study), "--executor", "local"], cwd=tmp_path,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    arc = tmp_path / "study-out" / "trials" / "app0.cpu.t000.h5"
-    wait_for(lambda: arc.exists(), 60, "the trial to start")
-    kids = wait_for(lambda: _children_of(p.pid), 30, "the trial program")
+    root = tmp_path / "study-out"
+    arc = root / "trials" / "app0.cpu.t000.h5"
+
+    def mid_run() -> bool:
+        try:
+            with TrialArchive.open(arc, writable=False) as ar:
+                return len(ar.steps()) >= 3 and ar.status == "running"
+        except Exception:  # noqa: BLE001 - not created yet
+            return False
+
+    wait_for(mid_run, 120, "the trial to be under way")
+    kids = _children_of(p.pid)
+    assert kids
     p.kill()
     p.wait()
-    gone, alive = psutil.wait_procs(kids, timeout=20)
+    gone, alive = psutil.wait_procs(kids, timeout=30)
     assert not alive, [k.cmdline() for k in alive]
-    s = collect(tmp_path / "study-out")
-    assert s.rows[0].status == "interrupted"  # resumable, reported as such
+    s = collect(root)
+    log = (root / "attempts" / "app0.cpu.t000.jsonl").read_text()
+    assert s.rows[0].status == "interrupted", (s.rows[0], log, (root / "logs" / "app0.cpu.t000.err").read_text())
     r = run_cli("submit", str(study), "--executor", "local", cwd=tmp_path)
     assert r.returncode == 0 and "resume" in r.stdout and "finished: 1 done" in r.stdout, r.stdout + r.stderr
 
