@@ -81,6 +81,12 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
         src, waits, llm = [], [], 0
         for r in results:
             path = StudyFolder(folder).archive(r.trial)
+            if r.outcome != "done":
+                print(f"{r.trial.key}: {r.outcome} {r.reason}", file=sys.stderr)
+                err = StudyFolder(folder).stderr(r.trial)
+                print("\n".join(err.read_text(errors="replace").splitlines()[-8:]) if err.exists() else "", file=sys.stderr)
+            if not path.exists():
+                continue
             with TrialArchive.open(path, writable=False) as ar:
                 res = ar.result()
                 if res.get("source_energy_j"):
