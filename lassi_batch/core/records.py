@@ -24,6 +24,8 @@ class LLMCall:
     error: str = ""  # non-empty when no reply was obtained
     t_start: float = 0.0  # wall clock (time.time())
     backend: str = "openai"  # openai | replay
+    replay_match: str = ""  # replay only: how the record was chosen (key | kind | exhausted)
+    replay_index: int = -1  # replay only: the transcript record that answered (-1: none)
 
     @property
     def ok(self) -> bool:

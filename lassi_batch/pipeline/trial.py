@@ -301,6 +301,7 @@ class Trial:
         result = fn()
         with self.ar.transaction():
             self.ar.set_stage_time(name, t0, time.time())
+        self.ar.checkpoint()  # consolidate: readers see the trial as of this stage end
         return result
 
     def run(self) -> TrialOutcome:
