@@ -295,13 +295,14 @@ class Trial:
 
     # ------------------------------------------------------------------ stages
 
-    def _stage(self, name: str, fn: Callable[[], Any]) -> Any:
+    def _stage(self, name: str, fn: Callable[[], Any], consolidate: bool = True) -> Any:
         t0 = time.time()
         self.progress(event="stage", stage=name)
         result = fn()
         with self.ar.transaction():
             self.ar.set_stage_time(name, t0, time.time())
-        self.ar.checkpoint()  # consolidate: readers see the trial as of this stage end
+        if consolidate:
+            self.ar.checkpoint()  # readers see the trial as of this stage end
         return result
 
     def run(self) -> TrialOutcome:
@@ -316,7 +317,9 @@ class Trial:
         best = vanilla if (vanilla.passed and sch.improves(vanilla.energy_j, source.energy_j, gain)) else source
         self.progress(event="best", energy_j=best.energy_j, candidate=best.id)
         self._stage("stage2_context", lambda: self._stage2(best))
-        best, reason = self._stage("stage3_iterate", lambda: self._stage3(source, best))
+        # stage 3 holds most of a trial's data and stage 4 is one call: the stop consolidates both
+        # at once (one copy of the trial instead of two; docs/benchmarks.md, archive)
+        best, reason = self._stage("stage3_iterate", lambda: self._stage3(source, best), consolidate=False)
         self._stage("stage4_report", lambda: self._stage4(source, best, vanilla, reason))
         self.ar.set_status("done")
         return TrialOutcome("done", source.energy_j, best.energy_j, best.id, vanilla.passed,

@@ -7,9 +7,11 @@ h5py, so layout details stay in this package (see docs/hdf5-schema.md).
 
 from __future__ import annotations
 
-from .archive import TrialArchive, summarize_trial
+from .archive import TrialArchive
 from .measurement import append_measurement, read_measurement, read_measurements, write_measurement
 from .reader import StepRecord, TrialSnapshot, TrialView, open_trial, read_llm_calls, read_trial_summary
+
+summarize_trial = read_trial_summary  # the name of version 1's headline reader
 from .schema import PROFILE_SCHEMA, SCHEMA, SCHEMA_VERSION
 from .summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, STATUSES, TrialSummary, read_summary
 

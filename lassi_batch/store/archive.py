@@ -241,6 +241,17 @@ def _nan(v: Any) -> float:
     return math.nan if v is None else float(v)
 
 
+def _measured_seconds(f: h5py.File) -> float:
+    """Sum of the measured windows (idle start to end), from attributes only (no traces read)."""
+    total = 0.0
+    for c in f.get("candidates", {}).values():
+        for m in c.get("measurements", {}).values():
+            t0, t1 = attr(m, "t_idle_start"), attr(m, "t_end")
+            if isinstance(t0, float) and isinstance(t1, float) and t1 > t0:
+                total += t1 - t0
+    return total
+
+
 def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
     """The summary implied by the archive's contents; identity, status and reason come from
     `base`. Pure over the view: the writer refreshes it at every stage end and at the stop."""
@@ -293,11 +304,7 @@ def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
     s.time_llm_s = float(sum(c.latency_s for c in calls))
     stages = view.stage_times()
     s.time_total_s = float(sum(v["wall_s"] for v in stages.values())) if stages else math.nan
-    t_measure = 0.0
-    for c in cands:
-        if c.id is not None and c.run_ok:
-            t_measure += sum(max(0.0, m.window.t_end - m.window.t_idle_start) for m in view.measurements(c.id))
-    s.time_measure_s = t_measure
+    s.time_measure_s = _measured_seconds(f)
     s.generator_model = next((c.model for c in calls if c.kind == "zero_shot"), s.generator_model)
     s.judge_model = next((c.model for c in calls if c.kind == "judge"), s.judge_model)
     attempts = view.attempts()
@@ -320,10 +327,10 @@ class _Tx:
 
     file: h5py.File
     steps: dict[str, StepRecord] = field(default_factory=dict)
-    kinds: set[str] = field(default_factory=set)
     replace: list[str] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
     failed: bool = False
+    committed: bool = False
 
     def abort(self) -> None:
         self.file.close()
@@ -365,9 +372,6 @@ class TrialArchive(TrialView):
         self._critical = 0
         self._broken = ""
         self.deferred: BaseException | None = None  # raised when the running commit is done
-        # Called before a commit with the kinds of the steps it records; may raise to drop it
-        # (the trial program drops a measurement disturbed by a stop signal).
-        self.stop_guard: Callable[[set[str]], None] | None = None
         self.stats = ArchiveStats()
 
     # --- construction -------------------------------------------------------------------
@@ -518,6 +522,10 @@ class TrialArchive(TrialView):
         except ArchiveError as e:
             err = e
         finally:
+            try:  # a consolidated trial leaves no journal behind
+                journal_dir(self.path).rmdir()
+            except OSError:
+                pass
             self._lease.release()
             self._image_close()
         if err is not None:
@@ -553,6 +561,10 @@ class TrialArchive(TrialView):
         if self._closed:
             raise ArchiveError(f"{self.path}: archive is closed")
         return self._f
+
+    @property
+    def lease_bytes_written(self) -> int:
+        return self._lease.bytes_written
 
     @property
     def in_critical_section(self) -> bool:
@@ -604,8 +616,9 @@ class TrialArchive(TrialView):
         try:
             self._commit(tx)
         except BaseException:
-            for fn in reversed(tx.undo):
-                fn()
+            if not tx.committed:
+                for fn in reversed(tx.undo):
+                    fn()
             raise
         finally:
             tx.file.close()
@@ -613,8 +626,6 @@ class TrialArchive(TrialView):
     def _commit(self, tx: _Tx) -> None:
         if not len(tx.file) and not len(tx.file.attrs):
             return
-        if self.stop_guard is not None:
-            self.stop_guard(tx.kinds)
         t0 = time.perf_counter()
         seq = self._seq
         set_attrs(tx.file, {"updated": _now(), _ENTRY_PREFIX + "seq": seq,
@@ -632,6 +643,7 @@ class TrialArchive(TrialView):
                 raise ArchiveError(self._broken) from None
             self._seq = seq + 1
             self._steps.update(tx.steps)
+            tx.committed = True  # a stop deferred to the end of this section must not undo it
         self.stats.commits += 1
         self.stats.commit_s.append(time.perf_counter() - t0)
 
@@ -788,7 +800,6 @@ class TrialArchive(TrialView):
                        "result_json": text, "ref": ref})
             assert self._tx is not None
             self._tx.steps[key] = rec
-            self._tx.kinds.add(kind)
         return i
 
     # --- writers ------------------------------------------------------------------------
@@ -925,17 +936,4 @@ class TrialArchive(TrialView):
                         {"ended": _now(), "how": how, "reason": reason})
 
 
-def summarize_trial(path: PathLike) -> TrialSummary:
-    """The `/summary` of one trial file (alias of reader.read_trial_summary)."""
-    with TrialSnapshot(path) as t:
-        return t.summary()
-
-
-def pending_journal_bytes(path: PathLike) -> int:
-    """Bytes of journal entries not yet consolidated into `path` (for status displays)."""
-    jdir = journal_dir(Path(path).absolute())
-    return sum(p.stat().st_size for p in jdir.glob("*.h5")) if jdir.is_dir() else 0
-
-
-__all__ = ["ArchiveStats", "StepRecord", "TrialArchive", "apply_overlay", "derive_summary", "journal_dir",
-           "numbered", "pending_journal_bytes", "summarize_trial"]
+__all__ = ["ArchiveStats", "TrialArchive", "apply_overlay", "derive_summary", "journal_dir"]

@@ -95,6 +95,7 @@ class WriterLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lost: str = ""  # set when the heartbeat finds another owner
+        self.bytes_written = 0  # lease file writes (bench_archive.py counts them)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -149,7 +150,9 @@ class WriterLease:
             return 0
 
     def _write(self, o: LeaseOwner) -> None:
-        write_atomically(self.path, json.dumps(asdict(o), sort_keys=True).encode())
+        data = json.dumps(asdict(o), sort_keys=True).encode()
+        write_atomically(self.path, data)
+        self.bytes_written += len(data)
 
     def check(self) -> None:
         """ArchiveError unless this process still owns the lease (called before publishing)."""
