@@ -80,9 +80,10 @@ from .schema import (
 )
 from .summary import STATUSES, TrialSummary, write_summary
 
-# Object-header format of HDF5 1.8 and up: attributes over 64 KiB (a long error, a big config)
-# fit; files stay readable by HDF5 >= 1.10.
-LIBVER = ("v108", "v110")
+# File format of HDF5 1.10: attributes over 64 KiB (a long error, a big config) fit, and a
+# one-chunk (compressed text) dataset needs no B-tree (v1.8 B-trees cost ~2 KiB per dataset, a
+# demo trial's file was two-thirds metadata). Readable by HDF5 >= 1.10.
+LIBVER = ("v110", "v110")
 _REPLACE = "_overlay_replace_json"  # journal-entry root attr: groups whose attributes are replaced
 _ENTRY_PREFIX = "_journal_"  # journal-entry root attrs that are not part of the trial
 _CRASH_ENV = "LASSI_ARCHIVE_CRASH_AT"  # "<point>:<n>": SIGKILL self at the n-th pass (crash tests)
