@@ -114,15 +114,17 @@ def resume_settings(study: StudyConfig, sapp: StudyApp, prompts_sha: dict[str, s
     measurement settings, models, pass policy and schedule may not."""
     app = sapp.app
     build = app.build_for(study.platform.kind)
+    folder = Path(getattr(build, "dir", None) or app.path)
     names = sorted({*build.files, *getattr(build, "extra_files", [])})
+    build_settings = {k: v for k, v in _plain(build).items() if k != "dir"}  # a folder: may move
     return {
         "platform": _plain(study.platform),
         "measure": _plain(study.measure),
         "llm": {k: _plain(getattr(study.llm, k, None)) for k in _LLM_RESULT_FIELDS},
         "container": {"runtime": study.container.runtime},
-        "app": {"name": app.name, "build": _plain(build), "check": _plain(app.check), "args": list(sapp.args),
+        "app": {"name": app.name, "build": build_settings, "check": _plain(app.check), "args": list(sapp.args),
                 "time_limit_s": app.time_limit_s, "memory_limit_mb": app.memory_limit_mb},
-        "app_files_sha256": {n: _sha256_file(app.path / n) for n in names},
+        "app_files_sha256": {n: _sha256_file(folder / n) for n in names},
         "prompts_sha256": prompts_sha,
     }
 
