@@ -68,6 +68,9 @@ def steps(seed: int, samples: int):
     return out
 
 
+EVERY_STAGE_END = False  # --every-stage-end: also consolidate at stage 3's end (not what the trial does)
+
+
 def run_v2(folder: Path, plan) -> tuple[int, int, list[float]]:
     path = folder / "v2.h5"
     lat: list[float] = []
@@ -95,7 +98,7 @@ def run_v2(folder: Path, plan) -> tuple[int, int, list[float]]:
             lat.append(time.perf_counter() - t0)
             if n in STAGE_ENDS:
                 ar.set_stage_time(STAGE_ENDS[n], 0.0, 1.0)
-                if STAGE_ENDS[n] != "stage3_iterate":  # as the trial program: the stop consolidates stage 3
+                if EVERY_STAGE_END or STAGE_ENDS[n] != "stage3_iterate":  # the trial: the stop consolidates stage 3
                     t0 = time.perf_counter()
                     ar.checkpoint()
                     cons.append(time.perf_counter() - t0)
@@ -188,14 +191,19 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to write (default: the system temp folder)")
     ap.add_argument("--samples", type=int, default=10_000, help="samples per trace (default 10000)")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--designs", default="v1,v2", help="which to run (default v1,v2)")
+    ap.add_argument("--every-stage-end", action="store_true", help="v2: consolidate at stage 3's end too")
     args = ap.parse_args()
+    global EVERY_STAGE_END
+    EVERY_STAGE_END = args.every_stage_end
     plan = steps(args.seed, args.samples)
     folder = Path(tempfile.mkdtemp(prefix="bench-archive-", dir=args.dir))
     try:
         print(f"synthetic trial: {len(plan)} steps, 40 candidates x 3 traces of {args.samples} samples, in {folder}")
         print(f"{'design':<28}{'written MB':>11}{'final MB':>10}{'written/final':>14}"
               f"{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}")
-        for name, fn in (("v1 copy per commit", run_v1), ("v2 journal + consolidation", run_v2)):
+        designs = {"v1": ("v1 copy per commit", run_v1), "v2": ("v2 journal + consolidation", run_v2)}
+        for name, fn in (designs[d] for d in args.designs.split(",")):
             written, final, lat = fn(folder, steps(args.seed, args.samples))
             print(f"{name:<28}{written / 1e6:>11.1f}{final / 1e6:>10.2f}{written / final:>14.2f}"
                   f"{pct(lat, 50):>9.1f}{pct(lat, 90):>9.1f}{pct(lat, 99):>9.1f}{max(lat) * 1000:>9.1f}")
