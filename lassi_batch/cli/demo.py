@@ -74,9 +74,12 @@ def command(ctx: click.Context, platform: str | None, only_apps: str | None, out
         if cmd is None:
             skipped.append(f"{what}: not available in this version")
             continue
-        r = subprocess.run([sys.executable, "-m", "lassi_batch", name, str(out_dir)])
+        extra = {"report": ["-o", str(out_dir / "report")],
+                 "export": ["-o", str(out_dir / "dataset"), "--format", "trl-sft"]}.get(name, [])
+        argv = [name, str(out_dir), *extra]
+        r = subprocess.run([sys.executable, "-m", "lassi_batch", *argv])
         if r.returncode != 0:
-            skipped.append(f"{what}: `lassi-batch {name} {out_dir}` exited {r.returncode}")
+            skipped.append(f"{what}: `lassi-batch {' '.join(argv)}` exited {r.returncode}")
     for s in skipped:
         console.print(f"[yellow]skipped[/]: {s}")
     sys.exit(rc)
