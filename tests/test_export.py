@@ -77,7 +77,7 @@ def test_export_loads_with_datasets_through_the_card_and_validates(exports, fmt,
     assert "energy-efficiency" in meta["tags"] and "cpu" in meta["tags"]
     assert meta["size_categories"] == ["n<1K"]
     for needed in ("Records per split and platform", "| cpu |", "gpt-4.1",
-                   "Pass policy of this export: `recorded`", "Verdict basis: passed / judge_verdict",
+                   "Pass policy of this export: `recorded`", "Verdict basis: screening verdict (verdict, findings_json)",
                    "Energy basis: measured energy", "ESTIMATE", "Deduplication"):
         assert needed in body, needed
     for split in files:
