@@ -114,7 +114,9 @@ def test_dpo_prefers_only_screened_lower_energy_candidates(exports, export_study
         if rj.passed:
             assert ch.energy_j < rj.energy_j
         reasons.add(m["rejected_reason"])
-    assert {"integrity", "error", "higher_energy"} <= reasons  # the study has every kind of negative
+    # the study has failing and higher-energy negatives; integrity-failed ones may pair or not,
+    # depending on which candidates the stricter screening lets through
+    assert {"error", "higher_energy"} <= reasons <= {"integrity", "error", "higher_energy"}
     if fmt == "trl-dpo":
         for split in {m["split"] for m in man}:
             for row in _rows(exports[fmt], split):
