@@ -23,7 +23,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from ..core.errors import ArchiveError, ConfigError, LassiError
+from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupted
 from ..pipeline.session import run_trial, trial_path
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .manifest import Settings
@@ -86,10 +86,13 @@ def main(argv: list[str]) -> int:
             print(f"{ALREADY_DONE}: {path}")
             return EXIT_OK
         path, out = run_trial(study, sapp, index)
-    except Stop as e:
-        if path is not None and read_state(path).status in ("running", "interrupted"):
+    except (Stop, TrialInterrupted) as e:
+        # Stop: a signal before the trial took over its own (the archive may not exist yet);
+        # TrialInterrupted: the trial stopped on a step boundary and recorded it itself.
+        if isinstance(e, Stop) and path is not None and read_state(path).status in ("running", "interrupted"):
             mark(path, "interrupted", f"stopped by {e.args[0] if e.args else 'a signal'}")
-        print(f"interrupted by {_stopped_by[0] if _stopped_by else 'a signal'}", file=sys.stderr)
+        by = _stopped_by[0] if _stopped_by else (str(e) or "a signal")
+        print(f"interrupted: {by}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except ConfigError as e:
         for p in e.problems:

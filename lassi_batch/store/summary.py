@@ -19,7 +19,7 @@ from typing import Any
 
 import h5py
 
-from .schema import attr, get_text
+from .schema import attr, decode_attr, get_text
 
 SUMMARY_GROUP = "summary"
 
@@ -162,7 +162,9 @@ def _findings(g: h5py.Group) -> list[dict[str, Any]]:
     """A candidate's findings: the screening contract's `findings_json` attribute, else the
     verifier report (`verifier_json` dataset) of older files."""
     try:
-        if "findings_json" in g.attrs:
+        if "findings_json_json" in g.attrs:  # the field `findings_json`, stored by put_value
+            items = json.loads(decode_attr(g, "findings_json_json")[1] or "[]")
+        elif "findings_json" in g.attrs:
             items = json.loads(attr(g, "findings_json") or "[]")
         else:
             items = json.loads(get_text(g, "verifier_json") or "{}").get("findings", [])
