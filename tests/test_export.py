@@ -22,6 +22,7 @@ from lassi_batch.cli import main
 from lassi_batch.export import FORMATS, validate_record
 from lassi_batch.llm.extract import extract_code
 from lassi_batch.store.archive import TrialArchive
+from lassi_batch.store.schema import put_value
 
 SEED = 7
 
@@ -268,13 +269,15 @@ def test_screening_contract_verdicts_and_confirmed_energies(export_study, tmp_pa
             g.attrs["verdict"] = "pass" if (ok or c.stage == 0) else ("fail" if c.status == "measured" or c.files else "not_run")
             findings = [] if ok else [{"kind": "differential", "severity": "integrity",
                                         "message": "output differs on fresh inputs"}]
-            g.attrs["findings_json"] = json.dumps(findings)
+            put_value(g, "findings_json", json.dumps(findings))  # as the archive stores the field
             e = c.energy_j if c.energy_j is not None else float("nan")
             g.attrs["confirmed_energy_j"] = e * 1.01 if (ok or c.stage == 0) else float("nan")
             g.attrs["confirmed_ci_low"] = e * 0.99
             g.attrs["confirmed_ci_high"] = e * 1.03
     for fmt in ("trl-dpo", "trl-kto"):
-        code, text = _export(study, tmp_path / fmt, "--format", fmt, "--split", "1,0,0")
+        # near copies kept: which candidate is the cheat depends on measured energies, and a
+        # near-copy pair of it may be the one deduplication keeps
+        code, text = _export(study, tmp_path / fmt, "--format", fmt, "--split", "1,0,0", "--near-dup", "1")
         assert code == 0, text
         _, body = _card(tmp_path / fmt)
         assert "Verdict basis: screening verdict" in body and "Energy basis: confirmed energy" in body

@@ -139,9 +139,10 @@ def _contract_attrs(f: h5py.File, cid: int) -> dict[str, Any]:
         return {}
     g = f[name]
     out: dict[str, Any] = {}
-    for a in VERDICT_ATTRS:
-        if a in g.attrs:
-            out[a] = decode_attr(g, a)[1] if not a.endswith("_json") else attr(g, a)
+    for stored in g.attrs:  # stored names differ from field names (`findings_json_json`, see put_value)
+        name, value = decode_attr(g, stored)
+        if name in VERDICT_ATTRS:
+            out[name] = value
     return out
 
 

@@ -130,6 +130,10 @@ def screen(c: CandidateData, contract_verdicts: bool, contract_energy: bool) -> 
         v = str(c.contract.get("verdict", "not_run"))
         verdict = v if v in VERDICTS else "fail"
         findings = _contract_findings(c.contract.get("findings_json"))
+        if verdict == "not_run" and c.status in _STATUS_ERRORS:
+            # screening never saw it, but the candidate did fail: it did not build, run or parse
+            kind, msg = _STATUS_ERRORS[c.status]
+            verdict, findings = "fail", findings + [{"kind": kind, "severity": "error", "message": msg}]
         vbasis = "contract"
     else:
         findings = _fallback_findings(c)
