@@ -129,7 +129,19 @@ def test_exhausted_retries_are_recorded_not_raised(server, cfg):
     assert "HTTP 503" in call.error and "gave up after 3 attempts" in call.error
 
 
-def test_timeout_is_retried(server, cfg):
+@pytest.fixture
+def own_server(cfg: LLMConfig):
+    """A server of the test's own: a handler still sleeping after the client gave up must not
+    log its late request into the next test's shared server."""
+    s = HTTPServer(threaded=True)
+    s.start()
+    yield s, replace(cfg, base_url=s.url_for("/v1"))
+    s.stop()
+
+
+def test_timeout_is_retried(own_server):
+    server, cfg = own_server
+
     def slow(request: Request) -> Response:
         time.sleep(1.5)
         return Response(json.dumps(completion("too late")), content_type="application/json")
@@ -140,7 +152,9 @@ def test_timeout_is_retried(server, cfg):
     assert call.ok and call.reply == "in time" and call.attempts == 2
 
 
-def test_timeouts_exhausted_give_a_timeout_error(server, cfg):
+def test_timeouts_exhausted_give_a_timeout_error(own_server):
+    server, cfg = own_server
+
     def slow(request: Request) -> Response:
         time.sleep(1.0)
         return Response(json.dumps(completion("too late")), content_type="application/json")

@@ -141,7 +141,7 @@ def test_integers_do_not_absorb_an_off_by_one() -> None:
 def test_identical_outputs_pass() -> None:
     report = verify(CHECK, SOURCE, SOURCE, 0)
     assert report.verdict == "pass", report.findings
-    assert report.stats["numbers_compared"] == 6  # 128, 128, 20 and three results
+    assert report.stats["numbers_compared"] == 7  # 128, 128, 20, three results and the checksum
 
 
 def test_nonzero_exit_fails() -> None:
@@ -180,7 +180,7 @@ def test_checksum_beyond_tolerance_fails() -> None:
     cand = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = 9.5133126890e+06")
     report = verify(CHECK, SOURCE, cand, 0)
     assert report.verdict == "fail"
-    assert kinds(report, "fail") == {"checksum"}
+    assert kinds(report, "fail") == {"checksum", "numbers"}  # the checksum line is a numeric line too
     assert "9.5132126890e+06" in report.failures[0].message
 
 
@@ -236,10 +236,10 @@ def test_no_work_line_in_source_means_no_work_rule() -> None:
 def test_formatting_only_differences_pass() -> None:
     cand = """\
 demo: grid 128 x 128, steps 20
-Total heat: 261479.4305
+Total heat: 261479.43050
 max_change_last=0.67626253075
 settle_step   =   14
-checksum = 9513212.689
+checksum = 9513212.6890
 elapsed: 0.002 s
 work: steps=20 launches=20 bytes_copied=5408000
 PASS
@@ -295,11 +295,110 @@ def test_reworded_line_plus_extra_line_still_pairs_numbers() -> None:
     assert verify(CHECK, SOURCE, bad, 0).verdict == "fail"
 
 
-def test_coarser_candidate_precision_warns() -> None:
+def test_fewer_digits_fail_even_when_the_value_agrees() -> None:
     cand = SOURCE.replace("max_change_last = 6.7626253075e-01", "max_change_last = 0.68")
     report = verify(CHECK, SOURCE, cand, 0)
-    assert report.verdict == "warn"
-    assert "coarser" in report.findings[0].message
+    assert report.verdict == "fail"
+    assert kinds(report, "fail") == {"digits"}
+    assert "fewer significant digits" in report.findings[0].message
+
+
+def test_checksum_with_fewer_digits_fails() -> None:
+    # 19% off would pass at one printed digit; the digit count itself must fail
+    cand = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = 1e+07")
+    assert "digits" in kinds(verify(CHECK, SOURCE, cand, 0), "fail")
+    close_enough = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = 9.513213e+06")
+    assert "digits" in kinds(verify(CHECK, SOURCE, close_enough, 0), "fail")
+
+
+def test_same_format_across_a_decade_is_not_fewer_digits() -> None:
+    src = "result = 9.9999999999e-01\nPASS\n"
+    cand = "result = 1.0000000000e+00\nPASS\n"
+    assert verify(NUMBERS_ONLY, src, cand, 0).verdict == "pass"
+    assert not verifier.fewer_digits(parse_number("9.9999999999e-01"), parse_number("1.0000000000e+00"))
+    assert verifier.fewer_digits(parse_number("1.2345678901e+00"), parse_number("1.23456789e+00"))
+    assert not verifier.fewer_digits(parse_number("0.0"), parse_number("0.000"))
+    assert verifier.fewer_digits(parse_number("0.000"), parse_number("0.0"))
+
+
+def test_number_dropped_from_a_line_fails() -> None:
+    src = "stats: 1.25 2.50 3.75\nPASS\n"
+    assert verify(NUMBERS_ONLY, src, "stats: 1.25 2.50\nPASS\n", 0).verdict == "fail"
+    assert verify(NUMBERS_ONLY, src, "stats: 1.25 2.50 3.75\nPASS\n", 0).verdict == "pass"
+
+
+def test_numbers_on_the_checksum_line_are_compared_too() -> None:
+    src = "checksum = 1.5000000000e+00 items 12\nPASS\n"
+    check = OutputCheck(pass_regex="^PASS$", checksum_regex="^checksum = (\\S+)")
+    assert verify(check, src, src, 0).verdict == "pass"
+    assert "numbers" in kinds(verify(check, src, src.replace("items 12", "items 13"), 0), "fail")
+
+
+# ---------------------------------------------------------------- the default ignore rule: timings only
+
+
+@pytest.mark.parametrize("line, changed", [
+    ("L2 norms 1.2500000000e+00", "L2 norms 1.2600000000e+00"), ("timestep 60 energy 12.5", "timestep 60 energy 12.7"),
+    ("atoms 1000", "atoms 999"), ("items 55", "items 54"), ("Table size = 67108864", "Table size = 33554432"),
+    ("Number of updates = 268435456", "Number of updates = 268435"), ("messages 12", "messages 11"),
+    ("systems 4", "systems 3"), ("timesteps: 100", "timesteps: 99"),
+])
+def test_default_ignore_rule_keeps_result_lines(line: str, changed: str) -> None:
+    assert verify(OutputCheck(), line + "\n", changed + "\n", 0).verdict == "fail", line
+
+
+@pytest.mark.parametrize("line", [
+    "loop time: 0.123 s (2 threads)", "Average kernel execution time: 0.558922 (s)",
+    "Average kernel execution time (AoS): 89899.2 (us)", "Device offloading time = 0.5 (s)",
+    "elapsed 12.5", "kernel took 3.2 ms", "Bandwidth: 123.4 GB/s", "runtime = 4.5", "12.5 GFLOP/s",
+])
+def test_default_ignore_rule_skips_timing_lines(line: str) -> None:
+    changed = line.replace("0.", "9.").replace("12.5", "99.1").replace("3.2", "7.7").replace("89899.2", "1.0").replace("4.5", "8.5").replace("123.4", "1.0")
+    assert changed != line
+    assert verify(OutputCheck(), line + "\n", changed + "\n", 0).verdict == "pass", line
+
+
+# ---------------------------------------------------------------- every repeat
+
+
+def test_every_repeat_is_verified() -> None:
+    bad = SOURCE.replace("checksum = 9.5132126890e+06", "checksum = 9.5132000000e+06")
+    report = verifier.verify_runs(CHECK, SOURCE, [(SOURCE, 0), (SOURCE, 0), (bad, 0)])
+    assert report.verdict == "fail"
+    assert any(f.message.startswith("repeat 3:") and f.kind == "checksum" for f in report.findings)
+    assert report.stats["repeats_verified"] == 3
+    assert verifier.verify_runs(CHECK, SOURCE, [(SOURCE, 0)] * 3).verdict == "pass"
+
+
+def test_a_later_repeat_that_crashes_fails() -> None:
+    report = verifier.verify_runs(CHECK, SOURCE, [(SOURCE, 0), ("", 139)])
+    assert report.verdict == "fail" and any(f.message.startswith("repeat 2:") for f in report.findings)
+
+
+def test_findings_of_the_first_repeat_are_not_repeated() -> None:
+    cand = SOURCE.replace("settle_step = 14\n", "settle_step = 14\nfused kernels: 2\n")
+    report = verifier.verify_runs(CHECK, SOURCE, [(cand, 0), (cand, 0)])
+    assert len(report.findings) == 1 and report.verdict == "warn"
+
+
+# ---------------------------------------------------------------- results typed into the code
+
+
+def test_printed_results_typed_into_the_code_are_found() -> None:
+    src_code = {"main.cpp": "int main() { double alpha = 0.2; /* ... */ }"}
+    cheat = {"main.cpp": 'if (n == 128) { printf("checksum = %.10e\\n", 9513212.689); }'}
+    f = verifier.hardcoded_results(CHECK, SOURCE, src_code, cheat)
+    assert f is not None and f.severity == "fail" and "9513212.689" in f.message
+    as_text = {"main.cpp": 'puts("total_heat = 2.6147943050e+05");'}
+    assert verifier.hardcoded_results(CHECK, SOURCE, src_code, as_text) is not None
+
+
+def test_constants_and_small_numbers_are_not_results() -> None:
+    src_code = {"main.cpp": "const double k = 6.7626253075e-01;"}  # the source has it itself
+    cand = {"main.cpp": "const double k = 6.7626253075e-01; int n = 128, steps = 20, settle = 14; double a = 0.2;"}
+    assert verifier.hardcoded_results(CHECK, SOURCE, src_code, cand) is None
+    timing = {"main.cpp": "double t = 0.008;"}  # printed on an ignored line
+    assert verifier.hardcoded_results(CHECK, SOURCE, src_code, timing) is None
 
 
 def test_compare_numbers_can_be_turned_off() -> None:
@@ -349,6 +448,7 @@ def test_extended_recomputes_verdict() -> None:
     report = verify(CHECK, SOURCE, SOURCE, 0)
     assert report.extended([None]).verdict == "pass"
     assert report.extended([Finding("energy", "warn", "x")]).verdict == "warn"
+    assert report.extended([Finding("implausible_saving", "held", "x")]).verdict == "warn"
     assert report.extended([Finding("energy", "fail", "x")]).verdict == "fail"
     assert report.verdict == "pass"  # the original is not modified
 
@@ -356,10 +456,16 @@ def test_extended_recomputes_verdict() -> None:
 # ---------------------------------------------------------------- energy sanity
 
 
-def test_energy_sanity_flags_huge_savings() -> None:
+def test_energy_sanity_holds_huge_savings() -> None:
     f = energy_sanity(100.0, 0.4, 5.0, 0.02)
-    assert f is not None and f.severity == "warn" and f.kind == "energy"
+    assert f is not None and f.severity == "held" and f.kind == "implausible_saving"
     assert "99.6%" in f.message
+
+
+def test_energy_falling_far_more_than_run_time_is_held() -> None:
+    f = energy_sanity(100.0, 30.0, 10.0, 9.0)  # power fell to a third: work moved out of sight?
+    assert f is not None and f.severity == "held" and "average power" in f.message
+    assert energy_sanity(100.0, 60.0, 10.0, 9.0) is None  # a third less power is ordinary
 
 
 def test_energy_sanity_quiet_for_ordinary_savings() -> None:

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from .. import __version__
 from ..core.config import validation_problems
-from ..core.errors import ConfigError, LassiError
+from ..core.errors import ConfigError, LassiError, TrialInterrupted
 
 
 class _Group(click.Group):
@@ -31,6 +31,9 @@ class _Group(click.Group):
             for problem in validation_problems(e, "settings"):
                 click.echo(f"error: {problem}", err=True)
             sys.exit(ConfigError.exit_code)
+        except TrialInterrupted as e:
+            click.echo(f"interrupted ({e}); the trial resumes where it stopped", err=True)
+            sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted; files written so far are kept", err=True)
             sys.exit(130)

@@ -14,7 +14,8 @@ from rich.text import Text
 
 from ..core.config import StudyConfig
 from ..system.gpus import default_platform_kind
-from ..pipeline.session import run_trial
+from ..pipeline.session import run_trial, trial_path
+from ..store.archive import TrialArchive
 
 
 def default_platform() -> str:
@@ -70,15 +71,21 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 state.clear()
                 state.update(app=sapp.app.name, trial=t)
                 live.update(render())
+                before = trial_path(study, sapp.app.name, t)
+                finished = before.exists() and _status_of(before) == "done"
                 path, out = run_trial(study, sapp, t, progress=on_event)
                 meter, estimate = _meter_of(path)
                 row = {"meter": meter, "estimate": estimate, "app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
                        "source_j": out.source_energy_j, "best_j": out.best_energy_j,
                        "reduction": out.reduction, "vanilla_passed": out.vanilla_passed,
-                       "candidates": out.candidates, "stop": out.stop_reason}
+                       "candidates": out.candidates, "stop": out.stop_reason,
+                       "reason": _reason_of(path) if out.status == "failed" else "", "already_done": finished}
                 row.update(confirmed=out.confirmed, ci_low=out.reduction_ci_low, ci_high=out.reduction_ci_high,
                            selection_reduction=out.selection_reduction)
                 rows.append(row)
+                if finished:
+                    console.print(f"  {sapp.app.name} trial {t}: already done, result read from {path} (--fresh runs it again)")
+                    continue
                 if out.confirmed:
                     red = _saving(out.reduction, out.reduction_ci_low, out.reduction_ci_high, out.confirm_level) + ", confirmed"
                 else:
@@ -97,10 +104,42 @@ def _saving(red: float | None, lo: float, hi: float, level: float) -> str:
     return f"{100 * red:.1f}% [{level:.0%} CI {ci}]"
 
 
+def archive_row(path: Path, app: str, trial: int) -> dict[str, Any]:
+    """A summary-table row read back from a finished trial's archive (for trials run by workers)."""
+    with TrialArchive.open(path, writable=False) as ar:
+        r = ar.result()
+        status = ar.status
+        n = len(ar.candidates())
+    src, best = r.get("source_energy_j"), r.get("best_energy_j")
+    meter, estimate = _meter_of(path) if status == "done" else ("-", False)
+    red = r.get("reduction", (src - best) / src if src and best is not None else None)
+    return {"meter": meter, "estimate": estimate, "app": app, "trial": trial, "path": str(path), "status": status,
+            "source_j": src, "best_j": best, "reduction": red,
+            "vanilla_passed": bool(r.get("vanilla_passed")), "candidates": n,
+            "confirmed": bool(r.get("confirmed", False)), "ci_low": r.get("reduction_ci_low", math.nan),
+            "ci_high": r.get("reduction_ci_high", math.nan), "selection_reduction": r.get("selection_reduction")}
+
+
+def _status_of(path: Path) -> str:
+    with TrialArchive.open(path, writable=False) as ar:
+        return ar.status
+
+
+def _reason_of(path: Path) -> str:
+    with TrialArchive.open(path, writable=False) as ar:
+        return str(ar.meta.get("error") or "no reason recorded")
+
+
+def report_failures(rows: list[dict[str, Any]], console: Console) -> int:
+    """Print each failed trial's reason; the exit status for the command (1 when any failed)."""
+    failed = [r for r in rows if r["status"] == "failed"]
+    for r in failed:
+        console.print(f"[red]failed[/] {r['app']} trial {r['trial']}: {r['reason']}", highlight=False)
+    return 1 if failed else 0
+
+
 def _meter_of(path: Path) -> tuple[str, bool]:
     """Which meter measured the trial's source run, and whether its figures are estimates."""
-    from ..store.archive import TrialArchive
-
     with TrialArchive.open(path, writable=False) as ar:
         sid = ar.result().get("source_candidate")
         ms = ar.measurements(sid) if sid is not None else []

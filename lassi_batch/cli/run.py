@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -12,9 +13,9 @@ from rich.console import Console
 from ..core.config import METERS, PLATFORMS, StudyApp, StudyConfig, load_app, load_study, parse_study
 from ..core.errors import ConfigError
 from ..core.paths import ensure_writable_dir
-from ..pipeline.session import with_llm
+from ..pipeline.session import trial_path, with_llm
 from ._select import app_names, apps_option
-from ._trials import default_platform, run_study_trials, summary_table
+from ._trials import default_platform, report_failures, run_study_trials, summary_table
 
 
 def _overrides(platform: str | None, meter: str | None, repeat: int | None, trials: int | None,
@@ -57,8 +58,10 @@ def _with_folder(study: StudyConfig, app_path: Path, study_file: str, over: dict
 @click.option("--meter", type=click.Choice(METERS), default=None)
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help="Measured runs per candidate.")
 @click.option("--test-size", is_flag=True, help="Use the apps' quick test arguments instead of the measurement ones.")
+@click.option("--fresh", is_flag=True, help="Start the trials over instead of resuming (or reusing) their archives.")
 def command(app_dir: str | None, study_file: str | None, only_apps: str | None, platform: str | None, llm: str | None,
-            trials: int | None, out: str | None, meter: str | None, repeat: int | None, test_size: bool) -> None:
+            trials: int | None, out: str | None, meter: str | None, repeat: int | None, test_size: bool,
+            fresh: bool) -> None:
     """Run trials of the app in APP_DIR, or of a study's apps, locally and print a summary.
 
     With --study and no APP_DIR, every app of the study runs (or those named by --apps), each
@@ -97,5 +100,12 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     names_line = ", ".join(a.app.name for a in study.apps)
     console.print(f"[bold]lassi-batch run[/]: {names_line} on {study.platform.kind}, "
                   f"{study.trials} trial(s), LLM {study.llm.backend}, out {study.out}")
+    if fresh:
+        for sapp in study.apps:
+            for t in range(study.trials):
+                p = trial_path(study, sapp.app.name, t)
+                for q in [p, *p.parent.glob(p.name + ".*")] if p.parent.is_dir() else []:
+                    q.unlink(missing_ok=True)
     rows = run_study_trials(study, console)
     console.print(summary_table(rows))
+    sys.exit(report_failures(rows, console))

@@ -58,7 +58,16 @@ DEFAULT_COMPILERS = {
 DEFAULT_BUILD = "{compiler} -o {exe} {sources}"
 BUILD_PLACEHOLDERS = ("compiler", "sources", "exe")
 EXE_NAME = "app.exe"
-DEFAULT_IGNORE = "(?i)(time|elapsed|seconds|ms\\b|throughput|bandwidth|gb/s)"
+# Lines that report timings, matched by whole words and units only, so that result lines such as
+# "L2 norms", "timestep 60 energy 12.5", "atoms" or "items" are still compared: the words time,
+# timing, elapsed, runtime, duration, latency, (milli/micro)seconds; a number with a time unit
+# ("1.5 s", "3ms", "12 us"); a unit in parentheses ("(s)", "(ms)"); any rate "/s" (GB/s, GFLOP/s).
+TIMING_REGEX = (
+    r"(?i)(\b(?:time|timing|timer|elapsed|runtime|walltime|duration|latency|throughput|bandwidth)\b"
+    r"|\b(?:seconds?|secs?|msecs?|usecs?|nsecs?|milli-?seconds?|micro-?seconds?|nano-?seconds?)\b"
+    r"|\d\s*(?:s|ms|us|ns)\b|\(\s*(?:s|ms|us|ns)\s*\)|/s\b|\b[gmt]?flops\b)"
+)
+DEFAULT_IGNORE = TIMING_REGEX
 NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._+-]*"
 
 # Numbers and flags are strict: a TOML `true` is no count, a float no integer; ints are accepted where floats are asked.
@@ -188,7 +197,7 @@ class OutputCheck:
     compare_numbers: Bool = True
     """Compare every number of the output with the source's (lines matching ignore_regex skipped)."""
     ignore_regex: Regex | None = DEFAULT_IGNORE
-    """Lines skipped when numbers are compared (timings and rates differ run to run)."""
+    """Lines skipped when numbers are compared; the default skips timing lines only (TIMING_REGEX)."""
     work_regex: CaptureRegex | None = None
     """Its first group captures the amount of work done (steps, launches); it must not shrink."""
 
@@ -215,6 +224,65 @@ class RunSettings:
     """Wall-clock limit of one run, in seconds."""
     memory_limit_mb: Int = Field(8192, gt=0)
     """Memory limit of one run, in MiB."""
+    probe_args: list[Argv] = field(default_factory=list)
+    """Differential runs: extra argument sets never shown to the model (compared for output only)."""
+    work_arg: Annotated[Int, Field(ge=0)] | None = None
+    """Differential runs: index in args of the work knob (steps, repeats), probed one step below and above."""
+    work_range: Annotated[list[Annotated[Int, Field(ge=1)]], Field(min_length=2, max_length=2)] = \
+        field(default_factory=lambda: [1, 1_000_000])
+    """Differential runs: [min, max] allowed values of the work knob."""
+    work_step: Int = Field(0, ge=0)
+    """Differential runs: the knob's step for the neighbours; 0 = a quarter of the measured value (at least 1)."""
+    seed_arg: Annotated[Int, Field(ge=0)] | None = None
+    """Differential runs: index in args of a random seed, fresh for every differential run."""
+    seed_env: Annotated[str, AfterValidator(lambda v: _env_name(v) if v else v)] = ""
+    """Differential runs: or the environment variable holding the seed."""
+    scale_cost_s: Float = Field(0.3, gt=0, le=3600)
+    """Differential runs: CPU seconds the source should spend more at the scaling probe than one step below."""
+
+    @model_validator(mode="after")
+    def _probe_indices(self) -> RunSettings:
+        if self.work_range[0] > self.work_range[1]:
+            raise ValueError(f"work_range: min {self.work_range[0]} is above max {self.work_range[1]}")
+        if self.work_arg is not None and self.work_arg == self.seed_arg:
+            raise ValueError("work_arg and seed_arg name the same argument")
+        sets = [("args", self.args)] + ([("test_args", self.test_args)] if self.test_args is not None else [])
+        for key, idx in (("work_arg", self.work_arg), ("seed_arg", self.seed_arg)):
+            if idx is None:
+                continue
+            for what, a in sets:
+                if idx >= len(a):
+                    raise ValueError(f"{key}: {idx} is not an index of {what} {a!r}")
+                if key == "work_arg" and not a[idx].isdigit():
+                    raise ValueError(f"work_arg: {what}[{idx}] = {a[idx]!r} is not a positive integer")
+        return self
+
+    def probe(self) -> ProbeSpec:
+        return ProbeSpec(probe_args=[list(a) for a in self.probe_args], work_arg=self.work_arg,
+                         work_min=self.work_range[0], work_max=self.work_range[1], work_step=self.work_step,
+                         seed_arg=self.seed_arg, seed_env=self.seed_env, scale_cost_s=self.scale_cost_s)
+
+
+@dataclass(frozen=True, config=_CFG)
+class ProbeSpec:
+    """Inputs of the differential runs (from [run]): argument sets and seeds the model never sees.
+
+    A candidate that passed its measured runs is run again on these, next to the source, so that
+    results keyed on the measured arguments, cached results and work that does not scale show.
+    """
+
+    probe_args: list[list[str]] = field(default_factory=list)
+    work_arg: Int | None = None
+    work_min: Int = 1
+    work_max: Int = 1_000_000
+    work_step: Int = 0
+    seed_arg: Int | None = None
+    seed_env: str = ""
+    scale_cost_s: Float = 0.3
+
+    @property
+    def declared(self) -> bool:
+        return bool(self.probe_args) or self.work_arg is not None
 
 
 @dataclass(frozen=True, config=_CFG)
@@ -260,6 +328,8 @@ class AppConfig:
     memory_limit_mb: Int = Field(8192, gt=0)
     check: OutputCheck = field(default_factory=OutputCheck)
     description: str = ""
+    probe: ProbeSpec = field(default_factory=ProbeSpec)
+    """Differential-run inputs (docs/app-format.md, "Differential runs")."""
 
     def build_for(self, platform: str) -> PlatformBuild:
         if platform not in self.platforms:
@@ -385,6 +455,8 @@ class LLMConfig:
     """openai (any OpenAI-compatible server) or replay (recorded transcripts)."""
     replay_path: str = ""
     """For backend = replay: a transcript (.jsonl), a folder of them, or a trial .h5."""
+    replay_delay_s: Float = Field(0.0, ge=0, le=3600)
+    """For backend = replay: wait this long per call, as a live model would (benchmarks, tests)."""
     base_url: Annotated[str, AfterValidator(_url)] = ""
     """Server URL; empty = the SDK default or OPENAI_BASE_URL."""
     api_key_env: Annotated[str, AfterValidator(_env_name)] = "OPENAI_API_KEY"
@@ -432,9 +504,20 @@ class SlurmConfig:
     time: Annotated[str, AfterValidator(_slurm_time)] = "02:00:00"
     array_parallelism: Int = Field(8, ge=1, le=100_000)
     cpus_per_task: Int = Field(8, ge=1, le=4096)
-    mem_gb: Int = Field(64, ge=1, le=65536)
+    mem_gb: Int = Field(64, ge=0, le=65536)
+    """Memory per job; 0 = no --mem line (the partition's default)."""
     extra: list[str] = field(default_factory=list)
     """Extra sbatch options, e.g. "--constraint=a100"."""
+    trials_per_node: Int = Field(1, ge=1, le=1024)
+    """Trial workers sharing one node: LLM waits overlap, one measured run per GPU at a time."""
+    max_restarts: Int = Field(3, ge=0, le=1000)
+    """Requeues of one job (preemption, time limit) before its unfinished trials end failed."""
+    max_attempts: Int = Field(3, ge=1, le=1000)
+    """Starts of one trial that crashed (no clean stop) before it ends failed."""
+    signal_delay_s: Int = Field(90, ge=10, le=86400)
+    """USR2 this long before the time limit, so that a trial stops at a step boundary."""
+    setup: list[str] = field(default_factory=list)
+    """Shell lines run before the worker starts (module load ...)."""
 
 
 @dataclass(frozen=True, config=_CFG)
@@ -712,7 +795,7 @@ def load_app(app_dir: str | Path, overrides: dict[str, Any] | None = None, *, wh
     return AppConfig(name=name, path=path, platforms=plats, args=run.args,
                      test_args=run.args if run.test_args is None else run.test_args,
                      time_limit_s=run.time_limit_s, memory_limit_mb=run.memory_limit_mb, check=f.check,
-                     description=f.description)
+                     description=f.description, probe=run.probe())
 
 
 def _entry_name(entry: Any) -> str:

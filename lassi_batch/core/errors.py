@@ -33,3 +33,11 @@ class ArchiveError(LassiError):
 
 class MeterUnavailable(MeterError):
     """This meter cannot be used on this machine; the message is the one-line reason."""
+
+
+class TrialInterrupted(BaseException):
+    """A stop signal (SIGTERM, SIGINT, SIGUSR2) ended a trial at a step boundary; it can resume.
+    A BaseException, like KeyboardInterrupt, so that no `except Exception` on the way swallows
+    it. The CLI exits with `exit_code` (EX_TEMPFAIL: a scheduler wrapper requeues on it)."""
+
+    exit_code = 75

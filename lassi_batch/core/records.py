@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
+# Field metadata: store None as no attribute at all (not an empty one), so that a reader tells
+# "never set" by absence (store/archive.py `_put_fields`).
+ABSENT_IF_NONE = {"absent_if_none": True}
+
 @dataclass
 class LLMCall:
     """One chat completion as sent and answered (after retries). Never holds the API key."""
@@ -24,6 +28,8 @@ class LLMCall:
     error: str = ""  # non-empty when no reply was obtained
     t_start: float = 0.0  # wall clock (time.time())
     backend: str = "openai"  # openai | replay
+    replay_match: str = ""  # replay only: how the record was chosen (key | kind | exhausted)
+    replay_index: int = -1  # replay only: the transcript record that answered (-1: none)
 
     @property
     def ok(self) -> bool:
@@ -53,17 +59,19 @@ class Candidate:
     verifier_verdict: str = ""  # pass | fail | warn | ""
     verifier: dict[str, Any] = field(default_factory=dict)  # findings
     work_counts: dict[str, int] = field(default_factory=dict)  # independent GPU work count (CUDA + CUPTI), if taken
-    passed: bool = False  # per the configured pass policy
+    passed: bool = False  # per the configured pass policy (True only for verdict "pass")
+    verdict: str = "not_run"  # screening verdict: pass | fail | held | not_run (see screening/policy.py)
+    findings_json: str = "[]"  # JSON list of {"kind", "severity": integrity|held|cosmetic|error, "message"}
     energy_j: float | None = None  # the default energy figure (mean over repeats)
     runtime_s: float | None = None
     power_w: float | None = None
     description: str = ""  # the LLM's description of its change
     # stage-4 confirmation against the source (interleaved re-measurement): None (absent) when not
     # re-measured, NaN when re-measured but not confirmed
-    confirmed_energy_j: float | None = None  # mean of the candidate's confirmation runs
-    confirmed_source_energy_j: float | None = None  # mean of the source's runs interleaved with them
-    confirmed_reduction: float | None = None  # 1 - confirmed_energy_j / confirmed_source_energy_j
-    confirmed_ci_low: float | None = None  # confidence interval of confirmed_reduction (fraction)
-    confirmed_ci_high: float | None = None
+    confirmed_energy_j: float | None = field(default=None, metadata=ABSENT_IF_NONE)  # mean of its confirmation runs
+    confirmed_source_energy_j: float | None = field(default=None, metadata=ABSENT_IF_NONE)  # the source's, interleaved
+    confirmed_reduction: float | None = field(default=None, metadata=ABSENT_IF_NONE)  # 1 - the two means' ratio
+    confirmed_ci_low: float | None = field(default=None, metadata=ABSENT_IF_NONE)  # interval of confirmed_reduction
+    confirmed_ci_high: float | None = field(default=None, metadata=ABSENT_IF_NONE)
     confirm_verdict: str = ""  # confirmed | not_confirmed | "" (not re-measured)
     id: int | None = None  # assigned by the archive

@@ -1,21 +1,23 @@
-"""Where the shipped data (prompts/, datasets/) lives: the source checkout, or the install prefix.
+"""Where the shipped data (prompts/, datasets/) is: package data of `lassi_batch`, found through
+importlib.resources, the same way in a source checkout, an editable install and a wheel.
 
-An editable install reads them from the checkout, so edits take effect at once; a wheel installs
-them under <prefix>/share/lassi-batch/ (pyproject's data-files).
+The repository keeps both folders at its root, where users and docs name them
+(`datasets/hecbench.toml`); `lassi_batch/data/prompts` and `lassi_batch/data/datasets` are links
+to them, so the package sees them as its own data and a wheel carries copies (pyproject's
+package-data lists the files).
 """
 
 from __future__ import annotations
 
-import sys
-import sysconfig
+from importlib.resources import files
 from pathlib import Path
 
-CHECKOUT = Path(__file__).resolve().parents[2]
+from .errors import LassiError
 
 
 def data_path(name: str) -> Path:
-    """`prompts` or `datasets/...`: the first existing copy; the checkout path when none exists."""
-    candidates = [CHECKOUT / name, Path(sys.prefix) / "share" / "lassi-batch" / name]
-    for scheme_path in {sysconfig.get_path("data"), sysconfig.get_path("data", f"{sysconfig.get_default_scheme()}")}:
-        candidates.append(Path(scheme_path) / "share" / "lassi-batch" / name)
-    return next((c for c in candidates if c.exists()), candidates[0])
+    """`prompts`, `datasets/...`: the shipped copy, as a file-system path."""
+    res = files("lassi_batch").joinpath("data", *name.split("/"))
+    if not isinstance(res, Path):  # a zipped install: the data is not on the file system
+        raise LassiError(f"shipped data '{name}' is not on the file system ({res}); install lassi-batch unzipped")
+    return res

@@ -254,8 +254,8 @@ def make_backend(
         if os.path.isdir(path):
             if app is None or trial is None:
                 raise ConfigError(f"replay folder {path} needs an app name and trial index to pick a transcript")
-            return ReplayBackend.for_trial(path, app, trial)
-        return ReplayBackend(path)
+            return ReplayBackend.for_trial(path, app, trial, delay_s=cfg.replay_delay_s)
+        return ReplayBackend(path, delay_s=cfg.replay_delay_s)
     if cfg.backend != "openai":
         raise ConfigError(f"[llm].backend: '{cfg.backend}' is not one of openai, replay")
     return OpenAIBackend(cfg)

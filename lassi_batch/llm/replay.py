@@ -4,10 +4,15 @@ Sources: a trial archive (.h5), a JSONL transcript (one object per line with "ke
 "reply" and optionally "model", "note", "prompt_tokens", "completion_tokens", "finish_reason",
 "error"), or a folder of JSONL files chosen per trial (`ReplayBackend.for_trial`).
 
-Matching is deterministic: the first unused record with the exact key; otherwise the next unused
-record of the same kind in recorded order (skipping recorded failures), so a re-run whose path
-differs (other hardware, other measurements) still gets answers. When nothing is left the call
-comes back with `error` set, which the trial records like any other LLM failure.
+Matching is deterministic: the first unused answer with the exact key (a recorded failure with
+that key only when no answer for it is left, so an errored call archived before its retry never
+shadows the answer); otherwise the next unused answer of the same kind in recorded order, so a
+re-run whose path differs (other hardware, other measurements) still gets answers. When nothing
+is left the call comes back with `error` set, which the trial records like any other LLM failure.
+
+Each answered call carries how it was matched (`replay_match`: key | kind | exhausted) and the
+record that answered (`replay_index`), and the trial archives both: a resumed trial hands its
+archived calls to `resume_from`, so it answers exactly as the uninterrupted run would have.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from typing import Any
 
 from ..core.errors import LassiError
 from ..core.records import LLMCall
+from ..store.reader import read_llm_calls
 
 
 class ReplayError(LassiError):
@@ -107,8 +113,6 @@ def load_records(path: Path) -> list[ReplayRecord]:
     if not path.is_file():
         raise ReplayError(f"replay transcript not found: {path}")
     if path.suffix.lower() in (".h5", ".hdf5"):
-        from ..store.archive import read_llm_calls  # lazy: keeps h5py off the JSONL path
-
         records = [_from_llm_call(c) for c in read_llm_calls(path)]
     else:
         records = read_jsonl(path)
@@ -120,31 +124,33 @@ def load_records(path: Path) -> list[ReplayRecord]:
 class ReplayBackend:
     """ChatBackend that answers from recorded replies (see the module docstring for matching)."""
 
-    def __init__(self, path: str | Path, records: list[ReplayRecord] | None = None):
+    def __init__(self, path: str | Path, records: list[ReplayRecord] | None = None, delay_s: float = 0.0):
         self.path = Path(path)
+        self.delay_s = delay_s  # added to every call: a live model's latency, for benchmarks and tests
         self.records = records if records is not None else load_records(self.path)
         self._by_key: dict[str, list[int]] = defaultdict(list)
+        self._failed_by_key: dict[str, list[int]] = defaultdict(list)
         self._by_kind: dict[str, list[int]] = defaultdict(list)
         for i, r in enumerate(self.records):
             if r.key:
-                self._by_key[r.key].append(i)
+                (self._failed_by_key if r.error else self._by_key)[r.key].append(i)
             if not r.error:
                 self._by_kind[r.kind].append(i)
         self._used: set[int] = set()
         self.log: list[ReplayMatch] = []
 
     @classmethod
-    def for_trial(cls, path: str | Path, app: str, trial: int) -> ReplayBackend:
+    def for_trial(cls, path: str | Path, app: str, trial: int, delay_s: float = 0.0) -> ReplayBackend:
         """`<path>/<app>.trial<trial>.jsonl`, else `<path>/<app>.jsonl`; a file path is used as is."""
         p = Path(path)
         if p.is_file():
-            return cls(p)
+            return cls(p, delay_s=delay_s)
         if not p.is_dir():
             raise ReplayError(f"replay path not found: {p}")
         candidates = [p / f"{app}.trial{trial}.jsonl", p / f"{app}.jsonl"]
         for c in candidates:
             if c.is_file():
-                return cls(c)
+                return cls(c, delay_s=delay_s)
         raise ReplayError(f"no replay transcript for app '{app}' trial {trial} in {p} "
                           f"(looked for {candidates[0].name}, {candidates[1].name})")
 
@@ -155,10 +161,18 @@ class ReplayBackend:
     def remaining(self) -> int:
         return len(self.records) - len(self._used)
 
+    def resume_from(self, calls: list[LLMCall]) -> None:
+        """Mark the records that answered a resumed trial's archived calls as used."""
+        for c in calls:
+            if c.backend == "replay" and 0 <= c.replay_index < len(self.records):
+                self._used.add(c.replay_index)
+                self.log.append(ReplayMatch(key=c.key, kind=c.kind, how=c.replay_match, index=c.replay_index))
+
     def _take(self, key: str, kind: str) -> tuple[int, str]:
-        for i in self._by_key.get(key, ()):
-            if i not in self._used:
-                return i, "key"
+        for table in (self._by_key, self._failed_by_key):
+            for i in table.get(key, ()):
+                if i not in self._used:
+                    return i, "key"
         for i in self._by_kind.get(kind, ()):
             if i not in self._used:
                 return i, "kind"
@@ -172,8 +186,11 @@ class ReplayBackend:
             key=key, kind=kind, model=model, messages=[dict(m) for m in messages],
             temperature=temperature, t_start=time.time(), backend="replay",
         )
+        if self.delay_s > 0:
+            time.sleep(self.delay_s)
         i, how = self._take(key, kind)
         self.log.append(ReplayMatch(key=key, kind=kind, how=how, index=i))
+        call.replay_match, call.replay_index = how, i
         if i < 0:
             call.error = f"replay transcript exhausted for kind {kind}"
         else:

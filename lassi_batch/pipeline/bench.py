@@ -10,11 +10,14 @@ from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-from ..core.config import AppConfig, MeasureConfig, PlatformConfig
+from ..core.config import EXE_NAME, AppConfig, MeasureConfig, PlatformConfig
 from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
 from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
+from ..screening.differential import PROBE_ENV, Probe
+from ..screening.processes import Leftover, reap_leftovers
+from ..system.devlock import device_key, measurement_lock
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
@@ -27,6 +30,7 @@ class Outcome:
     runs: list[RunResult] = field(default_factory=list)
     measurements: list[Measurement] = field(default_factory=list)
     work_counts: dict[str, int] = field(default_factory=dict)  # from the first run that wrote them
+    leftovers: list[list[Leftover]] = field(default_factory=list)  # per run: processes that outlived it
 
     @property
     def built(self) -> bool:
@@ -45,12 +49,51 @@ class Outcome:
         vals = [v for v in vals if v is not None]
         return fmean(vals) if vals and self.ran else None
 
+    def run_record(self) -> dict[str, Any]:
+        """What screening needs of every measured run: its output, exit status and cost."""
+        return {
+            "stdouts": [r.stdout for r in self.runs],
+            "returncodes": [r.returncode for r in self.runs],
+            "cpu_s": [r.cpu_s for r in self.runs],
+            "wall_s": [r.wall_s for r in self.runs],
+            "leftovers": [[vars(p) for p in lo] for lo in self.leftovers],
+        }
+
     def summary(self) -> dict[str, Any]:
         return {
             "energy_j": self.figure(DEFAULT_FIGURE),
             "runtime_s": self.figure("runtime_s"),
             "power_w": self.figure("power_avg_w"),
         }
+
+
+def _leftovers(exe: Path, run: RunResult) -> list[Leftover]:
+    """Processes that outlived a run: those the sandbox ended (it counts them), and any still
+    running the program or sitting in the run's folder (the unsandboxed runner), killed here."""
+    found = reap_leftovers(exe, Path(run.workdir) if getattr(run, "workdir", "") else exe.parent)
+    found += [Leftover(0, 0.0, "sandbox") for _ in range(max(0, getattr(run, "leftovers", 0) - len(found)))]
+    return found
+
+
+@dataclass
+class ProbeRun:
+    """An unmeasured differential run."""
+
+    run: RunResult
+    leftovers: list[Leftover] = field(default_factory=list)
+    work_counts: dict[str, int] = field(default_factory=dict)
+    again: RunResult | None = None  # a second run in the same folder (results reused across runs?)
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.run
+        d = {"stdout": r.stdout, "returncode": r.returncode, "error": r.error, "cpu_s": r.cpu_s,
+             "wall_s": r.wall_s, "timed_out": r.timed_out, "leftovers": [vars(p) for p in self.leftovers],
+             "work_counts": dict(self.work_counts)}
+        if self.again is not None:
+            a = self.again
+            d["again"] = {"stdout": a.stdout, "returncode": a.returncode, "error": a.error, "cpu_s": a.cpu_s,
+                          "wall_s": a.wall_s}
+        return d
 
 
 @dataclass
@@ -81,6 +124,7 @@ class Bench:
     runner: Any = None
     counter_lib: Path | None = None  # CUPTI work counter (CUDA on the host only)
     rng: random.Random = field(default_factory=random.Random)  # random delays between repeats
+    lock_wait_s: float = 0.0  # total wait for the device's measurement lock (trials sharing a node)
 
     def _build(self, files: dict[str, str], tag: str) -> tuple[Path, BuildResult]:
         wd = self.workroot / tag
@@ -92,11 +136,14 @@ class Bench:
 
     def _measure_once(self, wd: Path, index: int) -> tuple[RunResult, Measurement]:
         delay = protocol.repeat_delay(self.rng, self.measure, index)
-        run, m = protocol.measure(
-            lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
-            self.meter, self.measure, repeat_index=index,
-        )
+        with measurement_lock(device_key(self.platform.kind, self.platform.device)) as hold:
+            run, m = protocol.measure(
+                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
+                self.meter, self.measure, repeat_index=index,
+            )
         m.attrs["random_delay_s"] = delay
+        m.attrs["lock_wait_s"] = hold.wait_s
+        self.lock_wait_s += hold.wait_s
         return run, m
 
     @property
@@ -115,6 +162,7 @@ class Bench:
             m.attrs["phase"] = "select"
             out.runs.append(run)
             out.measurements.append(m)
+            out.leftovers.append(_leftovers(wd / EXE_NAME, run))
             if not run.ok:
                 break
         if self.counter_lib and out.ran:  # a separate, unmeasured run of the same binary
@@ -139,11 +187,48 @@ class Bench:
                 m.attrs["repeat"] = r
                 out.runs.append(run)
                 out.measurements.append(m)
+                out.leftovers.append(_leftovers(wd / EXE_NAME, run))
                 res.order.append(side)
                 i += 1
                 if not run.ok:
                     return res
         return res
+
+    def executable(self, files: dict[str, str], tag: str) -> Path | None:
+        """The built program of `files` (from `evaluate`'s folder, or built again after a resume)."""
+        wd = self.workroot / tag
+        if (wd / EXE_NAME).is_file():
+            return wd / EXE_NAME
+        wd = self.workroot / f"{tag}.rebuilt"
+        if (wd / EXE_NAME).is_file():
+            return wd / EXE_NAME
+        if wd.exists():
+            shutil.rmtree(wd)
+        wd.mkdir(parents=True)
+        prepare_workdir(self.app, self.platform.kind, wd, overrides=files)
+        b = build(self.app, self.platform, wd, runner=self.runner)
+        return wd / EXE_NAME if b.ok and (wd / EXE_NAME).is_file() else None
+
+    def probe(self, exe: Path, files: dict[str, str], tag: str, probe: Probe, twice: bool = False) -> ProbeRun:
+        """One unmeasured run of a built program on an unseen input, in a fresh folder of its own
+        (nothing a measured run wrote is there); processes it leaves behind are reported and killed.
+        `twice`: run it again in the same folder, so that results kept from the first run show."""
+        pd = self.workroot / f"{tag}.{probe.label}"
+        if pd.exists():
+            shutil.rmtree(pd)
+        prepare_workdir(self.app, self.platform.kind, pd, overrides=files)
+        shutil.copy2(exe, pd / EXE_NAME)
+        extra = {**PROBE_ENV, **probe.env}
+        run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
+                      count_work=self.counter_lib)
+        left = _leftovers(pd / EXE_NAME, run)
+        counts = run.work_counts or {}
+        again = None
+        if twice and run.ok:
+            again = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra)
+            left += _leftovers(pd / EXE_NAME, again)
+        shutil.rmtree(pd, ignore_errors=True)
+        return ProbeRun(run=run, leftovers=left, work_counts=counts, again=again)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workroot, ignore_errors=True)

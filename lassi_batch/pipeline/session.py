@@ -6,20 +6,28 @@ The batch executors (local, Slurm) call `run_trial` for one (app, trial) in a wo
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
+import signal
 import tempfile
+import threading
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+import psutil
+
 from ..core.config import StudyApp, StudyConfig
-from ..core.errors import ConfigError
+from ..core.errors import ArchiveError, ConfigError, TrialInterrupted
 from ..llm.client import make_backend
+from ..llm.replay import ReplayBackend
 from ..llm.prompts import PromptSet
 from ..power.base import open_meter
 from ..store.archive import TrialArchive
 from ..system.facts import environment, system_details
+from ..system.tools import run_tool
 from ..sandbox.toolchain import check_platform, describe_runner, make_runner
 from ..sandbox import work_counter
 from .bench import Bench
@@ -70,60 +78,228 @@ def _work_counter(study: StudyConfig) -> tuple[Path | None, str]:
     return lib, ("cupti" if lib else why)
 
 
+def _sha256_file(path: Path) -> str:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return ""
+
+
+def prompts_digest(prompts: PromptSet, kind: str) -> dict[str, str]:
+    """sha256 of every prompt template the trial uses and of the background document."""
+    out = {k: _sha256_file(prompts.source(k)) for k in prompts.kinds()}
+    out["background"] = hashlib.sha256(prompts.background(kind).encode()).hexdigest()
+    return out
+
+
+def _plain(obj: Any) -> Any:
+    """A settings object as JSON-able data (pydantic model or dataclass)."""
+    if hasattr(obj, "model_dump"):
+        return json.loads(json.dumps(obj.model_dump(mode="json"), default=str))
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return json.loads(json.dumps(dataclasses.asdict(obj), default=str))
+    return json.loads(json.dumps(obj, default=str))
+
+
+# LLM settings that change a trial's results; the backend, endpoint, key, timeouts and retries do not.
+_LLM_RESULT_FIELDS = ("generator_model", "judge_model", "context_model", "reasoning_models", "max_tokens",
+                      "temperature", "temperature_step", "temperature_max", "max_iterations",
+                      "max_self_corrections", "max_nonimproving", "pass_policy")
+
+
+def resume_settings(study: StudyConfig, sapp: StudyApp, prompts_sha: dict[str, str]) -> dict[str, Any]:
+    """Everything that changes a trial's results, and nothing that does not: the out folder,
+    trial count, k, Slurm and container paths and the checkout's location may change between
+    a trial's first run and its resumption; the app's file contents, prompts, platform,
+    measurement settings, models, pass policy and schedule may not."""
+    app = sapp.app
+    build = app.build_for(study.platform.kind)
+    folder = Path(getattr(build, "dir", None) or app.path)
+    names = sorted({*build.files, *getattr(build, "extra_files", [])})
+    build_settings = {k: v for k, v in _plain(build).items() if k != "dir"}  # a folder: may move
+    return {
+        "platform": _plain(study.platform),
+        "measure": _plain(study.measure),
+        "llm": {k: _plain(getattr(study.llm, k, None)) for k in _LLM_RESULT_FIELDS},
+        "container": {"runtime": study.container.runtime},
+        "app": {"name": app.name, "build": build_settings, "check": _plain(app.check), "args": list(sapp.args),
+                "time_limit_s": app.time_limit_s, "memory_limit_mb": app.memory_limit_mb},
+        "app_files_sha256": {n: _sha256_file(folder / n) for n in names},
+        "prompts_sha256": prompts_sha,
+    }
+
+
+def _git_revision() -> str:
+    """The source revision of this lassi-batch checkout ('' for an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return ""
+    rc, out = run_tool(["git", "-C", str(root), "rev-parse", "HEAD"], timeout=5)
+    return out.strip() if rc == 0 else ""
+
+
+def attempt_info(env: dict[str, Any], prompts_sha: dict[str, str], replay_file: Path | None) -> dict[str, Any]:
+    """What an attempt records about where and with what it ran (archive attempts/)."""
+    gpus = env.get("gpus") or []
+    gpu = gpus[0] if gpus and isinstance(gpus[0], dict) else {}
+    blob = json.dumps(prompts_sha, sort_keys=True).encode()
+    return {
+        "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
+        "slurm_array_task_id": os.environ.get("SLURM_ARRAY_TASK_ID", ""),
+        "slurm_restart_count": os.environ.get("SLURM_RESTART_COUNT", ""),
+        "gpu_name": str(gpu.get("name", "")), "gpu_uuid": str(gpu.get("uuid", "")),
+        "driver": str(gpu.get("driver", "")),
+        "git_revision": _git_revision(),
+        "prompts_sha256": hashlib.sha256(blob).hexdigest(),
+        "replay_sha256": _sha256_file(replay_file) if replay_file is not None else "",
+        "image_digest": str((env.get("container") or {}).get("digest", "")),
+    }
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR2)
+
+
+def end_child_process_groups() -> None:
+    """SIGKILL every child of this process with its whole process group (a running candidate
+    and whatever it forked), so a stop leaves a clean process table."""
+    me, own_group = psutil.Process(), os.getpgrp()
+    try:
+        children = me.children(recursive=True)
+    except psutil.Error:
+        return
+    for child in children:
+        try:
+            pgid = os.getpgid(child.pid)
+            if pgid != own_group:
+                os.killpg(pgid, signal.SIGKILL)
+            else:
+                child.kill()
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    psutil.wait_procs(children, timeout=5)
+
+
+class StopOnSignals:
+    """SIGTERM, SIGINT and SIGUSR2 stop the trial: the running program's process group is ended,
+    then TrialInterrupted is raised in the trial program (deferred while the archive publishes a
+    commit, so a stop lands on a step boundary). Only installable in the main thread."""
+
+    def __init__(self, archive: TrialArchive):
+        self.archive = archive
+        self.reason = ""
+        self._old: dict[int, Any] = {}
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        if self.reason:  # already stopping: the cleanup must not be cut short
+            return
+        self.reason = f"stopped by {signal.Signals(signum).name}"
+        end_child_process_groups()
+        exc = TrialInterrupted(self.reason)
+        if self.archive.in_critical_section:
+            self.archive.deferred = exc
+        else:
+            raise exc
+
+    def __enter__(self) -> StopOnSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in STOP_SIGNALS:
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for s, old in self._old.items():
+            signal.signal(s, old)
+        self._old.clear()
+
+
 def run_trial(
     study: StudyConfig, sapp: StudyApp, index: int, progress: Callable[[dict[str, Any]], None] | None = None,
     system_text: str | None = None,
 ) -> tuple[Path, TrialOutcome]:
-    """Run (or resume) one trial; returns its archive path and outcome. A finished trial is not rerun."""
+    """Run (or resume) one trial; returns its archive path and outcome. A finished trial is not rerun.
+
+    A stop signal raises TrialInterrupted (exit EXIT_INTERRUPTED) after the archive recorded the
+    status `interrupted` and the attempt's end; the trial resumes where it stopped."""
     problems = check_platform(study.platform, study.container)
     if problems:
         raise ConfigError(problems)
     path = trial_path(study, sapp.app.name, index)
     backend = _backend(study, sapp.app.name, index)  # a bad LLM setting fails before anything is written
+    prompts = PromptSet(platform=study.platform.kind)
+    prompts_sha = prompts_digest(prompts, study.platform.kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     env = environment(study.platform, study.container)
     counter_lib, env["work_counter"] = _work_counter(study)
     runner = make_runner(study.container, study.platform.kind, hide=[study.out])
     env["sandbox"] = describe_runner(runner)
-    config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index}
+    resume = resume_settings(study, sapp, prompts_sha)
+    config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index,
+              "resume": resume}
     archive = TrialArchive.open_or_create(
         path, trial_id=f"{study.name}/{sapp.app.name}/{study.platform.kind}/{index}", app=sapp.app.name,
-        platform=study.platform.kind, config=config, environment=env,
+        platform=study.platform.kind, config=config, environment=env, study=study.name, trial_index=index,
     )
     with archive:
-        _same_settings(path, archive.config(), config)
+        _same_settings(path, archive.config().get("resume"), resume)
         if archive.status == "done":
             return path, _outcome_from(archive)
-        meter = open_meter(study.platform.meter, study.platform)
-        workroot = Path(tempfile.mkdtemp(prefix=f"lassi-{sapp.app.name}-t{index}-", dir=os.environ.get("LASSI_WORKDIR")))
-        bench = Bench(sapp.app, study.platform, study.measure, sapp.args, meter, workroot,
-                      runner=runner, counter_lib=counter_lib)
-        prompts = PromptSet(platform=study.platform.kind)
+        if isinstance(backend, ReplayBackend):  # answer as the uninterrupted run would have
+            backend.resume_from(archive.llm_calls())
+        archive.begin_attempt(attempt_info(env, prompts_sha, getattr(backend, "path", None)
+                                           if isinstance(backend, ReplayBackend) else None))
+        archive.set_environment(env)  # where the rest of the trial runs
         sysd = system_text if system_text is not None else system_details(study.platform.kind)
-        trial = Trial(study, sapp.app, archive, backend, prompts, bench, sysd, Progress(progress))
-        try:
-            outcome = trial.run()
-        except BaseException as e:  # keep what was written; record why it stopped
-            if not isinstance(e, KeyboardInterrupt):
-                archive.set_status("failed", f"{type(e).__name__}: {e}")
-            raise
-        finally:
-            bench.cleanup()
-            meter.close()
+        with StopOnSignals(archive) as stop:
+            try:
+                meter = open_meter(study.platform.meter, study.platform)
+                workroot = Path(tempfile.mkdtemp(prefix=f"lassi-{sapp.app.name}-t{index}-",
+                                                 dir=os.environ.get("LASSI_WORKDIR")))
+                bench = Bench(sapp.app, study.platform, study.measure, sapp.args, meter, workroot,
+                              runner=runner, counter_lib=counter_lib)
+                try:
+                    trial = Trial(study, sapp.app, archive, backend, prompts, bench, sysd, Progress(progress))
+                    outcome = trial.run()
+                finally:
+                    bench.cleanup()
+                    meter.close()
+                archive.end_attempt(outcome.status, outcome.stop_reason if outcome.status == "failed" else "")
+            except TrialInterrupted as e:
+                _record_stop(archive, "interrupted", stop.reason or str(e))
+                raise
+            except ArchiveError as e:  # the archive itself cannot be written (disk full, lease lost)
+                _record_stop(archive, "interrupted", str(e))
+                raise
+            except BaseException as e:  # keep what was written; record why it stopped
+                if isinstance(e, KeyboardInterrupt):
+                    _record_stop(archive, "interrupted", "stopped by SIGINT")
+                else:
+                    _record_stop(archive, "failed", _one_line(e))
+                raise
     return path, outcome
 
 
-# Settings that may differ between a trial's first run and its resumption without changing its
-# results: where files go and what the LLM backend is (a replay may finish a live trial).
-_FREE = {("study", "out"), ("study", "source"), ("study", "llm"), ("study", "slurm"), ("study", "trials"),
-         ("study", "k"), ("study", "apps")}
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0] if text else ''}".rstrip(": ")
 
 
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    out = json.loads(json.dumps(cfg, sort_keys=True, default=str))
-    for sect, key in _FREE:
-        out.get(sect, {}).pop(key, None)
-    return out
+def _record_stop(archive: TrialArchive, status: str, reason: str) -> None:
+    """Best effort: the status and the attempt's end (a full disk may refuse even these)."""
+    try:
+        archive.set_status(status, reason)
+        archive.end_attempt(status, reason)
+    except ArchiveError:
+        pass
+
+
+def _same_settings(path: Path, stored: dict[str, Any] | None, new: dict[str, Any]) -> None:
+    """Refuse to resume a trial under settings that change what it measures (first difference)."""
+    now = json.loads(json.dumps(new, sort_keys=True, default=str))
+    if stored is None:
+        raise ConfigError(f"{path} records no resume settings; use another --out, or delete the file to start over")
+    if stored != now:
+        raise ConfigError(f"{path} was started with other settings ({_first_difference(stored, now)}); "
+                          "use another --out, or delete the file to start over")
 
 
 def _first_difference(a: Any, b: Any, where: str = "") -> str:
@@ -132,14 +308,6 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str:
             if a.get(k) != b.get(k):
                 return _first_difference(a.get(k), b.get(k), f"{where}.{k}" if where else k)
     return f"{where}: {a!r} then, {b!r} now"
-
-
-def _same_settings(path: Path, stored: dict[str, Any], new: dict[str, Any]) -> None:
-    """Refuse to resume a trial under settings that change what it measures."""
-    old, now = _comparable(stored), _comparable(new)
-    if old != now:
-        raise ConfigError(f"{path} was started with other settings ({_first_difference(old, now)}); "
-                          "use another --out, or delete the file to start over")
 
 
 def _outcome_from(archive: TrialArchive) -> TrialOutcome:

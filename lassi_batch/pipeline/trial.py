@@ -9,6 +9,7 @@ lost, and the program takes the same path up to the point where it was killed.
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from dataclasses import dataclass
@@ -24,7 +25,9 @@ from ..power.stats import is_lower, saving_interval
 from ..store.archive import TrialArchive
 from . import schedule as sch
 from .bench import Bench, Outcome
-from ..screening.verifier import VerifierReport, energy_sanity, verify, work_count_finding
+from .screen import Screener
+from ..screening import policy
+from ..screening.verifier import VerifierReport, verify_runs
 
 LANG = {"cuda": "cuda", "hip": "cpp", "cpu": "cpp"}
 MODEL_NAMES = {"cuda": "CUDA", "hip": "HIP", "cpu": "OpenMP C++"}
@@ -106,6 +109,8 @@ class Trial:
         self.progress = progress or Progress()
         self.files_allowed = list(app.build_for(self.kind).files)
         self._ctx: dict[str, str] = {}
+        self.screener = Screener(app, bench, list(bench.args))
+        self._probes: dict[str, Any] | None = None  # the source's differential runs (journalled as s0/probes)
 
     # ------------------------------------------------------------------ journaled steps
 
@@ -162,6 +167,7 @@ class Trial:
             cand.stdout, cand.stderr, cand.returncode = run.stdout, run.stderr, run.returncode
         cand.run_ok = out.ran
         cand.work_counts = out.work_counts
+        cand.verifier = {"runs": out.run_record()}  # every repeat's output and cost, for screening
         if not out.ran:
             bad = next((r for r in out.runs if not r.ok), run)
             cand.status = "run_failed"
@@ -182,14 +188,34 @@ class Trial:
 
     # ------------------------------------------------------------------ screening
 
+    def _source_probes(self, source: Candidate) -> dict[str, Any]:
+        """The source's runs on the trial's unseen probes: made once per trial, journalled."""
+        if self._probes is None:
+            rec = self.ar.get_step("s0/probes")
+            if rec is None:
+                self.progress(event="probes", key="s0/probes")
+                t0 = time.time()
+                rec = self.screener.source_probes(source)
+                with self.ar.transaction():
+                    self.ar.record_step("s0/probes", "probes", rec, t0, time.time())
+            self._probes = rec
+        return self._probes
+
     def _screen(self, key: str, cand: Candidate, source: Candidate) -> Candidate:
-        """Verifier and judge for a version that ran; both verdicts are kept apart."""
+        """Deterministic screening (measured runs, then differential runs) and the judge for a
+        version that ran; the verifier's and the judge's verdicts are kept apart, and the
+        screening verdict (pass | fail | held) with its findings decides (screening/policy.py)."""
         if cand.judge_verdict or not cand.run_ok:
             return cand
-        rep = verify(self.app.check, source.stdout, cand.stdout, cand.returncode).extended(
-            [energy_sanity(source.energy_j, cand.energy_j, source.runtime_s, cand.runtime_s),
-             work_count_finding(source.work_counts, cand.work_counts)])
-        cand.verifier_verdict, cand.verifier = rep.verdict, rep.to_dict()
+        measured = self.screener.measured_findings(source, cand)
+        diff = cand.verifier.get("differential")
+        if diff is None and not any(f.severity in ("fail", "error") for f in measured):
+            diff = self.screener.differential(source, cand, self._source_probes(source), key.replace("/", "_"))
+        rep = self.screener.report(measured, diff)
+        cand.verifier_verdict = rep.verdict
+        cand.verifier = {**rep.to_dict(), "runs": cand.verifier.get("runs"), "differential": diff}
+        with self.ar.transaction():
+            self.ar.update_candidate(cand.id, cand)  # differential runs are kept if the judge call is cut short
         values = {
             "source_code": render_files(source.files, self.lang),
             "candidate_code": render_files(cand.files, self.lang),
@@ -202,7 +228,9 @@ class Trial:
         call = self._ask(key, "judge", self.cfg.judge_model, values, 0.0)
         cand.judge_text = call.reply if call.ok else f"[judge call failed: {call.error}]"
         cand.judge_verdict = parse_verdict(call.reply) if call.ok else ""
-        cand.passed = sch.passes(self.cfg.pass_policy, cand.judge_verdict, cand.verifier_verdict)
+        # a held candidate stays held (not passed) until stage 4 re-measures it (`_confirm`)
+        d = policy.decide(True, rep.findings, cand.judge_verdict, self.cfg.pass_policy)
+        cand.verdict, cand.findings_json, cand.passed = d.verdict, d.findings_json, d.passed
         with self.ar.transaction():
             self.ar.update_candidate(cand.id, cand)
         return cand
@@ -269,12 +297,14 @@ class Trial:
 
     # ------------------------------------------------------------------ stages
 
-    def _stage(self, name: str, fn: Callable[[], Any]) -> Any:
+    def _stage(self, name: str, fn: Callable[[], Any], consolidate: bool = True) -> Any:
         t0 = time.time()
         self.progress(event="stage", stage=name)
         result = fn()
         with self.ar.transaction():
             self.ar.set_stage_time(name, t0, time.time())
+        if consolidate:
+            self.ar.checkpoint()  # readers see the trial as of this stage end
         return result
 
     def run(self) -> TrialOutcome:
@@ -288,7 +318,9 @@ class Trial:
         best = vanilla if (vanilla.passed and self._beats(vanilla, source)) else source
         self.progress(event="best", energy_j=best.energy_j, candidate=best.id)
         self._stage("stage2_context", lambda: self._stage2(best))
-        best, reason = self._stage("stage3_iterate", lambda: self._stage3(source, best))
+        # stage 3 holds most of a trial's data: its end is consolidated with stage 4's (one copy
+        # of the trial instead of two; docs/benchmarks.md, archive)
+        best, reason = self._stage("stage3_iterate", lambda: self._stage3(source, best), consolidate=False)
         res = self._stage("stage4_report", lambda: self._stage4(source, best, vanilla, reason))
         self.ar.set_status("done")
         return TrialOutcome("done", res["source_energy_j"], res["best_energy_j"], res["best_candidate"], vanilla.passed,
@@ -301,8 +333,12 @@ class Trial:
         cand = Candidate(key="s0/eval", stage=0, files=files)
         cand = self._evaluate("s0/eval", cand)
         if cand.run_ok and not cand.verifier_verdict:
-            rep = verify(self.app.check, cand.stdout, cand.stdout, cand.returncode)
-            cand.verifier_verdict, cand.verifier = rep.verdict, rep.to_dict()
+            runs = cand.verifier.get("runs") or {"stdouts": [cand.stdout], "returncodes": [cand.returncode]}
+            # the source against itself: every repeat must agree with the first within tolerance,
+            # else the app's regexes or tolerances are wrong (a note, never the source's failure)
+            rep = verify_runs(self.app.check, cand.stdout, list(zip(runs["stdouts"], runs["returncodes"])))
+            cand.verifier_verdict, cand.verifier = rep.verdict, {**rep.to_dict(), "runs": runs}
+            cand.verdict, cand.findings_json = "pass", json.dumps(policy.contract_findings(rep.findings))
             with self.ar.transaction():
                 self.ar.update_candidate(cand.id, cand)
         return cand
@@ -388,7 +424,7 @@ class Trial:
         gain = self.study.measure.min_improvement
         ok = [c for c in self.ar.candidates()
               if c.stage in (1, 3) and c.run_ok and c.energy_j is not None
-              and (c.passed or getattr(c, "verdict", "") == "held")
+              and (c.passed or c.verdict == "held")
               and sch.improves(c.energy_j, source.energy_j, gain)]
         ok.sort(key=lambda c: (c.id != best.id, c.energy_j))
         return ok[: self.study.measure.confirm_candidates]
@@ -423,9 +459,10 @@ class Trial:
             cand.confirmed_energy_j = cand.confirmed_source_energy_j = math.nan
             cand.confirmed_reduction = cand.confirmed_ci_low = cand.confirmed_ci_high = math.nan
         cand.confirm_verdict = "confirmed" if confirmed else "not_confirmed"
-        if confirmed and getattr(cand, "verdict", "") == "held":
-            cand.verdict = "pass"  # a held (implausibly large) saving that re-measures true passes
-            cand.passed = True
+        if cand.verdict == "held":  # an implausibly large saving: passes only if it re-measures true
+            d = policy.release_hold(policy.load_findings(cand.findings_json), bool(confirmed),
+                                    f"interleaved re-measurement against the source: {why}")
+            cand.verdict, cand.findings_json, cand.passed = d.verdict, d.findings_json, d.passed
         with self.ar.transaction():
             for meas in conf.a.measurements:
                 self.ar.add_measurement(source.id, meas)

@@ -10,6 +10,8 @@ Rules, in order (each adds findings; the verdict is the worst severity):
 - `pass_regex` must match the candidate's stdout, `fail_regex` must not -> fail. When the source
   itself breaks the rule the regex is probably wrong, so the finding is only a warning.
 - checksum (`checksum_regex`, group 1, every match in order): a missing or differing value -> fail.
+  A value printed with fewer significant digits than the source's -> fail ("digits"): coarser
+  printing would otherwise hide a lower-precision computation behind the wider tolerance.
 - work (`work_regex`, group 1, every match in order): a candidate value below the source's ->
   fail ("measured work was removed"); a missing work line -> fail. More work is fine.
 - numbers (`compare_numbers`): every number on every line not matched by `ignore_regex`,
@@ -18,8 +20,12 @@ Rules, in order (each adds findings; the verdict is the worst severity):
   they hold (or, if the stretch holds as many numbers on both sides, number by number), so
   reworded, rewrapped or reformatted lines still pair up. A paired number that differs -> fail.
   A numeric line of the source with no counterpart -> fail (a result is no longer reported).
-  Extra numeric lines in the candidate -> warn (added diagnostics are harmless). A number that
-  agrees only because the candidate printed fewer digits -> warn.
+  Extra numeric lines in the candidate -> warn (added diagnostics are harmless). A number printed
+  with fewer significant digits than the source's -> fail ("digits"). The checksum line is
+  compared here too (only work lines and `ignore_regex` lines, timings by default, are skipped).
+
+`verify_runs` applies all of this to every measured repeat, not only the first, and
+`hardcoded_results` looks for the source's printed results as literals in the candidate's code.
 
 Tolerance for two numbers a, b: |a - b| <= atol + rtol * max(|a|, |b|) + q / 2, where q is the
 larger printed resolution of the two (one unit in the last printed digit), so "0.000123" and
@@ -37,19 +43,22 @@ import difflib
 import math
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any, Iterable, Literal
+from typing import Any, Iterable, Literal, Sequence
 
 from ..core.config import OutputCheck
 
-Severity = Literal["info", "warn", "fail"]
+# "held": not wrong, but too good to count before a confirmation (see screening/policy.py).
+# "error": screening itself could not run (counts as a failure: an unscreened candidate must not count).
+Severity = Literal["info", "warn", "held", "fail", "error"]
 Verdict = Literal["pass", "warn", "fail"]
 
 MAX_CHARS = 2_000_000  # characters of each stdout that are examined
 MAX_NUMERIC_LINES = 4000  # numeric lines of each stdout that are aligned and compared
 MAX_REPORTED = 5  # mismatches spelled out per finding
 ENERGY_SUSPICIOUS_SAVING = 0.9  # a saving above this fraction is more often a bug than a win
+POWER_SUSPICIOUS_DROP = 0.5  # energy per unit of run time (average power) falling below half the source's
 
-_RANK = {"info": 0, "warn": 1, "fail": 2}
+_RANK = {"info": 0, "warn": 1, "held": 1, "fail": 2, "error": 2}
 
 # Tokens are the pieces between whitespace and common separators ('=', ':', ',', brackets...).
 _SPLIT = re.compile(r"[\s,;:=()\[\]{}<>|\"'`]+")
@@ -110,6 +119,7 @@ class Number:
     value: float
     quantum: float  # one unit in the last printed digit (0 for nan/inf)
     text: str
+    digits: int = 0  # significant digits printed (leading zeros excluded; 0 for zero, nan, inf)
 
 
 def parse_number(token: str) -> Number | None:
@@ -136,7 +146,7 @@ def parse_number(token: str) -> Number | None:
         quantum = 10.0 ** scale
     except OverflowError:
         quantum = math.inf
-    return Number(value, quantum, num)
+    return Number(value, quantum, num, len(mantissa.lstrip("+-").replace(".", "").lstrip("0")))
 
 
 def numbers_in(line: str) -> list[Number]:
@@ -159,9 +169,17 @@ def close(a: Number, b: Number, rtol: float, atol: float, coarser: bool = True) 
     return abs(x - y) <= atol + rtol * max(abs(x), abs(y)) + 0.5 * q
 
 
-def _loses_precision(a: Number, b: Number, rtol: float, atol: float) -> bool:
-    """True when b agrees with a only because b was printed with fewer digits."""
-    return b.quantum > a.quantum and close(a, b, rtol, atol) and not close(a, b, rtol, atol, coarser=False)
+def fewer_digits(a: Number, b: Number) -> bool:
+    """True when b (candidate) is printed with fewer significant digits than a (source).
+
+    Counted in significant digits, not in the last digit's place, so 9.9999999999e-01 and
+    1.0000000000e+00 (same format, across a decade) are equally precise. Zeros compare by place.
+    """
+    if not (math.isfinite(a.value) and math.isfinite(b.value)):
+        return False
+    if a.value == 0 or b.value == 0:
+        return b.quantum > a.quantum * (1 + 1e-9)
+    return b.digits < a.digits
 
 
 def _describe(a: Number, b: Number) -> str:
@@ -229,14 +247,15 @@ def _check_checksum(check: OutputCheck, src: str, cand: str) -> list[Finding]:
             continue
         if g is None or not close(w, g, check.rtol, check.atol):
             bad.append(f"checksum {k + 1}: " + (_describe(w, g) if g is not None else f"{w.text} vs a non-number"))
-        elif _loses_precision(w, g, check.rtol, check.atol):
+        elif fewer_digits(w, g):
             coarse.append(f"{w.text} vs {g.text}")
+    out = []
     if bad:
-        return [Finding("checksum", "fail", "checksum differs beyond tolerance: " + "; ".join(bad[:MAX_REPORTED]))]
+        out.append(Finding("checksum", "fail", "checksum differs beyond tolerance: " + "; ".join(bad[:MAX_REPORTED])))
     if coarse:
-        return [Finding("checksum", "warn", "the candidate prints its checksum with fewer digits, so it was compared "
-                        "at that precision: " + "; ".join(coarse[:MAX_REPORTED]))]
-    return []
+        out.append(Finding("digits", "fail", "the candidate prints its checksum with fewer significant digits than "
+                           "the source: " + "; ".join(coarse[:MAX_REPORTED])))
+    return out
 
 
 def _check_work(check: OutputCheck, src: str, cand: str) -> list[Finding]:
@@ -289,7 +308,7 @@ def _align(a: list[_Line], b: list[_Line]) -> list[tuple[str, int, int, int, int
 
 
 def _check_numbers(check: OutputCheck, src: str, cand: str) -> tuple[list[Finding], dict[str, int]]:
-    skip = [rx for rx in (_compile(check.ignore_regex), _compile(check.checksum_regex), _compile(check.work_regex)) if rx]
+    skip = [rx for rx in (_compile(check.ignore_regex), _compile(check.work_regex)) if rx]
     a, more_a = _numeric_lines(src, skip, MAX_NUMERIC_LINES)
     b, more_b = _numeric_lines(cand, skip, MAX_NUMERIC_LINES)
     findings: list[Finding] = []
@@ -308,7 +327,7 @@ def _check_numbers(check: OutputCheck, src: str, cand: str) -> tuple[list[Findin
             compared += 1
             if not close(x, y, check.rtol, check.atol):
                 mismatches.append(f"{where}: {_describe(x, y)}")
-            elif _loses_precision(x, y, check.rtol, check.atol):
+            elif fewer_digits(x, y):
                 coarse.append(f"{where}: {x.text} vs {y.text}")
 
     for tag, i1, i2, j1, j2 in _align(a, b):
@@ -349,8 +368,8 @@ def _check_numbers(check: OutputCheck, src: str, cand: str) -> tuple[list[Findin
         findings.append(Finding("numbers", "warn", f"the candidate prints {len(extra)} numeric line(s) the source "
                                 f"does not (candidate lines {shown})"))
     if coarse:
-        findings.append(Finding("numbers", "warn", f"{len(coarse)} number(s) agree only at the candidate's coarser "
-                                "printed precision: " + "; ".join(coarse[:MAX_REPORTED])))
+        findings.append(Finding("digits", "fail", f"{len(coarse)} number(s) printed with fewer significant digits "
+                                "than the source: " + "; ".join(coarse[:MAX_REPORTED])))
     stats = {"numbers_compared": compared, "lines_paired": paired, "source_numeric_lines": len(a),
              "candidate_numeric_lines": len(b)}
     return findings, stats
@@ -376,29 +395,104 @@ def verify(check: OutputCheck, source_stdout: str, candidate_stdout: str, candid
     return VerifierReport.from_findings(findings, stats)
 
 
+def verify_runs(check: OutputCheck, source_stdout: str, runs: Sequence[tuple[str, int | None]]) -> VerifierReport:
+    """Verify every measured repeat against the source; the first repeat's findings stand as they
+    are, a later repeat adds the findings the first did not have, prefixed with its number.
+
+    A candidate that does the work on its first run only (and reuses a cached result later) or
+    whose later repeats print something else is caught here.
+    """
+    if not runs:
+        return verify(check, source_stdout, "", None)
+    first = verify(check, source_stdout, runs[0][0], runs[0][1])
+    findings, seen = list(first.findings), {(f.kind, f.message) for f in first.findings}
+    for r, (out, rc) in enumerate(runs[1:], 2):
+        for f in verify(check, source_stdout, out, rc).findings:
+            if (f.kind, f.message) not in seen and f.severity != "info":
+                seen.add((f.kind, f.message))
+                findings.append(Finding(f.kind, f.severity, f"repeat {r}: {f.message}"))
+    return VerifierReport.from_findings(findings, {**first.stats, "repeats_verified": len(runs)})
+
+
+_CODE_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+LITERAL_MIN_DIGITS = 6  # printed results with fewer significant digits are too common to flag
+LITERAL_RTOL = 5e-7  # a literal this close to a printed result is that result, typed in
+
+
+def _code_literals(files: dict[str, str]) -> list[tuple[float, str]]:
+    out = []
+    for text in files.values():
+        for m in _CODE_NUMBER.finditer(text):
+            n = parse_number(m.group(0))
+            if n is not None and math.isfinite(n.value) and n.value != 0:
+                out.append((n.value, m.group(0)))
+    return out
+
+
+def hardcoded_results(check: OutputCheck, source_stdout: str, source_files: dict[str, str],
+                      cand_files: dict[str, str]) -> Finding | None:
+    """The source's printed results appearing as literals in the candidate's code (and not in the
+    source's): a result table keyed on the measured arguments. Results need at least
+    `LITERAL_MIN_DIGITS` significant digits (trailing zeros dropped) so small counts never match."""
+    skip = [rx for rx in (_compile(check.ignore_regex), _compile(check.work_regex)) if rx]
+    results: list[Number] = []
+    for line in (source_stdout or "")[:MAX_CHARS].splitlines():
+        if any(rx.search(line) for rx in skip):
+            continue
+        for n in numbers_in(line):
+            sig = n.text.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0")
+            if math.isfinite(n.value) and n.value != 0 and len(sig) >= LITERAL_MIN_DIGITS:
+                results.append(n)
+    if not results:
+        return None
+    own = _code_literals(source_files)
+    hits = []
+    for value, text in _code_literals(cand_files):
+        digits = len(text.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0"))
+        if digits < LITERAL_MIN_DIGITS:
+            continue
+        for r in results:
+            if abs(abs(value) - abs(r.value)) <= LITERAL_RTOL * abs(r.value) and not any(
+                    abs(v - value) <= LITERAL_RTOL * abs(value) for v, _ in own):
+                hits.append(f"{text} (the source prints {r.text})")
+                break
+    if not hits:
+        return None
+    return Finding("hardcoded", "fail", f"{len(hits)} of the source's printed results appear as literals in the "
+                   "candidate's code: " + "; ".join(hits[:MAX_REPORTED]))
+
+
 def energy_sanity(
     source_energy: float | None,
     cand_energy: float | None,
     source_runtime: float | None = None,
     cand_runtime: float | None = None,
     threshold: float = ENERGY_SUSPICIOUS_SAVING,
+    power_drop: float = POWER_SUSPICIOUS_DROP,
 ) -> Finding | None:
-    """Warn when a candidate saves more than `threshold` of the energy or run time.
+    """Hold a candidate whose saving is implausible: more than `threshold` of the energy or run
+    time, or an energy saving far larger than its run-time saving (average power below
+    `power_drop` of the source's, as when the work moved to a process the meter does not see).
 
-    Savings that large usually mean removed work (a deleted repeat loop, a copy moved out of the
-    timed region); a human should look before the result counts. Missing values give None.
+    Such savings usually mean removed or hidden work; the candidate counts only once the
+    differential runs and a re-measurement beside the source confirm it. Missing values give None.
     """
     parts = []
+    ratios: dict[str, float] = {}
     for what, before, after in (("energy", source_energy, cand_energy), ("runtime", source_runtime, cand_runtime)):
         if before is None or after is None or not math.isfinite(before) or not math.isfinite(after) or before <= 0:
             continue
+        ratios[what] = after / before
         saving = 1.0 - after / before
         if saving > threshold:
-            parts.append(f"{what} fell by {saving:.1%} ({before:.4g} -> {after:.4g})")
+            parts.append(f"{what} fell by {saving:.1%} ({before:.4g} -> {after:.4g}, above {threshold:.0%})")
+    if "energy" in ratios and ratios.get("runtime", 0) > 0 and ratios["energy"] < power_drop * ratios["runtime"]:
+        parts.append(f"energy fell to {ratios['energy']:.1%} of the source's while run time fell only to "
+                     f"{ratios['runtime']:.1%} (average power below {power_drop:.0%} of the source's)")
     if not parts:
         return None
-    return Finding("energy", "warn", "suspiciously large saving: " + "; ".join(parts)
-                   + f" (above {threshold:.0%}); check that the measured work is still done")
+    return Finding("implausible_saving", "held", "suspiciously large saving: " + "; ".join(parts)
+                   + "; held until confirmed by the differential runs and a re-measurement beside the source")
 
 
 LAUNCHES_SUSPICIOUS_DROP = 0.5  # fusing kernels can halve launches; fewer than that deserves a look

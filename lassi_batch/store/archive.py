@@ -1,55 +1,76 @@
-"""The trial archive: the one writer and reader of a trial's HDF5 file (layout: schema.py,
-docs/hdf5-schema.md).
+"""The trial archive writer: commits that cost what a step adds, crash-safe at every point
+(layout: schema.py, docs/hdf5-schema.md; readers: reader.py).
 
-Why it is built this way:
+How it is built, and why:
 
 - A trial may be SIGKILLed or preempted at any moment, and HDF5 files do not survive a kill in
-  the middle of a write. So no committed file is ever written in place: every mutation is a
-  transaction that copies the committed file to `<path>.tmp`, edits the copy, fsyncs it and
-  renames it over the original (then fsyncs the folder). A crash leaves the old or the new file,
-  never a torn one; a stale `.tmp` is deleted by the next writer.
-- The pipeline is a deterministic program whose side-effecting steps have unique keys. Each step
-  is journalled (steps/) in the same transaction as its payload (a candidate, an LLM call), so a
-  resumed run replays finished steps from the journal and redoes at most the step it was in.
-- One writer per trial: an flock on `<path>.lock`. The kernel drops it when the holder dies, so a
-  killed writer never blocks its successor. Readers take no lock: committed files are immutable.
+  the middle of a write. So the published file `<trial>.h5` is never written in place.
+- A commit (one pipeline step: an LLM call, an evaluated candidate, ...) is an *overlay*: a small
+  HDF5 image holding only what the step adds or changes, under the same paths as in the trial
+  file. It is written to a unique temporary name in `<trial>.h5.journal/`, fsynced, and published
+  with link(2) as `<seq>.h5`; the folder is fsynced. Its cost is what the step adds, not the
+  trial's size. A kill leaves the entry published or absent, never torn.
+- The writer keeps the whole trial as an in-memory HDF5 image (the published file plus every
+  journal entry, applied in order); its reads (resume, candidates, ...) cost no I/O.
+- At stage ends and when the trial stops, `checkpoint()` consolidates: it writes the image
+  compactly to a unique temporary file, fsyncs it, renames it over `<trial>.h5` and then prunes
+  the journal entries it includes (`journal_seq`). A finished trial is one self-contained file.
+- Readers open `<trial>.h5` only (reader.py): one open, one consistent state, no journal.
+- One writer per trial: a lease (lease.py) checked before every publication.
 
 Not thread-safe: one archive object belongs to one thread.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import errno
-import fcntl
 import json
+import math
 import os
+import secrets
 import shutil
+import signal
+import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import h5py
 
 from .. import __version__
 from ..core.errors import ArchiveError
+from ..core.records import Candidate, LLMCall
 from ..core.secrets import is_secret, scrub_secrets
 from ..power.trace import Measurement
-from ..core.records import Candidate, LLMCall
-from .measurement import append_measurement, read_measurements
+from .lease import DEFAULT_TTL_S, WriterLease
+from .measurement import write_measurement
+from .reader import (
+    StepRecord,
+    TrialSnapshot,
+    TrialView,
+    first_line,
+    numbered,
+    open_h5,
+    read_steps,
+    validate,
+)
 from .schema import (
+    CANDIDATE_JSON_TEXTS,
+    CANDIDATE_TEXTS,
+    GROUPS,
     JSON_SUFFIX,
+    LATE_GROUPS,
+    LLM_TEXTS,
     SCHEMA,
     SCHEMA_VERSION,
     attr,
     child_name,
     clean_str,
-    decode_attr,
-    get_mapping,
     get_text,
     next_index,
     put_mapping,
@@ -58,94 +79,79 @@ from .schema import (
     put_value,
     set_attrs,
 )
+from .summary import STATUSES, TrialSummary, write_summary
 
-STATUSES = ("running", "done", "failed")
-GROUPS = ("config", "environment", "steps", "llm_calls", "candidates", "context", "plans", "stages")
-
-# Candidate fields kept in datasets (they can be large); every other field is an attribute.
-_CANDIDATE_TEXT = ("build_log", "stdout", "stderr", "judge_text", "description")
-_CANDIDATE_JSON = {"files": "files", "verifier": "verifier_json", "work_counts": "work_counts_json"}
-_LLM_DATASETS = ("messages", "reply")
-# Object-header format of HDF5 1.8 and up: attributes over 64 KiB (a long error, a big config)
-# fit; files stay readable by HDF5 >= 1.10.
-LIBVER = ("v108", "v110")
+# File format of HDF5 1.10: attributes over 64 KiB (a long error, a big config) fit, and a
+# one-chunk (compressed text) dataset needs no B-tree (v1.8 B-trees cost ~2 KiB per dataset, a
+# demo trial's file was two-thirds metadata). Readable by HDF5 >= 1.10.
+LIBVER = ("v110", "v110")
+_REPLACE = "_overlay_replace_json"  # journal-entry root attr: groups whose attributes are replaced
+_ENTRY_PREFIX = "_journal_"  # journal-entry root attrs that are not part of the trial
+_CRASH_ENV = "LASSI_ARCHIVE_CRASH_AT"  # "<point>:<n>": SIGKILL self at the n-th pass (crash tests)
 
 PathLike = str | os.PathLike
-_D = TypeVar("_D")
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One completed pipeline step, as journalled."""
-
-    index: int
-    key: str
-    kind: str
-    result: dict[str, Any]
-    t_start: float
-    t_end: float
-    ref: str = ""  # where the step's payload lives, e.g. "candidates/000003"
-
-    def as_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(dataclasses.asdict(self))
-
-
-# ---------------------------------------------------------------------------- small helpers
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _tmp_path(path: Path) -> Path:
-    return path.with_name(path.name + ".tmp")
+_crash_counts: dict[str, int] = {}
 
 
-def _lock_path(path: Path) -> Path:
-    return path.with_name(path.name + ".lock")
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-
-
-def _put_text_if_changed(group: h5py.Group, name: str, text: str | None) -> None:
-    # every rewrite allocates new space in the file: skip the ones that change nothing
-    if name in group and get_text(group, name) == (text or ""):
+def _crash_point(name: str) -> None:
+    """Die here (SIGKILL) when the crash-test variable names this point; a no-op otherwise."""
+    spec = os.environ.get(_CRASH_ENV, "")
+    if not spec:
         return
-    put_text(group, name, text)
+    point, _, n = spec.partition(":")
+    if point != name:
+        return
+    _crash_counts[name] = _crash_counts.get(name, 0) + 1
+    if _crash_counts[name] == int(n or 1):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _put_fields(group: h5py.Group, record: Any, skip: set[str]) -> None:
-    """Dataclass fields -> attributes; None means absent (it reads back as None)."""
-    for f in dataclasses.fields(record):
-        if f.name in skip or is_secret(f.name):
-            continue
-        value = getattr(record, f.name)
-        if value is None:
-            for stale in (f.name, f.name + JSON_SUFFIX):
-                if stale in group.attrs:
-                    del group.attrs[stale]
-        else:
-            put_value(group, f.name, value)
+def journal_dir(path: Path) -> Path:
+    return path.with_name(path.name + ".journal")
 
 
-def _get_fields(group: h5py.Group, cls: type[_D], skip: set[str]) -> dict[str, Any]:
-    """Attributes -> keyword arguments for `cls`; missing attributes keep the field default."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]
-        if f.name in skip:
-            continue
-        for stored in (f.name, f.name + JSON_SUFFIX):
-            if stored in group.attrs:
-                out[f.name] = decode_attr(group, stored)[1]
-        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-        if f.name not in out and required:
-            out[f.name] = None
-    return out
+def _temp_name(folder: Path, stem: str) -> Path:
+    """Unique on shared file systems: host, pid and a random token."""
+    return folder / f".{stem}.{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    except OSError as e:  # some file systems cannot fsync a folder; the rename is still atomic
+        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _write_new_file(path: Path, data: bytes) -> None:
+    """Create `path` exclusively, write `data`, fsync. Removed again if anything fails."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        path.unlink(missing_ok=True)
+        raise
+    os.close(fd)
+
+
+def _io_error(path: Path, doing: str, e: OSError) -> ArchiveError:
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return ArchiveError(f"{path}: disk full while {doing}; every earlier step is kept: "
+                            "free some space and resume the trial")
+    return ArchiveError(f"{path}: {doing} failed ({e.strerror or first_line(e)}); every earlier step is kept")
 
 
 def _parent_dir(path: PathLike) -> Path:
@@ -163,253 +169,389 @@ def _check_name(name: str, what: str) -> None:
         raise ValueError(f"invalid {what} name {name!r}: must be non-empty without '/'")
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def _memory_file(tag: str) -> h5py.File:
+    return h5py.File(f"{tag}-{secrets.token_hex(6)}", "w", driver="core", backing_store=False, libver=LIBVER)
 
 
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    except OSError as e:  # some file systems cannot fsync a folder; the rename is still atomic
-        if e.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
-            raise
-    finally:
-        os.close(fd)
+# ---------------------------------------------------------------------------- overlays
 
 
-class _WriterLock:
-    """Exclusive, non-blocking flock on `<archive>.lock`; released on close or process death."""
+def _copy_attr(src: h5py.AttributeManager, dst: h5py.Group | h5py.Dataset, k: str) -> None:
+    v = src[k]
+    if k in dst.attrs:
+        del dst.attrs[k]
+    if isinstance(v, h5py.Empty):
+        dst.attrs[k] = h5py.Empty("f8")
+    elif isinstance(v, (bytes, str)):
+        put_str_attr(dst, k, v.decode("utf-8") if isinstance(v, bytes) else v)
+    else:
+        dst.attrs[k] = v
 
-    def __init__(self, archive: Path):
-        self.path = _lock_path(archive)
-        try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise ArchiveError(f"cannot create lock file {self.path}: {e.strerror}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
-            os.close(fd)
-            raise ArchiveError(
-                f"{archive} is being written by another process (pid {holder}); one writer per trial"
-            ) from None
-        except OSError as e:
-            os.close(fd)
-            raise ArchiveError(f"cannot lock {self.path}: {e.strerror}") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)  # for the message a contender sees
-        self._fd: int | None = fd
 
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)  # closing the descriptor drops the flock
-            self._fd = None
+def _overlay_group(src: h5py.Group, dst: h5py.Group) -> None:
+    for k in src.attrs:
+        if not (src.name == "/" and (k.startswith(_ENTRY_PREFIX) or k == _REPLACE)):
+            _copy_attr(src.attrs, dst, k)
+    for name, obj in src.items():
+        if isinstance(obj, h5py.Group) and name in dst:
+            _overlay_group(obj, dst[name])
+        else:
+            if name in dst:
+                del dst[name]
+            src.file.copy(obj, dst, name=name)
+
+
+def apply_overlay(entry: h5py.File, target: h5py.File) -> None:
+    """Apply one journal entry to `target` (the writer's image): groups merge, attributes and
+    datasets replace, groups named in the entry's replace list lose their old attributes."""
+    for path in json.loads(attr(entry, _REPLACE, "[]") or "[]"):
+        if path in target:
+            for k in list(target[path].attrs):
+                del target[path].attrs[k]
+    _overlay_group(entry, target)
+
+
+# ---------------------------------------------------------------------------- field codecs
+
+
+def _put_fields(group: h5py.Group, record: Any, skip: set[str]) -> None:
+    """Dataclass fields -> attributes (None: an empty attribute, see schema.put_value); a field
+    marked ABSENT_IF_NONE is left out when None, so that readers tell "never set" by absence."""
+    for f in dataclasses.fields(record):
+        if f.name in skip or is_secret(f.name):
+            continue
+        value = getattr(record, f.name)
+        if value is None and f.metadata.get("absent_if_none"):
+            for stale in (f.name, f.name + JSON_SUFFIX):
+                if stale in group.attrs:
+                    del group.attrs[stale]
+            continue
+        put_value(group, f.name, value)
+
+
+def _text_changed(old: h5py.Group | None, name: str, text: str | None) -> bool:
+    return old is None or name not in old or get_text(old, name) != (text or "")
+
+
+def _write_candidate(g: h5py.Group, c: Candidate, old: h5py.Group | None) -> None:
+    _put_fields(g, c, skip={"id", *CANDIDATE_TEXTS, *CANDIDATE_JSON_TEXTS})
+    for name in CANDIDATE_TEXTS:
+        if _text_changed(old, name, getattr(c, name)):
+            put_text(g, name, getattr(c, name))
+    for fld, ds in CANDIDATE_JSON_TEXTS.items():
+        text = json.dumps(getattr(c, fld), sort_keys=True, default=str)
+        if _text_changed(old, ds, text):
+            put_text(g, ds, text)
+
+
+# ---------------------------------------------------------------------------- summary
+
+
+def _nan(v: Any) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _measured_seconds(f: h5py.File) -> tuple[float, float]:
+    """Sums of the measured windows (idle start to end) and of the waits for the device's
+    measurement lock, from attributes only (no traces read)."""
+    total, waited = 0.0, 0.0
+    for c in f.get("candidates", {}).values():
+        for m in c.get("measurements", {}).values():
+            t0, t1 = attr(m, "t_idle_start"), attr(m, "t_end")
+            if isinstance(t0, float) and isinstance(t1, float) and t1 > t0:
+                total += t1 - t0
+            w = attr(m, "attr_lock_wait_s")
+            if isinstance(w, (int, float)) and math.isfinite(w):
+                waited += float(w)
+    return total, waited
+
+
+def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
+    """The summary implied by the archive's contents; identity, status and reason come from
+    `base`. Pure over the view: the writer refreshes it at every stage end and at the stop."""
+    s = dataclasses.replace(base)
+    f = view._file()
+    s.trial_id, s.app, s.platform = attr(f, "trial_id", ""), attr(f, "app", ""), attr(f, "platform", "")
+    cands = view.candidates()
+    calls = view.llm_calls()
+    r = view.result()
+    by_id = {c.id: c for c in cands}
+    src = by_id.get(r.get("source_candidate"), next((c for c in cands if c.stage == 0), None))
+    van = by_id.get(r.get("vanilla_candidate"), next((c for c in cands if c.stage == 1), None))
+    best = by_id.get(r.get("best_candidate"), src)
+    if src is not None:
+        s.source_energy_j, s.source_runtime_s, s.source_power_w = _nan(src.energy_j), _nan(src.runtime_s), _nan(src.power_w)
+        ms = view.measurements(src.id) if src.id is not None else []
+        if ms:
+            s.meter, s.estimate = ms[0].trace.meter, bool(ms[0].trace.estimate)
+    if best is not None:
+        s.best_energy_j, s.best_runtime_s, s.best_power_w = _nan(best.energy_j), _nan(best.runtime_s), _nan(best.power_w)
+        s.selection_best_energy_j = s.best_energy_j
+        s.best_candidate = -1 if best is src or best.id is None else int(best.id)
+        s.best_iteration = best.iteration if best is not src else -1
+        s.best_self_corrections = best.self_corrections if best is not src else -1
+    improved = best is not None and src is not None and best is not src
+    ok = improved and s.source_energy_j > 0 and not math.isnan(s.best_energy_j)
+    s.passed = bool(ok)
+    s.reduction = (1.0 - s.best_energy_j / s.source_energy_j) if ok else 0.0
+    s.selection_reduction = (1.0 - s.selection_best_energy_j / s.source_energy_j) if ok else 0.0
+    if "reduction" in r:  # stage 4 wrote the trial's result: its figures are the trial's (confirmed or not)
+        for name in ("source_energy_j", "best_energy_j", "reduction", "selection_reduction", "selection_best_energy_j",
+                     "reduction_ci_low", "reduction_ci_high", "reduction_with_tail"):
+            if r.get(name) is not None:
+                setattr(s, name, float(r[name]))
+        s.confirmed = bool(r.get("confirmed", False))
+        s.passed = bool(r.get("improved", ok))
+    if van is not None:
+        s.vanilla_passed = bool(van.passed)
+        s.vanilla_energy_j = _nan(van.energy_j) if van.passed else math.nan
+        good = van.passed and s.source_energy_j > 0 and van.energy_j is not None
+        s.vanilla_reduction = (1.0 - van.energy_j / s.source_energy_j) if good else 0.0  # type: ignore[operator]
+    s.n_candidates = len(cands)
+    s.n_passed = sum(1 for c in cands if c.passed and c.stage in (1, 3))
+    s.n_self_corrections = sum(1 for c in cands if c.self_corrections > 0)
+    s.n_llm_calls = len(calls)
+    s.prompt_tokens = sum(c.prompt_tokens for c in calls)
+    s.completion_tokens = sum(c.completion_tokens for c in calls)
+    s.time_llm_s = float(sum(c.latency_s for c in calls))
+    stages = view.stage_times()
+    s.time_total_s = float(sum(v["wall_s"] for v in stages.values())) if stages else math.nan
+    s.time_measure_s, s.time_lock_wait_s = _measured_seconds(f)
+    sandbox = view.environment().get("sandbox")
+    if isinstance(sandbox, str):
+        s.sandbox = sandbox
+    s.generator_model = next((c.model for c in calls if c.kind == "zero_shot"), s.generator_model)
+    s.judge_model = next((c.model for c in calls if c.kind == "judge"), s.judge_model)
+    attempts = view.attempts()
+    s.attempts = len(attempts)
+    if attempts:
+        last = attempts[-1]
+        s.started = attempts[0].get("started", "") or ""
+        s.host = last.get("host", "") or ""
+        s.gpu_name, s.gpu_uuid, s.driver = (last.get(k, "") or "" for k in ("gpu_name", "gpu_uuid", "driver"))
+        s.finished = (last.get("ended", "") or "") if s.status in ("done", "failed") else ""
+    return s
+
+
+# ---------------------------------------------------------------------------- transactions
 
 
 @dataclass
 class _Tx:
-    """An open transaction: the working copy and what to apply or undo at the end."""
+    """An open transaction: the overlay being built and what to undo if it is dropped."""
 
     file: h5py.File
-    tmp: Path
     steps: dict[str, StepRecord] = field(default_factory=dict)
+    replace: list[str] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
     failed: bool = False
+    committed: bool = False
 
     def abort(self) -> None:
-        try:
-            self.file.close()
-        except Exception:  # noqa: BLE001 - the copy is thrown away anyway
-            pass
-        self.tmp.unlink(missing_ok=True)
+        self.file.close()
         for fn in reversed(self.undo):
             fn()
 
 
-def _validate(path: Path, f: h5py.File) -> None:
-    schema = attr(f, "schema")
-    if schema != SCHEMA:
-        raise ArchiveError(f"{path}: not a lassi-batch trial archive (schema {schema!r})")
-    version = attr(f, "schema_version")
-    if not isinstance(version, int):
-        raise ArchiveError(f"{path}: trial archive without a valid schema_version ({version!r})")
-    if version > SCHEMA_VERSION:
-        raise ArchiveError(
-            f"{path}: written with schema version {version}, newer than this lassi-batch "
-            f"{__version__} reads ({SCHEMA_VERSION}); upgrade lassi-batch"
-        )
+@dataclass
+class ArchiveStats:
+    """What this writer wrote (bench_archive.py reads it)."""
+
+    bytes_written: int = 0
+    commits: int = 0
+    consolidations: int = 0
+    commit_s: list[float] = field(default_factory=list)
 
 
-def _open_h5(path: Path, mode: str) -> h5py.File:
-    """Open an HDF5 file with ArchiveError on failure. HDF5's own file locking is off: committed
-    files are never modified in place, and the lock breaks on some parallel file systems."""
-    try:
-        return h5py.File(path, mode, locking=False, libver=LIBVER if mode != "r" else None)
-    except FileNotFoundError:
-        raise ArchiveError(f"trial archive not found: {path}") from None
-    except OSError as e:
-        if path.is_file() and not h5py.is_hdf5(path):
-            raise ArchiveError(f"{path}: not an HDF5 file") from None
-        raise ArchiveError(f"{path}: corrupt or unreadable HDF5 file ({_first_line(e)})") from None
-
-
-# ---------------------------------------------------------------------------- the archive
-
-
-class TrialArchive:
-    """A trial's HDF5 file. Build with create / open / open_or_create; use as a context manager.
+class TrialArchive(TrialView):
+    """A trial's HDF5 file, writable. Build with create / open / open_or_create; use as a
+    context manager (closing consolidates and releases the lease).
 
     Every write method commits its own transaction, unless called inside
-    `with archive.transaction():`, which groups writes (e.g. a candidate and the journal entry of
-    the step that made it) into one atomic commit. Readers inside a transaction see its writes.
+    `with archive.transaction():`, which groups writes (a candidate and the journal entry of the
+    step that made it) into one atomic commit. Reads see committed state (and, for the step
+    journal, the open transaction's steps).
     """
 
-    def __init__(self, path: Path, lock: _WriterLock | None):
+    def __init__(self, path: Path, lease: WriterLease, image: h5py.File):
         """Private: use the classmethods."""
-        self.path = path
-        self.writable = lock is not None
-        self._lock = lock
+        super().__init__(path, image, SCHEMA_VERSION)
+        self.writable = True
+        self._lease = lease
         self._tx: _Tx | None = None
-        self._steps: dict[str, StepRecord] = {}
+        self._steps: dict[str, StepRecord] = {rec.key: rec for rec in read_steps(image)}
+        self._published = int(attr(image, "journal_seq", -1))  # last entry inside <trial>.h5
+        self._seq = self._published + 1  # number of the next journal entry
+        self._attempt: int | None = None
         self._closed = False
+        self._critical = 0
+        self._broken = ""
+        self.deferred: BaseException | None = None  # raised when the running commit is done
+        self.stats = ArchiveStats()
 
     # --- construction -------------------------------------------------------------------
 
     @classmethod
-    def create(
-        cls,
-        path: PathLike,
-        *,
-        trial_id: str,
-        app: str,
-        platform: str,
-        config: dict[str, Any],
-        environment: dict[str, Any],
-    ) -> TrialArchive:
+    def create(cls, path: PathLike, *, trial_id: str, app: str, platform: str, config: dict[str, Any],
+               environment: dict[str, Any], study: str = "", trial_index: int = -1,
+               lease_ttl_s: float = DEFAULT_TTL_S) -> TrialArchive:
         """Start a new trial file; ArchiveError if it exists (use `open` to resume)."""
         p = _parent_dir(path)
-        lock = _WriterLock(p)
+        lease = WriterLease(p, lease_ttl_s)
+        lease.acquire()
         try:
             if p.exists():
                 raise ArchiveError(f"{p} already exists; open it to resume the trial")
-            return cls._create_locked(p, lock, trial_id, app, platform, config, environment)
+            return cls._create_locked(p, lease, trial_id, app, platform, config, environment, study, trial_index)
         except BaseException:
-            lock.release()
+            lease.release()
             raise
 
     @classmethod
-    def open(cls, path: PathLike, writable: bool = True) -> TrialArchive:
-        """Open an existing trial file. A writable open takes the writer lock and resumes."""
+    def open(cls, path: PathLike, writable: bool = True, *, lease_ttl_s: float = DEFAULT_TTL_S
+             ) -> TrialArchive | TrialSnapshot:
+        """Open an existing trial file. Writable: takes the lease and resumes (journal applied).
+        Read-only: a TrialSnapshot of the published file."""
         p = Path(path).absolute()
+        if not writable:
+            return TrialSnapshot(p)
         if not p.exists():
             raise ArchiveError(f"trial archive not found: {p}")
-        lock = _WriterLock(p) if writable else None
+        lease = WriterLease(p, lease_ttl_s)
+        lease.acquire()
         try:
-            return cls._open_locked(p, lock)
+            return cls._open_locked(p, lease)
         except BaseException:
-            if lock is not None:
-                lock.release()
+            lease.release()
             raise
 
     @classmethod
-    def open_or_create(
-        cls,
-        path: PathLike,
-        *,
-        trial_id: str,
-        app: str,
-        platform: str,
-        config: dict[str, Any],
-        environment: dict[str, Any],
-    ) -> TrialArchive:
+    def open_or_create(cls, path: PathLike, *, trial_id: str, app: str, platform: str, config: dict[str, Any],
+                       environment: dict[str, Any], study: str = "", trial_index: int = -1,
+                       lease_ttl_s: float = DEFAULT_TTL_S) -> TrialArchive:
         """Resume the trial in `path` if it exists (it must be the same trial), else create it."""
         p = _parent_dir(path)
-        lock = _WriterLock(p)
+        lease = WriterLease(p, lease_ttl_s)
+        lease.acquire()
         try:
             if not p.exists():
-                return cls._create_locked(p, lock, trial_id, app, platform, config, environment)
-            arc = cls._open_locked(p, lock)
+                return cls._create_locked(p, lease, trial_id, app, platform, config, environment, study, trial_index)
+            arc = cls._open_locked(p, lease)
             meta = arc.meta
             theirs = (meta.get("trial_id"), meta.get("app"), meta.get("platform"))
             if theirs != (trial_id, app, platform):
-                raise ArchiveError(
-                    f"{p} holds trial {theirs[0]} ({theirs[1]}/{theirs[2]}), "
-                    f"not {trial_id} ({app}/{platform})"
-                )
+                arc._image_close()
+                raise ArchiveError(f"{p} holds trial {theirs[0]} ({theirs[1]}/{theirs[2]}), "
+                                   f"not {trial_id} ({app}/{platform})")
             return arc
         except BaseException:
-            lock.release()
+            lease.release()
             raise
 
     @classmethod
-    def _create_locked(
-        cls,
-        path: Path,
-        lock: _WriterLock,
-        trial_id: str,
-        app: str,
-        platform: str,
-        config: dict[str, Any],
-        environment: dict[str, Any],
-    ) -> TrialArchive:
-        tmp = _tmp_path(path)
-        tmp.unlink(missing_ok=True)
-        try:
-            with h5py.File(tmp, "w", locking=False, libver=LIBVER) as f:
-                now = _now()
-                set_attrs(
-                    f,
-                    {
-                        "schema": SCHEMA,
-                        "schema_version": SCHEMA_VERSION,
-                        "package_version": __version__,
-                        "created": now,
-                        "updated": now,
-                        "trial_id": trial_id,
-                        "app": app,
-                        "platform": platform,
-                        "status": "running",
-                        "error": "",
-                    },
-                )
-                for name in GROUPS:
-                    f.create_group(name)
-                put_mapping(f["config"], scrub_secrets(config))
-                put_mapping(f["environment"], scrub_secrets(environment))
-            _fsync_file(tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        _fsync_dir(path.parent)
-        return cls(path, lock)
-
-    @classmethod
-    def _open_locked(cls, path: Path, lock: _WriterLock | None) -> TrialArchive:
-        if lock is not None:  # only the writer may judge a .tmp stale
-            _tmp_path(path).unlink(missing_ok=True)
-        arc = cls(path, lock)
-        with _open_h5(path, "r") as f:
-            _validate(path, f)
-            arc._steps = {rec.key: rec for rec in _read_steps(f)}
+    def _create_locked(cls, path: Path, lease: WriterLease, trial_id: str, app: str, platform: str,
+                       config: dict[str, Any], environment: dict[str, Any], study: str, trial_index: int,
+                       ) -> TrialArchive:
+        jdir = journal_dir(path)
+        if jdir.exists():  # the journal of a trial file that was deleted to start over
+            shutil.rmtree(jdir, ignore_errors=True)
+        image = _memory_file("image")
+        now = _now()
+        set_attrs(image, {
+            "schema": SCHEMA, "schema_version": SCHEMA_VERSION, "package_version": __version__,
+            "created": now, "updated": now, "trial_id": trial_id, "app": app, "platform": platform,
+            "journal_seq": -1, "generation": lease.owner.generation if lease.owner else 0,
+        })
+        for name in GROUPS:
+            if name not in LATE_GROUPS:
+                image.create_group(name)
+        put_mapping(image["config"], scrub_secrets(config))
+        put_mapping(image["environment"], scrub_secrets(environment))
+        write_summary(image, TrialSummary(study=study, app=app, platform=platform, trial_index=trial_index,
+                                          trial_id=trial_id, status="running"))
+        arc = cls(path, lease, image)
+        arc.checkpoint(force=True)
         return arc
+
+    @classmethod
+    def _open_locked(cls, path: Path, lease: WriterLease) -> TrialArchive:
+        with open_h5(path) as f:
+            version = validate(path, f)
+        if version < SCHEMA_VERSION:
+            raise ArchiveError(f"{path}: trial archive schema version {version} can be read but not resumed "
+                               f"by lassi-batch {__version__} (schema {SCHEMA_VERSION}); start the trial anew "
+                               "in another output folder")
+        try:
+            image = h5py.File(path, "r+", driver="core", backing_store=False, libver=LIBVER, locking=False)
+        except OSError as e:
+            raise ArchiveError(f"{path}: corrupt or unreadable HDF5 file ({first_line(e)})") from None
+        arc = cls(path, lease, image)
+        try:
+            arc._replay_journal()
+        except BaseException:
+            image.close()
+            raise
+        return arc
+
+    def _replay_journal(self) -> None:
+        """Apply the journal entries newer than the published file, in order; drop the rest."""
+        jdir = journal_dir(self.path)
+        for tmp in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            tmp.unlink(missing_ok=True)  # a consolidation that died before its rename
+        if not jdir.is_dir():
+            return
+        entries: dict[int, Path] = {}
+        for p in jdir.iterdir():
+            if p.name.endswith(".tmp"):
+                p.unlink(missing_ok=True)  # a commit that died before publishing
+            elif p.suffix == ".h5" and p.stem.isdigit():
+                entries[int(p.stem)] = p
+        for seq in sorted(entries):
+            p = entries[seq]
+            if seq <= self._published:
+                p.unlink(missing_ok=True)  # already inside the published file
+                continue
+            if seq != self._seq:
+                raise ArchiveError(f"{self.path}: journal entry {self._seq} is missing (next is {seq}); "
+                                   "the journal was edited by hand")
+            try:
+                with h5py.File(p, "r", locking=False) as entry:
+                    apply_overlay(entry, self._f)
+            except OSError as e:
+                raise ArchiveError(f"{p}: unreadable journal entry ({first_line(e)})") from None
+            self._seq += 1
+        self._steps = {rec.key: rec for rec in read_steps(self._f)}
 
     # --- lifetime -----------------------------------------------------------------------
 
     def close(self) -> None:
-        """Release the writer lock. Committed data is already on disk."""
+        """Consolidate (the trial file then holds every step) and release the lease."""
+        if self._closed:
+            return
         if self._tx is not None:
             raise ArchiveError(f"{self.path}: cannot close inside a transaction")
-        if self._lock is not None:
-            self._lock.release()
-            self._lock = None
+        err: ArchiveError | None = None
+        try:
+            if not self._broken and not self._lease.lost:
+                self.checkpoint()
+        except ArchiveError as e:
+            err = e
+        finally:
+            try:  # a consolidated trial leaves no journal behind
+                journal_dir(self.path).rmdir()
+            except OSError:
+                pass
+            self._lease.release()
+            self._image_close()
+        if err is not None:
+            raise err
+
+    def _image_close(self) -> None:
         self._closed = True
+        try:
+            self._f.close()
+        except Exception:  # noqa: BLE001 - an in-memory image: nothing to lose
+            pass
 
     @property
     def closed(self) -> bool:
@@ -418,30 +560,56 @@ class TrialArchive:
     def __enter__(self) -> TrialArchive:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc is None:
+            self.close()
+            return
+        try:  # an exception is already on its way: do not hide it behind a close failure
+            self.close()
+        except ArchiveError:
+            pass
 
     def __repr__(self) -> str:
-        mode = "closed" if self._closed else ("w" if self.writable else "r")
-        return f"TrialArchive({str(self.path)!r}, {mode})"
+        return f"TrialArchive({str(self.path)!r}, {'closed' if self._closed else 'w'})"
 
-    def _require_open(self) -> None:
+    def _file(self) -> h5py.File:
         if self._closed:
             raise ArchiveError(f"{self.path}: archive is closed")
+        return self._f
+
+    @property
+    def lease_bytes_written(self) -> int:
+        return self._lease.bytes_written
+
+    @property
+    def in_critical_section(self) -> bool:
+        """True while a commit publishes: a stop signal must wait for its end (see `deferred`)."""
+        return self._critical > 0
+
+    @contextmanager
+    def _critical_section(self) -> Iterator[None]:
+        self._critical += 1
+        try:
+            yield
+        finally:
+            self._critical -= 1
+        if self._critical == 0 and self.deferred is not None:
+            d, self.deferred = self.deferred, None
+            raise d
 
     # --- transactions -------------------------------------------------------------------
 
     @contextmanager
     def transaction(self) -> Iterator[h5py.File]:
-        """Group writes into one atomic commit; yields the working copy as an h5py.File.
+        """Group writes into one atomic commit; yields the overlay being built.
 
         Nested use joins the open transaction. If the outermost block raises, nothing is
         committed; if a nested block raised (even if the exception was caught), the commit is
         refused with ArchiveError so a half-written record never lands.
         """
-        self._require_open()
-        if not self.writable:
-            raise ArchiveError(f"{self.path}: opened read-only")
+        self._file()
+        if self._broken:
+            raise ArchiveError(self._broken)
         if self._tx is not None:
             try:
                 yield self._tx.file
@@ -449,15 +617,7 @@ class TrialArchive:
                 self._tx.failed = True
                 raise
             return
-        tmp = _tmp_path(self.path)
-        try:
-            shutil.copyfile(self.path, tmp)
-            tx = _Tx(file=_open_h5(tmp, "r+"), tmp=tmp)
-        except BaseException as e:
-            tmp.unlink(missing_ok=True)
-            if isinstance(e, OSError):  # e.g. disk full
-                raise ArchiveError(f"{self.path}: cannot start a transaction ({_first_line(e)})") from None
-            raise
+        tx = _Tx(file=_memory_file("entry"))
         self._tx = tx
         try:
             yield tx.file
@@ -468,35 +628,156 @@ class TrialArchive:
             tx.abort()
             raise
         self._tx = None
-        try:  # the commit: until os.replace the committed file is untouched
-            put_str_attr(tx.file, "updated", _now())
-            tx.file.close()
-            _fsync_file(tmp)
-            os.replace(tmp, self.path)
-        except BaseException as e:
-            tx.abort()
-            if isinstance(e, OSError):
-                raise ArchiveError(f"{self.path}: commit failed, nothing written ({_first_line(e)})") from None
-            raise
-        self._steps.update(tx.steps)
-        _fsync_dir(self.path.parent)
-
-    @contextmanager
-    def _reading(self) -> Iterator[h5py.File]:
-        """The open transaction's copy, or a fresh read-only handle on the committed file."""
-        self._require_open()
-        if self._tx is not None:
-            yield self._tx.file
-            return
-        f = _open_h5(self.path, "r")
         try:
-            yield f
+            self._commit(tx)
+        except BaseException:
+            if not tx.committed:
+                for fn in reversed(tx.undo):
+                    fn()
+            raise
         finally:
-            f.close()
+            tx.file.close()
+
+    def _commit(self, tx: _Tx) -> None:
+        if not len(tx.file) and not len(tx.file.attrs):
+            return
+        t0 = time.perf_counter()
+        seq = self._seq
+        set_attrs(tx.file, {"updated": _now(), _ENTRY_PREFIX + "seq": seq,
+                            _ENTRY_PREFIX + "generation": self._generation()})
+        if tx.replace:
+            put_str_attr(tx.file, _REPLACE, json.dumps(tx.replace))
+        tx.file.flush()
+        data = tx.file.id.get_file_image()
+        with self._critical_section():
+            self._publish_entry(seq, data)
+            try:
+                apply_overlay(tx.file, self._f)
+            except Exception as e:  # published but not applied: this writer cannot go on safely
+                self._broken = f"{self.path}: journal entry {seq} published but not applied ({first_line(e)}); reopen"
+                raise ArchiveError(self._broken) from None
+            self._seq = seq + 1
+            self._steps.update(tx.steps)
+            tx.committed = True  # a stop deferred to the end of this section must not undo it
+        self.stats.commits += 1
+        self.stats.commit_s.append(time.perf_counter() - t0)
+
+    def _generation(self) -> int:
+        return self._lease.owner.generation if self._lease.owner else 0
+
+    def _publish_entry(self, seq: int, data: bytes) -> None:
+        jdir = journal_dir(self.path)
+        final = jdir / f"{seq:08d}.h5"
+        try:
+            if not jdir.is_dir():
+                jdir.mkdir(exist_ok=True)
+                _fsync_dir(jdir.parent)
+            self._lease.check()
+            tmp = _temp_name(jdir, f"{seq:08d}")
+            _crash_point("entry_begin")
+            _write_new_file(tmp, data)
+            _crash_point("entry_written")
+            try:
+                self._lease.check()
+                try:
+                    os.link(tmp, final)  # fails if the name exists: two writers cannot both publish
+                except FileExistsError:
+                    raise ArchiveError(f"{self.path}: journal entry {seq} was published by another writer; "
+                                       "this writer stops") from None
+                except OSError as e:
+                    if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                        raise
+                    if final.exists():  # no hard links here: check, then rename
+                        raise ArchiveError(f"{self.path}: journal entry {seq} was published by another writer; "
+                                           "this writer stops") from None
+                    os.rename(tmp, final)
+                _crash_point("entry_linked")
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(jdir)
+            _crash_point("entry_done")
+        except OSError as e:
+            raise _io_error(self.path, f"committing journal entry {seq}", e) from None
+        self.stats.bytes_written += len(data)
+
+    def checkpoint(self, force: bool = False) -> None:
+        """Consolidate: publish the whole trial as `<trial>.h5` (summary refreshed), then prune
+        the journal. Called at stage ends and when the trial stops; cheap when nothing is new."""
+        self._file()
+        if self._tx is not None:
+            raise ArchiveError(f"{self.path}: cannot consolidate inside a transaction")
+        if self._broken:
+            raise ArchiveError(self._broken)
+        if not force and self._seq - 1 == self._published:
+            return
+        self._refresh_summary()
+        last = self._seq - 1
+        out = _memory_file("consolidated")
+        try:
+            for k in self._f.attrs:
+                _copy_attr(self._f.attrs, out, k)
+            set_attrs(out, {"journal_seq": last, "generation": self._generation()})
+            for name in self._f:
+                self._f.copy(self._f[name], out, name=name)
+            out.flush()
+            data = out.id.get_file_image()
+        finally:
+            out.close()
+        with self._critical_section():
+            tmp = _temp_name(self.path.parent, self.path.name)
+            try:
+                self._lease.check()
+                _write_new_file(tmp, data)
+                _crash_point("consolidate_written")
+                self._lease.check()
+                os.replace(tmp, self.path)
+                _crash_point("consolidate_renamed")
+                _fsync_dir(self.path.parent)
+            except OSError as e:
+                tmp.unlink(missing_ok=True)
+                raise _io_error(self.path, "consolidating the trial file", e) from None
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            self._published = last
+            set_attrs(self._f, {"journal_seq": last, "generation": self._generation()})
+            self.stats.bytes_written += len(data)
+            self.stats.consolidations += 1
+            self._prune_journal()
+
+    def _prune_journal(self) -> None:
+        jdir = journal_dir(self.path)
+        if not jdir.is_dir():
+            return
+        for p in sorted(jdir.glob("*.h5")):
+            if p.stem.isdigit() and int(p.stem) <= self._published:
+                p.unlink(missing_ok=True)
+                _crash_point("journal_pruned")
+
+    # --- helpers for writers --------------------------------------------------------------
+
+    def _stage(self, path: str) -> h5py.Group:
+        assert self._tx is not None
+        return self._tx.file.require_group(path)
+
+    def _exists(self, path: str) -> bool:
+        return path in self._f or (self._tx is not None and path in self._tx.file)
+
+    def _next(self, path: str) -> int:
+        n = next_index(self._f[path]) if path in self._f else 0
+        if self._tx is not None and path in self._tx.file:
+            n = max(n, next_index(self._tx.file[path]))
+        return n
 
     def _on_abort(self, fn: Callable[[], None]) -> None:
         assert self._tx is not None
         self._tx.undo.append(fn)
+
+    def _require_candidate(self, cid: int) -> str:
+        path = f"candidates/{child_name(int(cid))}"
+        if not self._exists(path):
+            raise ArchiveError(f"{self.path}: no candidate {cid}")
+        return path
 
     # --- step journal -------------------------------------------------------------------
 
@@ -507,24 +788,16 @@ class TrialArchive:
 
     def get_step(self, key: str) -> dict[str, Any] | None:
         """The recorded result of step `key`, or None if it has not completed."""
-        self._require_open()
+        self._file()
         rec = self._find_step(key)
-        return None if rec is None else copy.deepcopy(rec.result)
+        return None if rec is None else json.loads(json.dumps(rec.result))
 
     def has_step(self, key: str) -> bool:
-        self._require_open()
+        self._file()
         return self._find_step(key) is not None
 
-    def record_step(
-        self,
-        key: str,
-        kind: str,
-        result: dict[str, Any],
-        t_start: float,
-        t_end: float,
-        *,
-        ref: str = "",
-    ) -> int:
+    def record_step(self, key: str, kind: str, result: dict[str, Any], t_start: float, t_end: float, *,
+                    ref: str = "") -> int:
         """Journal a completed step; returns its index. `result` must be JSON-serializable and
         is returned by get_step exactly as a resumed run will see it (after a JSON round trip)."""
         if not isinstance(result, dict):
@@ -534,46 +807,35 @@ class TrialArchive:
         if self._find_step(key) is not None:
             raise ArchiveError(f"{self.path}: step {key!r} is already recorded")
         text = json.dumps(result, sort_keys=True)
-        with self.transaction() as f:
-            steps = f.require_group("steps")
-            i = next_index(steps)
-            g = steps.create_group(child_name(i))
+        with self.transaction():
+            i = self._next("steps")
             rec = StepRecord(i, key, kind, json.loads(text), float(t_start), float(t_end), ref)
-            set_attrs(
-                g,
-                {"key": key, "kind": kind, "t_start": rec.t_start, "t_end": rec.t_end,
-                 "result_json": text, "ref": ref},
-            )
+            set_attrs(self._stage(f"steps/{child_name(i)}"),
+                      {"key": key, "kind": kind, "t_start": rec.t_start, "t_end": rec.t_end,
+                       "result_json": text, "ref": ref})
             assert self._tx is not None
             self._tx.steps[key] = rec
         return i
-
-    def steps(self) -> list[dict[str, Any]]:
-        """The journal in order: index, key, kind, result, t_start, t_end, ref."""
-        with self._reading() as f:
-            return [rec.as_dict() for rec in _read_steps(f)]
 
     # --- writers ------------------------------------------------------------------------
 
     def add_llm_call(self, call: LLMCall) -> int:
         """Archive one chat completion; returns its index. Secrets are never stored."""
-        with self.transaction() as f:
-            parent = f.require_group("llm_calls")
-            i = next_index(parent)
-            g = parent.create_group(child_name(i))
-            _put_fields(g, call, skip=set(_LLM_DATASETS))
+        with self.transaction():
+            i = self._next("llm_calls")
+            g = self._stage(f"llm_calls/{child_name(i)}")
+            _put_fields(g, call, skip=set(LLM_TEXTS))
             put_text(g, "messages", json.dumps(scrub_secrets(call.messages), sort_keys=True, default=str))
             put_text(g, "reply", call.reply)
         return i
 
     def add_candidate(self, c: Candidate) -> int:
         """Archive a new candidate; sets and returns c.id."""
-        with self.transaction() as f:
-            parent = f.require_group("candidates")
-            cid = next_index(parent)
-            g = parent.create_group(child_name(cid))
-            _write_candidate(g, c)
-            g.create_group("measurements")
+        with self.transaction():
+            cid = self._next("candidates")
+            g = self._stage(f"candidates/{child_name(cid)}")
+            _write_candidate(g, c, None)
+            g.require_group("measurements")
             old = c.id
             c.id = cid
             self._on_abort(lambda: setattr(c, "id", old))
@@ -581,247 +843,112 @@ class TrialArchive:
 
     def update_candidate(self, cid: int, c: Candidate) -> None:
         """Rewrite candidate `cid` from `c` (its measurements are kept); sets c.id = cid."""
-        with self.transaction() as f:
-            _write_candidate(self._candidate_group(f, cid), c)
+        with self.transaction():
+            path = self._require_candidate(cid)
+            _write_candidate(self._stage(path), c, self._f[path] if path in self._f else None)
             old = c.id
             c.id = cid
             self._on_abort(lambda: setattr(c, "id", old))
 
+    def set_candidate_attrs(self, cid: int, attrs: dict[str, Any]) -> None:
+        """Add or replace attributes of candidate `cid` (screening verdicts, confirmed figures)."""
+        with self.transaction():
+            put_mapping(self._stage(self._require_candidate(cid)), attrs)
+
     def add_measurement(self, cid: int, m: Measurement) -> int:
         """Archive one measured run of candidate `cid`; returns its index r."""
-        with self.transaction() as f:
-            return append_measurement(self._candidate_group(f, cid).require_group("measurements"), m)
+        with self.transaction():
+            path = self._require_candidate(cid) + "/measurements"
+            r = self._next(path)
+            write_measurement(self._stage(path).create_group(child_name(r)), m)
+        return r
 
     def set_context(self, name: str, text: str) -> None:
         """Store a context text (background, system, code_analysis, ...)."""
         _check_name(name, "context")
-        with self.transaction() as f:
-            _put_text_if_changed(f.require_group("context"), name, text)
+        with self.transaction():
+            if _text_changed(self._f.get("context"), name, text):
+                put_text(self._stage("context"), name, text)
 
     def add_plan(self, key: str, text: str, based_on: int | None) -> int:
         """Archive an optimization plan (based on candidate `based_on`); returns its index."""
-        with self.transaction() as f:
-            parent = f.require_group("plans")
-            i = next_index(parent)
-            put_text(parent, child_name(i), text)
-            ds = parent[child_name(i)]
+        with self.transaction():
+            i = self._next("plans")
+            put_text(self._stage("plans"), child_name(i), text)
+            ds = self._stage("plans")[child_name(i)]
             put_str_attr(ds, "key", key)
-            if based_on is not None:
-                ds.attrs["based_on"] = int(based_on)
+            put_value(ds, "based_on", None if based_on is None else int(based_on))
         return i
 
     def set_stage_time(self, name: str, t_start: float, t_end: float) -> None:
         """Record a pipeline stage's wall-clock span (time.time() seconds)."""
         _check_name(name, "stage")
-        with self.transaction() as f:
-            g = f.require_group("stages").require_group(name)
-            wall = float(t_end) - float(t_start)
-            g.attrs.update({"t_start": float(t_start), "t_end": float(t_end), "wall_s": wall})
+        with self.transaction():
+            g = self._stage(f"stages/{name}")
+            g.attrs.update({"t_start": float(t_start), "t_end": float(t_end), "wall_s": float(t_end) - float(t_start)})
 
-    def set_result(
-        self, attrs: dict[str, Any], report: str = "", optimizations: list[dict[str, Any]] | None = None
-    ) -> None:
+    def set_result(self, attrs: dict[str, Any], report: str = "", optimizations: list[dict[str, Any]] | None = None
+                   ) -> None:
         """Replace the trial's result: figures (best_candidate, energies, ...), report, optimizations."""
-        with self.transaction() as f:
-            g = f.require_group("result")
-            for k in list(g.attrs.keys()):
-                del g.attrs[k]
+        with self.transaction():
+            assert self._tx is not None
+            g = self._stage("result")
+            self._tx.replace.append("result")
             put_mapping(g, attrs)
-            _put_text_if_changed(g, "report", report)
+            old = self._f.get("result")
+            if _text_changed(old, "report", report):
+                put_text(g, "report", report)
             opts = json.dumps(optimizations or [], sort_keys=True, default=str)
-            _put_text_if_changed(g, "optimizations_json", opts)
-
-    def set_status(self, status: str, error: str = "") -> None:
-        """running | done | failed, with a one-line error for failed."""
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
-        with self.transaction() as f:
-            set_attrs(f, {"status": status, "error": error})
+            if _text_changed(old, "optimizations_json", opts):
+                put_text(g, "optimizations_json", opts)
 
     def set_environment(self, environment: dict[str, Any]) -> None:
         """Replace the environment description (host, gpu, driver, compilers, image, ...)."""
-        with self.transaction() as f:
-            g = f.require_group("environment")
-            for k in list(g.attrs.keys()):
-                del g.attrs[k]
-            put_mapping(g, scrub_secrets(environment))
+        with self.transaction():
+            assert self._tx is not None
+            self._tx.replace.append("environment")
+            put_mapping(self._stage("environment"), scrub_secrets(environment))
 
-    # --- readers ------------------------------------------------------------------------
+    # --- summary, status, attempts ---------------------------------------------------------
 
-    @property
-    def meta(self) -> dict[str, Any]:
-        """Root attributes (schema, versions, timestamps, trial_id, app, platform, status, error)."""
-        with self._reading() as f:
-            return {k: attr(f, k) for k in f.attrs.keys()}
+    def set_summary(self, s: TrialSummary) -> None:
+        """Replace `/summary` with `s` as given (see `set_status` for the derived one)."""
+        with self.transaction() as entry:
+            write_summary(entry, s)
 
-    @property
-    def status(self) -> str:
-        return str(self.meta.get("status", ""))
+    def _refresh_summary(self, **changes: Any) -> None:
+        s = derive_summary(self, dataclasses.replace(self.summary(), **changes))
+        if s != self.summary():
+            self.set_summary(s)
 
-    def config(self) -> dict[str, Any]:
-        with self._reading() as f:
-            return get_mapping(f["config"]) if "config" in f else {}
+    def set_status(self, status: str, reason: str = "") -> None:
+        """running | interrupted | done | failed (with a one-line reason); refreshes the summary."""
+        if status not in STATUSES:
+            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        reason = (reason.strip().splitlines() or [""])[0]
+        self._refresh_summary(status=status, reason=reason)
 
-    def environment(self) -> dict[str, Any]:
-        with self._reading() as f:
-            return get_mapping(f["environment"]) if "environment" in f else {}
+    def begin_attempt(self, info: dict[str, Any]) -> int:
+        """Record a start of the trial program (earlier attempts left `running` were lost)."""
+        with self.transaction():
+            for a in self.attempts():
+                if a.get("how") == "running":
+                    put_str_attr(self._stage(f"attempts/{child_name(a['index'])}"), "how", "lost")
+            i = self._next("attempts")
+            base = {"started": _now(), "ended": "", "how": "running", "reason": "", "host": socket.gethostname(),
+                    "pid": os.getpid(), "generation": self._generation(), "package_version": __version__}
+            put_mapping(self._stage(f"attempts/{child_name(i)}"), scrub_secrets({**base, **info}))
+        self._attempt = i
+        return i
 
-    def llm_calls(self) -> list[LLMCall]:
-        with self._reading() as f:
-            g = f.get("llm_calls")
-            return [] if g is None else [_read_llm_call(g[k]) for k in _numbered(g)]
-
-    def llm_call(self, cid: int) -> LLMCall:
-        """One recorded call by id (what a journaled `llm` step points at)."""
-        with self._reading() as f:
-            g = f.get("llm_calls")
-            name = child_name(cid)
-            if g is None or name not in g:
-                raise ArchiveError(f"{self.path}: no LLM call {cid}")
-            return _read_llm_call(g[name])
-
-    def candidates(self) -> list[Candidate]:
-        with self._reading() as f:
-            g = f.get("candidates")
-            return [] if g is None else [_read_candidate(g[k], int(k)) for k in _numbered(g)]
-
-    def candidate_id(self, key: str) -> int | None:
-        """The candidate recorded under `key` (a resumed step finds its code again), if any."""
-        with self._reading() as f:
-            g = f.get("candidates")
-            if g is None:
-                return None
-            for k in _numbered(g):
-                if attr(g[k], "key") == key:
-                    return int(k)
-        return None
-
-    def candidate(self, cid: int) -> Candidate:
-        with self._reading() as f:
-            return _read_candidate(self._candidate_group(f, cid), cid)
-
-    def measurements(self, cid: int) -> list[Measurement]:
-        with self._reading() as f:
-            g = self._candidate_group(f, cid)
-            return read_measurements(g["measurements"]) if "measurements" in g else []
-
-    def context(self) -> dict[str, str]:
-        with self._reading() as f:
-            g = f.get("context")
-            return {} if g is None else {k: get_text(g, k) for k in sorted(g.keys())}
-
-    def plans(self) -> list[dict[str, Any]]:
-        """[{id, key, text, based_on}] in order."""
-        with self._reading() as f:
-            g = f.get("plans")
-            if g is None:
-                return []
-            return [
-                {"id": int(k), "key": attr(g[k], "key", ""), "text": get_text(g, k),
-                 "based_on": attr(g[k], "based_on")}
-                for k in _numbered(g)
-            ]
-
-    def stage_times(self) -> dict[str, dict[str, float]]:
-        """{stage: {t_start, t_end, wall_s}}."""
-        with self._reading() as f:
-            g = f.get("stages")
-            if g is None:
-                return {}
-            return {name: {k: float(attr(g[name], k)) for k in ("t_start", "t_end", "wall_s")} for name in g}
-
-    def result(self) -> dict[str, Any]:
-        """The result attributes plus `report` (text) and `optimizations` (list); {} if unset."""
-        with self._reading() as f:
-            if "result" not in f:
-                return {}
-            g = f["result"]
-            out = get_mapping(g)
-            out["report"] = get_text(g, "report")
-            out["optimizations"] = json.loads(get_text(g, "optimizations_json") or "[]")
-            return out
-
-    def summary(self) -> dict[str, Any]:
-        """A few headline facts for `status` tables, read without loading texts or traces."""
-        with self._reading() as f:
-            cands = f.get("candidates", {})
-            res = f.get("result")
-            keys = ("trial_id", "app", "platform", "status", "error", "created", "updated")
-            out: dict[str, Any] = {k: attr(f, k, "") for k in keys}
-            out["path"] = str(self.path)
-            out["candidates"] = len(cands)
-            out["passed"] = sum(bool(attr(cands[k], "passed", False)) for k in cands)
-            out["llm_calls"] = len(f.get("llm_calls", {}))
-            out["steps"] = len(f.get("steps", {}))
-            for k in ("best_candidate", "source_energy_j", "best_energy_j", "reduction"):
-                out[k] = None if res is None else attr(res, k)
-            return out
-
-    def _candidate_group(self, f: h5py.File, cid: int) -> h5py.Group:
-        name = f"candidates/{child_name(int(cid))}"
-        if name not in f:
-            raise ArchiveError(f"{self.path}: no candidate {cid}")
-        return f[name]
+    def end_attempt(self, how: str, reason: str = "") -> None:
+        """Record how this start ended: done | failed | interrupted."""
+        if self._attempt is None:
+            return
+        reason = (reason.strip().splitlines() or [""])[0]
+        with self.transaction():
+            put_mapping(self._stage(f"attempts/{child_name(self._attempt)}"),
+                        {"ended": _now(), "how": how, "reason": reason})
 
 
-# ---------------------------------------------------------------------------- record codecs
-
-
-def _numbered(g: h5py.Group) -> list[str]:
-    return sorted(k for k in g.keys() if k.isdigit())
-
-
-def _read_steps(f: h5py.File) -> list[StepRecord]:
-    g = f.get("steps")
-    if g is None:
-        return []
-    out = []
-    for k in _numbered(g):
-        s = g[k]
-        out.append(
-            StepRecord(
-                index=int(k),
-                key=attr(s, "key"),
-                kind=attr(s, "kind", ""),
-                result=json.loads(attr(s, "result_json", "{}")),
-                t_start=float(attr(s, "t_start", 0.0)),
-                t_end=float(attr(s, "t_end", 0.0)),
-                ref=attr(s, "ref", ""),
-            )
-        )
-    return out
-
-
-def _read_llm_call(g: h5py.Group) -> LLMCall:
-    kw = _get_fields(g, LLMCall, skip=set(_LLM_DATASETS))
-    return LLMCall(messages=json.loads(get_text(g, "messages") or "[]"), reply=get_text(g, "reply"), **kw)
-
-
-def _write_candidate(g: h5py.Group, c: Candidate) -> None:
-    _put_fields(g, c, skip={"id", *_CANDIDATE_TEXT, *_CANDIDATE_JSON})
-    for name in _CANDIDATE_TEXT:
-        _put_text_if_changed(g, name, getattr(c, name))
-    for fld, ds in _CANDIDATE_JSON.items():
-        _put_text_if_changed(g, ds, json.dumps(getattr(c, fld), sort_keys=True, default=str))
-
-
-def _read_candidate(g: h5py.Group, cid: int) -> Candidate:
-    kw = _get_fields(g, Candidate, skip={"id", *_CANDIDATE_TEXT, *_CANDIDATE_JSON})
-    kw.update({name: get_text(g, name) for name in _CANDIDATE_TEXT})
-    kw.update({fld: json.loads(get_text(g, ds) or "{}") for fld, ds in _CANDIDATE_JSON.items()})
-    return Candidate(id=cid, **kw)
-
-
-# ---------------------------------------------------------------------------- conveniences
-
-
-def read_llm_calls(path: PathLike) -> list[LLMCall]:
-    """Every LLM call archived in a trial file (for the replay backend)."""
-    with TrialArchive.open(path, writable=False) as arc:
-        return arc.llm_calls()
-
-
-def summarize_trial(path: PathLike) -> dict[str, Any]:
-    """Headline facts of one trial file: status, app, platform, counts, best/source energy."""
-    with TrialArchive.open(path, writable=False) as arc:
-        return arc.summary()
+__all__ = ["ArchiveStats", "TrialArchive", "apply_overlay", "derive_summary", "journal_dir"]

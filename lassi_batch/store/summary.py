@@ -12,11 +12,14 @@ failed trial counts as no saving in energy-reduction@k).
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, fields
 from typing import Any
 
 import h5py
+
+from .schema import attr, decode_attr, get_text
 
 SUMMARY_GROUP = "summary"
 
@@ -93,7 +96,29 @@ class TrialSummary:
     attempts: int = 0
     started: str = ""  # ISO 8601 UTC
     finished: str = ""
+    # screening counts over the generated candidates (stages 1 and 3; the source excluded), -1 when
+    # the writer did not count them (readers then use `screening_counts` on the file)
+    n_generated: int = -1
+    n_built: int = -1
+    n_ran: int = -1
+    n_judged: int = -1  # candidates that got a judge verdict
+    n_judge_valid: int = -1
+    n_verifier_ok: int = -1  # verifier verdict pass or warn
+    n_held: int = -1  # contract verdict "held" (needs a human look)
+    # how many findings of each kind the verifier raised over the trial's candidates
+    findings_exit: int = -1
+    findings_pass_line: int = -1
+    findings_fail_line: int = -1
+    findings_checksum: int = -1
+    findings_numbers: int = -1
+    findings_work: int = -1
+    findings_energy: int = -1
+    findings_other: int = -1
 
+
+FINDING_KINDS = ("exit", "pass_line", "fail_line", "checksum", "numbers", "work", "energy")
+SCREENING_FIELDS = ("n_generated", "n_built", "n_ran", "n_judged", "n_judge_valid", "n_verifier_ok", "n_held",
+                    *(f"findings_{k}" for k in FINDING_KINDS), "findings_other")
 
 SUMMARY_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(TrialSummary))
 _TYPES: dict[str, type] = {f.name: {"str": str, "int": int, "float": float, "bool": bool}[f.type]
@@ -128,6 +153,46 @@ def write_summary(f: h5py.File | h5py.Group, s: TrialSummary) -> None:
 
 def read_summary(f: h5py.File | h5py.Group) -> TrialSummary:
     """The summary of an open trial file; KeyError when the file has none (schema version 1)."""
-    g = f[SUMMARY_GROUP]
-    kw = {name: _coerce(name, g.attrs[name]) for name in SUMMARY_FIELDS if name in g.attrs}
+    a = f[SUMMARY_GROUP].attrs  # one attribute manager, each stored name read once
+    kw = {name: _coerce(name, a[name]) for name in a if name in _TYPES}
     return TrialSummary(**kw)
+
+
+def _findings(g: h5py.Group) -> list[dict[str, Any]]:
+    """A candidate's findings: the screening contract's `findings_json` attribute, else the
+    verifier report (`verifier_json` dataset) of older files."""
+    try:
+        if "findings_json_json" in g.attrs:  # the field `findings_json`, stored by put_value
+            items = json.loads(decode_attr(g, "findings_json_json")[1] or "[]")
+        elif "findings_json" in g.attrs:
+            items = json.loads(attr(g, "findings_json") or "[]")
+        else:
+            items = json.loads(get_text(g, "verifier_json") or "{}").get("findings", [])
+    except (json.JSONDecodeError, AttributeError):
+        return []
+    return [x for x in items if isinstance(x, dict)] if isinstance(items, list) else []
+
+
+def screening_counts(f: h5py.File | h5py.Group) -> dict[str, int]:
+    """The SCREENING_FIELDS of a trial file, counted from its candidate groups (what a writer
+    stores in the summary, and what readers fall back on when it did not)."""
+    out = dict.fromkeys(SCREENING_FIELDS, 0)
+    cands = f.get("candidates")
+    if cands is None:
+        return out
+    for name in cands:
+        g = cands[name]
+        if not isinstance(g, h5py.Group) or int(attr(g, "stage", 0) or 0) == 0:
+            continue
+        out["n_generated"] += 1
+        out["n_built"] += bool(attr(g, "build_ok", False))
+        out["n_ran"] += bool(attr(g, "run_ok", False))
+        judge = str(attr(g, "judge_verdict", "") or "")
+        out["n_judged"] += bool(judge)
+        out["n_judge_valid"] += judge == "VALID"
+        out["n_verifier_ok"] += str(attr(g, "verifier_verdict", "") or "") in ("pass", "warn")
+        out["n_held"] += str(attr(g, "verdict", "") or "") == "held"
+        for item in _findings(g):
+            kind = str(item.get("kind", ""))
+            out[f"findings_{kind}" if kind in FINDING_KINDS else "findings_other"] += 1
+    return out

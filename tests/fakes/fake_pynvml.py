@@ -184,6 +184,18 @@ def nvmlDeviceGetName(h: FakeGpu) -> str:
     return h.name
 
 
+def nvmlSystemGetDriverVersion() -> str:
+    return "580.159.04"
+
+
+class _Memory:
+    total = 80 << 30
+
+
+def nvmlDeviceGetMemoryInfo(h: FakeGpu) -> _Memory:
+    return _Memory()
+
+
 def nvmlDeviceGetMigMode(h: FakeGpu) -> tuple[int, int]:
     return (1, 1) if h.mig else (0, 0)
 

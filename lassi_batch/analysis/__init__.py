@@ -1,0 +1,1 @@
+"""Study analysis: exact metrics, aggregation of trial summaries, recomputation from raw traces, reports."""

@@ -1,0 +1,126 @@
+"""The trial program: one (app, trial) of a submitted study, in a process of its own.
+
+    python -m lassi_batch.batch.trialproc SETTINGS.json APP INDEX
+
+Workers (the node worker under Slurm, the local executor) start one per trial, so that a
+scheduler signal, a crash or a kill reaches exactly one trial and its measured program. Exit
+codes follow `store.summary`: 0 done, 1 failed, 2 usage/config error, 75 interrupted (stopped
+at a step boundary; resume by running it again). 73 means another process is writing this
+trial right now (never run a trial twice at once).
+
+SIGTERM, SIGUSR2 (Slurm's warning before a time limit or preemption) and SIGINT stop the trial:
+the archive keeps every finished step, the measured program's process group is killed, and the
+trial is marked `interrupted`. When the parent dies, the kernel sends SIGTERM here
+(PR_SET_PDEATHSIG), so killing a worker never leaves a measured program behind.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupted
+from ..pipeline.session import run_trial, trial_path
+from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
+from .manifest import Settings
+from .state import read_state, mark
+
+EXIT_BUSY = 73
+PARENT_ENV = "LASSI_PARENT_PID"
+ALREADY_DONE = "already done"  # first words of the line printed for a trial that had finished before
+
+
+class Stop(KeyboardInterrupt):
+    """Raised by the first stop signal; a KeyboardInterrupt so the trial keeps it `not failed`."""
+
+
+_stopped_by: list[str] = []
+
+
+def _on_signal(signum: int, frame: object) -> None:
+    if _stopped_by:
+        return  # one stop is enough; let the cleanup that the first one started finish
+    _stopped_by.append(signal.Signals(signum).name)
+    raise Stop(_stopped_by[0])
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel for SIGTERM when the worker dies; exit at once if it already has."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    want = os.environ.get(PARENT_ENV)
+    if want and os.getppid() != int(want):
+        sys.exit(EXIT_INTERRUPTED)
+
+
+def _reason(path: Path) -> str:
+    st = read_state(path)
+    return st.reason or "no reason recorded"
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: python -m lassi_batch.batch.trialproc SETTINGS.json APP INDEX", file=sys.stderr)
+        return EXIT_USAGE
+    for sig in (signal.SIGTERM, signal.SIGUSR2, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    _die_with_parent()
+    settings_path, app, index_s = argv
+    path: Path | None = None
+    try:
+        study = Settings.load(Path(settings_path)).study()
+        sapp = next((a for a in study.apps if a.app.name == app), None)
+        if sapp is None:
+            raise ConfigError(f"app '{app}' is not in the study")
+        index = int(index_s)
+        path = trial_path(study, app, index)
+        if read_state(path).status == "done":
+            print(f"{ALREADY_DONE}: {path}")
+            return EXIT_OK
+        path, out = run_trial(study, sapp, index)
+    except (Stop, TrialInterrupted) as e:
+        # Stop: a signal before the trial took over its own (the archive may not exist yet);
+        # TrialInterrupted: the trial stopped on a step boundary and recorded it itself.
+        if isinstance(e, Stop) and path is not None and read_state(path).status in ("running", "interrupted"):
+            mark(path, "interrupted", f"stopped by {e.args[0] if e.args else 'a signal'}")
+        by = _stopped_by[0] if _stopped_by else (str(e) or "a signal")
+        print(f"interrupted: {by}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except ConfigError as e:
+        for p in e.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return EXIT_USAGE
+    except ArchiveError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_BUSY if "being written" in str(e) else EXIT_FAILED
+    except LassiError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return _by_archive(path, EXIT_FAILED)
+    except Exception:  # noqa: BLE001 - a bug: keep the traceback in the trial's log
+        traceback.print_exc()
+        return _by_archive(path, EXIT_FAILED)
+    if out.status == "done":
+        return EXIT_OK
+    if out.status == "interrupted":
+        return EXIT_INTERRUPTED
+    print(f"failed: {_reason(path)}", file=sys.stderr)
+    return EXIT_FAILED
+
+
+def _by_archive(path: Path | None, default: int) -> int:
+    """An exception after the trial recorded an interruption still means `interrupted`."""
+    if path is not None and read_state(path).status == "interrupted":
+        return EXIT_INTERRUPTED
+    return default
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

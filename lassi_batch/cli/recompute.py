@@ -1,0 +1,72 @@
+"""`lassi-batch recompute STUDY_DIR|study.h5 -o OUT`: energies and metrics re-derived from the raw traces."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from ..analysis.aggregate import Options, parse_k
+from ..analysis.recompute import ENERGY_METHODS, IDLE_CHOICES, PASS_POLICIES, TAIL_CHOICES, Choices, recompute_study
+from ..analysis.study import StudyFile, is_study_file
+from ..analysis.trials import trial_files
+from ..core.errors import ConfigError
+from .aggregate import print_skipped, progress_wrap
+
+
+def study_paths(source: str) -> list[Path]:
+    """Trial files of a study folder, or the trials a study.h5 aggregated."""
+    p = Path(source)
+    if not p.exists():
+        raise ConfigError(f"not found: {source}")
+    if p.is_file() and is_study_file(p):
+        return [Path(x) for x in StudyFile(p).paths]
+    return trial_files(p)
+
+
+@click.command("recompute")
+@click.argument("source", type=click.Path())
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--energy-method", type=click.Choice(ENERGY_METHODS), default="auto", show_default=True,
+              help="auto: as the trial measured; counter / instant: that source, net of idle; paper-eq4: the "
+                   "paper's Eq. 4 on the 1 s averaged power.")
+@click.option("--tail", type=click.Choice(TAIL_CHOICES), default="exclude", show_default=True,
+              help="Count the energy between exit and settling.")
+@click.option("--idle", type=click.Choice(IDLE_CHOICES), default="auto", show_default=True,
+              help="Idle baseline: pre-run, post-run, both (their mean, the paper's).")
+@click.option("--pass-policy", type=click.Choice(PASS_POLICIES), default="recorded", show_default=True,
+              help="Re-decide passes from the stored verdicts (strict: judge VALID and a clean verifier pass).")
+@click.option("--k", "k_text", default="1,3,5", show_default=True)
+@click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True)
+@click.option("--include-running", is_flag=True, help="Also recompute trials that have not finished.")
+def command(source: str, out: str, energy_method: str, tail: str, idle: str, pass_policy: str, k_text: str,
+            resamples: int, include_running: bool) -> None:
+    """Re-derive every energy of the trials in SOURCE from their raw traces, and every metric from
+    those; trial files are only read. Exit 1 when any file was skipped."""
+    choices = Choices(energy=energy_method, idle=idle, tail=tail, pass_policy=pass_policy)
+    options = Options(k=parse_k(k_text), resamples=resamples)
+    paths = study_paths(source)
+    out_dir = Path(out)
+    wrap = progress_wrap(Console(stderr=True), "recomputing")
+    cmp, skipped, n = recompute_study(wrap(paths), choices, out_dir, options, include_running)
+    for r in cmp.rows:
+        if r["app"] != "cross-app average":
+            continue
+        ers = "; ".join(f"e-red@{k} {_p(r.get(f'old_er_{k}'))} -> {_p(r.get(f'new_er_{k}'))}" for k in options.k)
+        click.echo(f"{r['platform']}: source E {_j(r.get('old_source_energy_j'))} -> {_j(r.get('new_source_energy_j'))} "
+                   f"(mean over apps); pass@1 {_p(r.get('old_pass_1'))} -> {_p(r.get('new_pass_1'))}; {ers}")
+    print_skipped(skipped)
+    click.echo(f"{n} trials recomputed ({choices.describe()}) -> {out_dir / 'recompute.h5'}, "
+               f"{out_dir / 'recompute.md'}" + (f"; {len(skipped)} file(s) skipped" if skipped else ""))
+    sys.exit(1 if skipped else 0)
+
+
+def _p(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{100 * v:.1f}%"
+
+
+def _j(v: float | None) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.3g} J"

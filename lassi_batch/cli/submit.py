@@ -1,0 +1,120 @@
+"""`lassi-batch submit STUDY.toml`: run a whole study on Slurm (job arrays) or on this machine."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from ..batch import submit as sub
+from ..batch.manifest import TrialRef
+from ..store.summary import EXIT_FAILED
+from ._trials import archive_row, summary_table
+
+
+@click.command("submit")
+@click.argument("study_file", type=click.Path(dir_okay=False))
+@click.option("--executor", type=click.Choice(sub.EXECUTORS), default="auto", show_default=True,
+              help="slurm (job arrays through submitit), local (this machine), auto: slurm when sbatch is here.")
+@click.option("--partition", help="Slurm partition (default: the study's [slurm].partition).")
+@click.option("--account", help="Slurm account.")
+@click.option("--qos", help="Slurm QOS.")
+@click.option("--time", "time_limit", help="Time limit per job, e.g. 04:00:00.")
+@click.option("--gres", help="Generic resources per job, e.g. gpu:1 ('' for none).")
+@click.option("--exclusive/--shared", default=None, help="Whole nodes per job (default from the study).")
+@click.option("--apps", "only_apps", help="Comma-separated subset of the study's apps.")
+@click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: the study's [study].out).")
+@click.option("--array-parallelism", type=click.IntRange(min=1), help="At most N array tasks at once (%N).")
+@click.option("--trials-per-node", type=click.IntRange(min=1),
+              help="Trials sharing one node (Slurm) or run at once here (local).")
+@click.option("--retry-failed", is_flag=True, help="Run failed trials again (done ones are never rerun).")
+@click.option("--fresh", is_flag=True, help="Start the selected trials over, discarding their archives.")
+@click.option("--dry-run", is_flag=True, help="Print the sbatch script(s) and container command lines; submit nothing.")
+def command(study_file: str, executor: str, partition: str | None, account: str | None, qos: str | None,
+            time_limit: str | None, gres: str | None, exclusive: bool | None, only_apps: str | None, out: str | None,
+            array_parallelism: int | None, trials_per_node: int | None, retry_failed: bool, fresh: bool,
+            dry_run: bool) -> None:
+    """Submit every trial of STUDY_FILE; again later to resume what did not finish."""
+    over: dict[str, Any] = {}
+    slurm_over = {k: v for k, v in (("partition", partition), ("account", account), ("qos", qos),
+                                     ("time", time_limit), ("gres", gres), ("exclusive", exclusive)) if v is not None}
+    if slurm_over:
+        over["slurm"] = slurm_over
+    if out:
+        over["study"] = {"out": str(Path(out).resolve())}
+    apps = [a.strip() for a in only_apps.split(",") if a.strip()] if only_apps else None
+    req = sub.Request(Path(study_file), executor=executor, overrides=over, apps=apps,
+                      array_parallelism=array_parallelism, trials_per_node=trials_per_node,
+                      retry_failed=retry_failed, fresh=fresh, dry_run=dry_run)
+    sys.exit(run_request(req, Console()))
+
+
+def run_request(req: sub.Request, console: Console) -> int:
+    """Prepare, then submit or run; returns the exit status (1 when a local trial failed)."""
+    prep = sub.prepare(req)
+    study = prep.study
+    actions = Counter(p.action for p in prep.plan)
+    console.print(f"[bold]{study.name}[/]: {len(prep.trials)} trials ({len(study.apps)} apps x {study.trials}) "
+                  f"on {study.platform.kind}, executor {prep.executor}, folder {prep.folder.root}")
+    for p in prep.plan:
+        if p.action == "skip" and p.why == "already done":
+            continue
+        if p.action == "skip" or p.why:
+            console.print(f"  {p.trial.key}: {'skipped' if p.action == 'skip' else p.action}" + (f" ({p.why})" if p.why else ""))
+    done = sum(1 for p in prep.plan if p.why == "already done")
+    if done:
+        console.print(f"  {done} trial(s) already done (--fresh starts them again)")
+    if req.dry_run:
+        for i, s in enumerate(prep.scripts):
+            console.print(f"[bold]# sbatch script {i + 1} of {len(prep.scripts)}[/]", highlight=False)
+            click.echo(s)
+        if prep.to_run:
+            for line in sub.container_lines(study, prep.to_run[0]):
+                click.echo(line)
+        console.print(f"dry run: would {'submit' if prep.executor == 'slurm' else 'run'} {len(prep.to_run)} trial(s) "
+                      f"({', '.join(f'{n} {a}' for a, n in sorted(actions.items()))}); nothing written")
+        return 0
+    if not prep.to_run:
+        console.print("nothing to do: every trial is done, failed (see --retry-failed) or already queued")
+        return 0
+    submission, settings = sub.commit(prep)
+    if prep.executor == "slurm":
+        arrays = sub.submit_slurm(prep, submission, settings)
+        console.print(f"submitted {len(prep.to_run)} trial(s) as {len(arrays)} job array(s): {', '.join(arrays)} "
+                      f"(trials per node {study.slurm.trials_per_node}, at most {study.slurm.array_parallelism} at once)")
+        console.print(f"follow with: lassi-batch status {prep.folder.root}")
+        return 0
+    return _run_here(prep, settings, console)
+
+
+def _run_here(prep: sub.Prepared, settings: Path, console: Console) -> int:
+    parallel = prep.study.slurm.trials_per_node
+    lock = threading.Lock()
+    tally: Counter[str] = Counter()
+
+    def on_event(kind: str, t: TrialRef, info: dict[str, Any]) -> None:
+        with lock:
+            if kind == "end":
+                tally[info["outcome"]] += 1
+                why = f": {info['reason']}" if info.get("reason") and info["outcome"] != "done" else ""
+                console.print(f"  {t.key}: {info['outcome']}{why}", highlight=False)
+
+    console.print(f"running {len(prep.to_run)} trial(s) here, {parallel} at a time")
+    results = sub.run_local(prep, settings, parallel, on_event)
+    failed = sub.failed_reasons(prep.folder, results)
+    rows = [archive_row(prep.folder.archive(r.trial), r.trial.app, r.trial.index) for r in results
+            if prep.folder.archive(r.trial).exists() and r.outcome in ("done", "failed", "already done")]
+    if rows:
+        console.print(summary_table(sorted(rows, key=lambda x: (x["app"], x["trial"]))))
+    summary = ", ".join(f"{n} {k}" for k, n in sorted(tally.items()))
+    console.print(f"finished: {summary or 'nothing ran'}; archives in {prep.folder.root / 'trials'}")
+    for t, reason in failed:
+        console.print(f"[red]failed[/] {t.key}: {reason}", highlight=False)
+    if any(r.outcome == "interrupted" for r in results):
+        console.print("interrupted trials resume with the same submit command")
+    return EXIT_FAILED if failed else 0

@@ -1,0 +1,169 @@
+"""Deterministic screening of one candidate: its measured runs, then differential runs.
+
+The trial calls this between a candidate's measurement and its judge. Order:
+1. every measured repeat verified against the source (`verify_runs`), results typed into the
+   code (`hardcoded_results`), processes left behind, repeats whose costs collapse, the GPU work
+   count, and the implausible-saving hold;
+2. if nothing so far fails: the differential runs (`screening/differential.py`) of the candidate
+   on the trial's unseen probes, compared with the source's runs on the same probes (made once
+   per trial and journalled by the trial), and the cost checks.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from statistics import median
+from typing import Any
+
+from ..core.config import AppConfig
+from ..core.records import Candidate
+from ..screening import differential as dif
+from ..screening.processes import Leftover, describe
+from ..screening.verifier import (Finding, VerifierReport, energy_sanity, hardcoded_results, verify, verify_runs,
+                                  work_count_finding)
+from .bench import Bench
+
+MAX_SCALE_TRIES = 4
+
+
+def _runs(cand: Candidate) -> dict[str, Any]:
+    """The measured-run record `Trial._evaluate` keeps (older archives: the first run only)."""
+    r = cand.verifier.get("runs") if isinstance(cand.verifier, dict) else None
+    if r:
+        return r
+    return {"stdouts": [cand.stdout], "returncodes": [cand.returncode], "cpu_s": [], "wall_s": [], "leftovers": []}
+
+
+def _leftover_findings(where: str, lists: list[list[dict[str, Any]]]) -> list[Finding]:
+    found = [Leftover(**p) for lo in lists for p in lo]
+    if not found:
+        return []
+    return [Finding("processes_left", "fail", f"{where}: {describe(found)}; work done by processes the measurement "
+                    "does not wait for escapes it")]
+
+
+@dataclass
+class Screener:
+    app: AppConfig
+    bench: Bench
+    measured_args: list[str]
+
+    # ------------------------------------------------------------ the source, once per trial
+
+    def source_probes(self, source: Candidate, seed: int | None = None) -> dict[str, Any]:
+        """Plan the trial's probes and run the source on them; the result is journalled."""
+        spec = self.app.probe
+        seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
+        seen = [self.measured_args, self.app.args, self.app.test_args]
+        probes = dif.plan_probes(spec, self.measured_args, seen, seed)
+        record: dict[str, Any] = {"seed": seed, "probes": [], "runs": {}, "notes": []}
+        if not probes:
+            record["notes"].append("the app declares no probe inputs (work_arg, probe_args): no differential runs")
+            return record
+        exe = self.bench.executable(source.files, "s0_eval")
+        if exe is None:
+            record["notes"].append("the source could not be built again for the differential runs")
+            return record
+        for p in probes:
+            record["probes"].append(p.to_dict())
+            record["runs"][p.label] = self.bench.probe(exe, source.files, "s0_probe", p).to_dict()
+        # The scale point: the lowest knob probe ("above" when the knob cannot go lower) plus
+        # enough work that the source spends `scale_cost_s` more; "above" itself when it does.
+        knobbed = [p for p in probes if p.knob is not None]
+        base = next((p for p in knobbed if p.label == "below"), None) or next(iter(knobbed), None)
+        lo = record["runs"].get(base.label) if base is not None else None
+        if base is not None and base.knob is not None and lo and lo["returncode"] == 0:
+            rng = random.Random(seed + 1)
+            above = next((p for p in knobbed if p.label == "above" and p is not base), None)
+            arun = record["runs"].get("above") if above is not None else None
+            k, cost, chosen = None, None, None
+            if above is not None and arun and arun["returncode"] == 0:
+                k, cost, chosen = above.knob, arun["cpu_s"], above
+            for _ in range(MAX_SCALE_TRIES):
+                nxt = dif.next_scale_knob(spec, base.knob, lo["cpu_s"], k, cost, self.app.time_limit_s / 4,
+                                          cost_per_step=lo["cpu_s"] / max(base.knob, 1))
+                if nxt is None:
+                    break
+                p = dif.seeded(spec, dif.Probe("scale", dif.with_knob(spec, self.measured_args, nxt), {}, nxt), rng)
+                run = self.bench.probe(exe, source.files, "s0_probe", p).to_dict()
+                if run["returncode"] != 0:
+                    record["notes"].append(f"the source failed at the scaling probe (knob {nxt}); probe dropped")
+                    break
+                k, cost, chosen = nxt, run["cpu_s"], p
+            if chosen is not None and chosen is not base:  # run again, twice in one folder (reuse check)
+                p = dif.Probe("scale", chosen.args, chosen.env, chosen.knob)
+                record["probes"].append(p.to_dict())
+                record["runs"]["scale"] = self.bench.probe(exe, source.files, "s0_probe", p, twice=True).to_dict()
+        return record
+
+    # ------------------------------------------------------------ one candidate
+
+    def measured_findings(self, source: Candidate, cand: Candidate) -> list[Finding]:
+        """Checks on the measured runs alone (no new runs)."""
+        check = self.app.check
+        runs = _runs(cand)
+        rep = verify_runs(check, source.stdout, list(zip(runs["stdouts"], runs["returncodes"])))
+        fs = list(rep.findings)
+        fs.append(hardcoded_results(check, source.stdout, source.files, cand.files))
+        fs += _leftover_findings("measured runs", runs.get("leftovers", []))
+        fs += dif.repeat_findings(_runs(source).get("cpu_s", []), runs.get("cpu_s", []))
+        fs.append(energy_sanity(source.energy_j, cand.energy_j, source.runtime_s, cand.runtime_s))
+        fs.append(work_count_finding(source.work_counts, cand.work_counts))
+        return [f for f in fs if f is not None]
+
+    def differential(self, source: Candidate, cand: Candidate, plan: dict[str, Any], tag: str) -> dict[str, Any]:
+        """Run the candidate on the trial's probes; returns its runs and findings (as dicts)."""
+        out: dict[str, Any] = {"runs": {}, "findings": []}
+        probes = [dif.Probe.from_dict(p) for p in plan.get("probes", [])]
+        if not probes:
+            return out
+        exe = self.bench.executable(cand.files, tag)
+        if exe is None:
+            out["findings"].append(vars(Finding("differential", "error", "the candidate could not be built again "
+                                                "for its differential runs")))
+            return out
+        findings: list[Finding] = []
+        src_cost: dict[str, float] = {}
+        cand_cost: dict[str, float] = {}
+        knobs: dict[str, int] = {}
+        for p in probes:
+            srun = plan["runs"].get(p.label)
+            if not srun or srun["returncode"] != 0:
+                findings.append(Finding("differential_note", "info", f"the source failed on probe {p.label} "
+                                        f"({' '.join(p.args)}); probe skipped"))
+                continue
+            crun = self.bench.probe(exe, cand.files, tag + "_probe", p, twice="again" in srun).to_dict()
+            out["runs"][p.label] = crun
+            rep = verify(self.app.check, srun["stdout"], crun["stdout"], crun["returncode"])
+            if "again" in crun:
+                again = verify(self.app.check, srun["stdout"], crun["again"]["stdout"], crun["again"]["returncode"])
+                rep = rep.extended(Finding(f.kind, f.severity, "second run: " + f.message)
+                                   for f in again.findings if f.severity in ("fail", "warn"))
+                findings += dif.reuse_findings(srun, crun)
+            if crun["error"] and crun["returncode"] is None:
+                findings.append(Finding("differential", "fail", f"on unseen input {p.label} ({' '.join(p.args)}): "
+                                        f"{crun['error']}"))
+            findings += dif.output_findings(p.label, p.args, rep.findings)
+            findings += _leftover_findings(f"unseen input {p.label}", [crun["leftovers"]])
+            src_cost[p.label], cand_cost[p.label] = srun["cpu_s"], crun["cpu_s"]
+            if p.knob is not None:
+                knobs[p.label] = p.knob
+        findings += dif.scaling_findings(src_cost, cand_cost, knobs)
+        sl = {k: float(v.get("work_counts", {}).get("kernel_launches", 0)) for k, v in plan["runs"].items()}
+        cl = {k: float(v.get("work_counts", {}).get("kernel_launches", 0)) for k, v in out["runs"].items()}
+        if any(sl.values()) and any(cl.values()):
+            findings += [f for f in dif.scaling_findings(sl, cl, knobs, "kernel launches") if f.severity == "fail"]
+        k0 = dif.knob_of(self.app.probe, self.measured_args)
+        s_costs, c_costs = _runs(source).get("cpu_s", []), _runs(cand).get("cpu_s", [])
+        findings += dif.measured_point_findings(
+            median(s_costs) if s_costs else None, min(c_costs) if c_costs else None,
+            src_cost.get("below"), cand_cost.get("below"), k0, knobs.get("below"))
+        out["findings"] = [vars(f) for f in findings]
+        return out
+
+    def report(self, measured: list[Finding], diff: dict[str, Any] | None) -> VerifierReport:
+        fs = list(measured)
+        for f in (diff or {}).get("findings", []):
+            fs.append(Finding(f["kind"], f["severity"], f["message"]))
+        return VerifierReport.from_findings(fs)
