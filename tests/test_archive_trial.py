@@ -189,7 +189,6 @@ def _contents(path):
         return calls, cands, steps, t.plans(), t.context(), result, summary
 
 
-@pytest.mark.xfail(strict=False, reason="known defect: the differential runs' CPU-time cost check can decide differently in two runs of the same candidate on a loaded machine, so the replayed trial may take another path (docs/trial.md, screening)")
 def test_resumed_replay_trial_equals_an_uninterrupted_one(setup):
     """SIGKILLs inside commits and consolidations; the resumed trial makes the same LLM calls,
     answered by the same records, and ends with the same archive contents (times and measured

@@ -51,7 +51,6 @@ def test_cpu_example_trial_runs_end_to_end(tmp_path: Path, app: str):
         assert ms and ms[0].trace.meter == "estimate" and ms[0].trace.estimate
 
 
-@pytest.mark.xfail(strict=False, reason="known defect: the differential runs' CPU-time cost check can decide differently in two runs of the same candidate on a loaded machine, so the replayed trial may take another path (docs/trial.md, screening)")
 def test_replay_from_a_trial_archive_reproduces_its_llm_calls(tmp_path: Path):
     study = _study(tmp_path / "first")
     sapp = next(a for a in study.apps if a.app.name == "rowstats")

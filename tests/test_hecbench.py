@@ -147,7 +147,6 @@ def test_transcripts_are_current() -> None:
 
 
 @needs_gxx
-@pytest.mark.xfail(strict=False, reason="known defect: on a loaded machine the differential runs' CPU-time cost check has failed an honest rewrite here once (passed on rerun); see docs/trial.md, screening")
 @pytest.mark.parametrize("app, verdict, rewrites", [("murmurhash3", "SUCCESS", 2), ("layout", "PASS", 1)])
 def test_a_whole_replay_trial_on_an_openmp_variant(hecbench: Path, tmp_path: Path, app: str, verdict: str,
                                                    rewrites: int) -> None:

@@ -270,3 +270,33 @@ def test_scaling_starts_above_when_the_knob_cannot_go_lower() -> None:
     fs = dif.scaling_findings(src, {"above": 0.004, "scale": 0.004}, {"above": 2, "scale": 40})
     assert _sev(fs) == {"fail"} and "2 -> 40" in fs[0].message
     assert dif.scaling_findings({"above": 0.1}, {"above": 0.1}, {"above": 2}) == []
+
+
+def _costs(first: dict[str, list[float]], again: dict[str, list[float]] | None = None) -> dif.Costs:
+    return dif.Costs({k: list(v) for k, v in first.items()}, {k: list(v) for k, v in (again or {}).items()})
+
+
+def test_one_slow_probe_run_fails_alone_but_not_against_the_median() -> None:
+    """An honest candidate whose one run below the measured point was slowed 3x by the host looks
+    keyed on the measured arguments; two more runs of each probe clear it, a real cheat stays."""
+    knobs, src_meas, cand_meas = {"below": 15, "above": 25}, [0.20, 0.21], [0.06, 0.06]
+    src = _costs({"below": [0.16], "above": [0.25]})
+    hiccup = _costs({"below": [0.17], "above": [0.08]})  # the honest one's 'below' ran 3x slow
+    fs = dif.cost_findings(src, hiccup, knobs, 20, src_meas, cand_meas)
+    assert "fail" in _sev(fs) and dif.cost_failures(fs) == ["below", "above", "scale"]
+    for s, c in ((0.16, 0.05), (0.17, 0.05)):
+        src.first["below"].append(s)
+        hiccup.first["below"].append(c)
+    fs = dif.cost_findings(src, hiccup, knobs, 20, src_meas, cand_meas)
+    assert "fail" not in _sev(fs) and dif.cost_failures(fs) == []
+    cheat = _costs({"below": [0.05, 0.05, 0.06], "above": [0.08, 0.08, 0.09]})  # cheap only at the measured point
+    fs = dif.cost_findings(src, cheat, knobs, 20, src_meas, [0.002, 0.002])
+    assert [f.kind for f in fs if f.severity == "fail"] == ["measured_point"] and "median of 3 runs" in fs[-1].message
+
+
+def test_reuse_is_judged_on_the_medians_of_both_runs() -> None:
+    src = _costs({"scale": [0.30, 0.31, 0.30]}, {"scale": [0.28, 0.30, 0.29]})
+    honest = _costs({"scale": [0.12, 0.11, 0.12]}, {"scale": [0.002, 0.10, 0.11]})  # one fast second run
+    assert dif.cost_findings(src, honest, {}, None, [], []) == []
+    cached = _costs({"scale": [0.12, 0.12, 0.13]}, {"scale": [0.004, 0.003, 0.004]})
+    assert [f.kind for f in dif.cost_findings(src, cached, {}, None, [], [])] == ["reuse"]

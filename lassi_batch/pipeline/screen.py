@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from statistics import median
 from typing import Any
 
 from ..core.config import AppConfig
@@ -124,8 +123,7 @@ class Screener:
                                                 "for its differential runs")))
             return out
         findings: list[Finding] = []
-        src_cost: dict[str, float] = {}
-        cand_cost: dict[str, float] = {}
+        src_cost, cand_cost = dif.Costs(), dif.Costs()
         knobs: dict[str, int] = {}
         for p in probes:
             srun = plan["runs"].get(p.label)
@@ -140,25 +138,35 @@ class Screener:
                 again = verify(self.app.check, srun["stdout"], crun["again"]["stdout"], crun["again"]["returncode"])
                 rep = rep.extended(Finding(f.kind, f.severity, "second run: " + f.message)
                                    for f in again.findings if f.severity in ("fail", "warn"))
-                findings += dif.reuse_findings(srun, crun)
             if crun["error"] and crun["returncode"] is None:
                 findings.append(Finding("differential", "fail", f"on unseen input {p.label} ({' '.join(p.args)}): "
                                         f"{crun['error']}"))
             findings += dif.output_findings(p.label, p.args, rep.findings)
             findings += _leftover_findings(f"unseen input {p.label}", [crun["leftovers"]])
-            src_cost[p.label], cand_cost[p.label] = srun["cpu_s"], crun["cpu_s"]
+            if crun["returncode"] == 0:
+                src_cost.add(p.label, srun)
+                cand_cost.add(p.label, crun)
             if p.knob is not None:
                 knobs[p.label] = p.knob
-        findings += dif.scaling_findings(src_cost, cand_cost, knobs)
+        k0 = dif.knob_of(self.app.probe, self.measured_args)
+        s_meas, c_meas = _runs(source).get("cpu_s", []), _runs(cand).get("cpu_s", [])
+        costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas)
+        again = [p for p in probes if p.label in dif.cost_failures(costs) and p.label in cand_cost.first]
+        if again:  # a cost check would fail on single runs: more samples of both programs first
+            src_exe = self.bench.executable(source.files, "s0_eval")
+            for _ in range(dif.CONFIRM_RUNS if src_exe is not None else 0):
+                for p in again:
+                    twice = p.label in src_cost.again
+                    src_cost.add(p.label, self.bench.probe(src_exe, source.files, "s0_probe", p, twice=twice).to_dict())
+                    cand_cost.add(p.label, self.bench.probe(exe, cand.files, tag + "_probe", p, twice=twice).to_dict())
+            costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas)
+            out["cost_samples"] = {"source": src_cost.first, "candidate": cand_cost.first,
+                                   "source_again": src_cost.again, "candidate_again": cand_cost.again}
+        findings += costs
         sl = {k: float(v.get("work_counts", {}).get("kernel_launches", 0)) for k, v in plan["runs"].items()}
         cl = {k: float(v.get("work_counts", {}).get("kernel_launches", 0)) for k, v in out["runs"].items()}
         if any(sl.values()) and any(cl.values()):
             findings += [f for f in dif.scaling_findings(sl, cl, knobs, "kernel launches") if f.severity == "fail"]
-        k0 = dif.knob_of(self.app.probe, self.measured_args)
-        s_costs, c_costs = _runs(source).get("cpu_s", []), _runs(cand).get("cpu_s", [])
-        findings += dif.measured_point_findings(
-            median(s_costs) if s_costs else None, min(c_costs) if c_costs else None,
-            src_cost.get("below"), cand_cost.get("below"), k0, knobs.get("below"))
         out["findings"] = [vars(f) for f in findings]
         return out
 

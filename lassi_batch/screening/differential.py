@@ -16,12 +16,17 @@ Probes, in order:
   (chosen once per trial from the source's costs), for the scaling check;
 - "probe<i>": each explicit `probe_args` set, compared for output only.
 Every probe gets a fresh seed where the app declares one (`seed_arg` or `seed_env`).
+
+CPU time of one short run on a loaded node is noisy (a scheduler hiccup, a page-cache miss), so a
+cost check never fails a candidate on single runs: when one would, the probes it rests on are run
+`CONFIRM_RUNS` more times for both programs and `cost_findings` judges the medians.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import asdict, dataclass, field
+from statistics import median
 from typing import Any
 
 from ..core.config import ProbeSpec
@@ -34,6 +39,8 @@ MIN_CHEAP_DELTA_S = 0.004  # ... and at least this many CPU seconds cheaper
 SOURCE_CONSISTENT = 0.7  # the source itself must not be cheaper at the measured args by that much
 REPEAT_COLLAPSE = 0.25  # a measured repeat costing below this share of the dearest repeat
 MIN_REPEAT_COST_S = 0.01  # repeats cheaper than this are too noisy to compare
+COST_KINDS = ("scaling", "measured_point", "reuse")  # findings judged from CPU times
+CONFIRM_RUNS = 2  # extra runs of each probe a failing cost finding rests on, per program
 # Unmeasured runs wait passively at OpenMP barriers: spinning threads on a busy host turn waiting
 # into CPU time, which would drown the cost differences these checks look at.
 PROBE_ENV = {"OMP_WAIT_POLICY": "passive"}
@@ -223,3 +230,54 @@ def output_findings(label: str, args: list[str], reps: list[Finding]) -> list[Fi
             kind = "differential" if f.severity == "fail" else "differential_note"
             out.append(Finding(kind, f.severity, f"on unseen input {label} ({' '.join(args)}): {f.kind}: {f.message}"))
     return out
+
+
+@dataclass
+class Costs:
+    """CPU seconds of one program's probe runs, every sample kept: `first[label]` the first (or
+    only) run in a fresh folder, `again[label]` the second run in the same folder (scale probe)."""
+
+    first: dict[str, list[float]] = field(default_factory=dict)
+    again: dict[str, list[float]] = field(default_factory=dict)
+
+    def add(self, label: str, run: dict[str, Any]) -> None:
+        self.first.setdefault(label, []).append(float(run["cpu_s"]))
+        if "again" in run:
+            self.again.setdefault(label, []).append(float(run["again"]["cpu_s"]))
+
+    def medians(self) -> dict[str, float]:
+        return {k: median(v) for k, v in self.first.items() if v}
+
+    def reuse_view(self, label: str) -> dict[str, Any] | None:
+        """What `reuse_findings` reads, from the medians of the samples."""
+        if not self.first.get(label) or not self.again.get(label):
+            return None
+        return {"cpu_s": median(self.first[label]), "again": {"cpu_s": median(self.again[label])}}
+
+    def samples(self) -> int:
+        return max((len(v) for v in self.first.values()), default=0)
+
+
+def cost_findings(src: Costs, cand: Costs, knobs: dict[str, int], k0: int | None,
+                  src_measured: list[float], cand_measured: list[float]) -> list[Finding]:
+    """The CPU-time checks (scaling, measured point, reuse) on the medians of the samples.
+    `src_measured`/`cand_measured`: CPU times of the measured repeats at the measured arguments."""
+    s, c = src.medians(), cand.medians()
+    out = scaling_findings(s, c, knobs)
+    out += measured_point_findings(median(src_measured) if src_measured else None,
+                                   median(cand_measured) if cand_measured else None,
+                                   s.get("below"), c.get("below"), k0, knobs.get("below"))
+    if "scale" in src.again:
+        out += reuse_findings(src.reuse_view("scale"), cand.reuse_view("scale"))
+    n = min(src.samples(), cand.samples())
+    if n > 1:
+        out = [Finding(f.kind, f.severity, f"{f.message} (median of {n} runs per probe)") if f.severity == "fail" else f
+               for f in out]
+    return out
+
+
+def cost_failures(findings: list[Finding]) -> list[str]:
+    """Probe labels to run again before the failing cost findings among `findings` stand."""
+    if not any(f.kind in COST_KINDS and f.severity == "fail" for f in findings):
+        return []
+    return ["below", "above", "scale"]
