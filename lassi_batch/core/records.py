@@ -66,6 +66,7 @@ class Candidate:
     runtime_s: float | None = None
     power_w: float | None = None
     description: str = ""  # the LLM's description of its change
+    build_s: float | None = field(default=None, metadata=ABSENT_IF_NONE)  # wall time of its build
     # stage-4 confirmation against the source (interleaved re-measurement): None (absent) when not
     # re-measured, NaN when re-measured but not confirmed
     confirmed_energy_j: float | None = field(default=None, metadata=ABSENT_IF_NONE)  # mean of its confirmation runs

@@ -158,6 +158,7 @@ class Trial:
 
     def _fill(self, cand: Candidate, out: Outcome) -> None:
         cand.build_ok = out.built
+        cand.build_s = float(out.build.log.wall_s)
         cand.build_log = _clip(out.build.log.stdout + out.build.log.stderr, 200_000)
         run = out.first_run
         if not out.built:
@@ -314,6 +315,7 @@ class Trial:
             msg = f"source code failed to {'build' if not source.build_ok else 'run'}; see candidate {source.id}"
             self.ar.set_status("failed", msg)
             return TrialOutcome("failed", None, None, None, False, len(self.ar.candidates()), msg)
+        source = self._here(source)  # resumed on another device: the source is measured there first
         vanilla = self._stage("stage1_vanilla", lambda: self._stage1(source))
         best = vanilla if (vanilla.passed and self._beats(vanilla, source)) else source
         self.progress(event="best", energy_j=best.energy_j, candidate=best.id)
@@ -399,12 +401,49 @@ class Trial:
 
     # ------------------------------------------------------------------ decisions that respect noise
 
-    def _select_energies(self, cand: Candidate) -> list[float]:
-        """The candidate's default energy figure from each selection-time repeat."""
+    @property
+    def device_id(self) -> str:
+        """The measuring device of this attempt (GPU UUID, powercap zones, the CPU model's label)."""
+        return str(getattr(self.bench.meter, "device_id", "") or "")
+
+    def _select_measurements(self, cand: Candidate) -> list[Any]:
+        """Selection-time measurements of `cand` on this attempt's device: energies are compared
+        only between runs on one device (a trial resumed on another GPU re-measures, `_here`)."""
         if cand.id is None:
             return []
-        return [float(m.figures.get("energy_net_j", math.nan)) for m in self.ar.measurements(cand.id)
-                if m.attrs.get("phase", "select") != "confirm"]
+        dev = self.device_id
+        return [m for m in self.ar.measurements(cand.id) if m.attrs.get("phase", "select") != "confirm"
+                and (not dev or not m.trace.device_id or m.trace.device_id == dev)]
+
+    def _here(self, cand: Candidate) -> Candidate:
+        """`cand` with measurements on this device: measured again here (journalled per device)
+        when all its runs were on another one, e.g. before a resume on another node."""
+        if cand.id is None or not cand.run_ok or self._select_measurements(cand):
+            return cand
+        key = f"remeasure/{cand.id}/{self.device_id}"
+        rec = self.ar.get_step(key)
+        if rec is not None:
+            return self.ar.candidate(cand.id)
+        self.progress(event="remeasure", key=key, candidate=cand.id, device=self.device_id)
+        t0 = time.time()
+        out = self.bench.evaluate(cand.files, f"remeasure_{cand.id}")
+        for m in out.measurements:
+            m.attrs["remeasured"] = True
+        ok = out.ran
+        if ok:  # the candidate's figures are now this device's
+            sm = out.summary()
+            cand.energy_j, cand.runtime_s, cand.power_w = sm["energy_j"], sm["runtime_s"], sm["power_w"]
+        with self.ar.transaction():
+            for m in out.measurements:
+                self.ar.add_measurement(cand.id, m)
+            self.ar.update_candidate(cand.id, cand)
+            self.ar.record_step(key, "remeasure", {"candidate": cand.id, "device_id": self.device_id, "ok": ok},
+                                t0, time.time())
+        return cand
+
+    def _select_energies(self, cand: Candidate) -> list[float]:
+        """The candidate's default energy figure from each selection-time repeat on this device."""
+        return [float(m.figures.get("energy_net_j", math.nan)) for m in self._select_measurements(cand)]
 
     def _beats(self, cand: Candidate, best: Candidate) -> bool:
         """A new best: lower by more than min_improvement and, with repeats, than the measured noise
@@ -412,6 +451,7 @@ class Trial:
         m = self.study.measure
         if cand.energy_j is None or best.energy_j is None:
             return False
+        best, cand = self._here(best), self._here(cand)
         test = is_lower(self._select_energies(best), self._select_energies(cand), m.min_improvement, m.significance)
         self.progress(event="decision", candidate=cand.id, against=best.id, lower=test.lower, reason=test.reason)
         return test.lower

@@ -317,6 +317,8 @@ def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
     stages = view.stage_times()
     s.time_total_s = float(sum(v["wall_s"] for v in stages.values())) if stages else math.nan
     s.time_measure_s, s.time_lock_wait_s = _measured_seconds(f)
+    builds = [c.build_s for c in cands if c.build_s is not None]
+    s.time_build_s = float(sum(builds)) if builds else math.nan
     sandbox = view.environment().get("sandbox")
     if isinstance(sandbox, str):
         s.sandbox = sandbox
