@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from lassi_batch.core.config import AppConfig, PlatformBuild, PlatformConfig
+from lassi_batch.core.errors import LassiError
 from lassi_batch.sandbox.bwrap import BwrapRunner
 from lassi_batch.sandbox.toolchain import HostRunner, build, prepare_workdir, run_app
 
@@ -90,4 +91,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except LassiError as e:  # e.g. no usable bubblewrap here: one line, not a traceback
+        raise SystemExit(f"bench_sandbox: {e}") from None

@@ -364,3 +364,26 @@ def test_the_sandbox_setting_is_typed_and_labelled(setup) -> None:
     with pytest.raises(ConfigError) as e:
         parse_study({**data, "container": {"sandbox": "chroot"}}, Path("."))
     assert "sandbox" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_a_run_cgroup_left_by_a_killed_process_is_removed_by_the_next_run() -> None:
+    """A SIGKILLed trial cannot remove its run's cgroup; the next one made beside it does."""
+    import subprocess
+    import sys
+
+    from lassi_batch.sandbox.limits import Limits, RunCgroup
+
+    first = RunCgroup.create(Limits())
+    if first is None:
+        pytest.skip("this machine lets no cgroup v2 child be made (the rlimit path is tested above)")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = first.path.parent / f"lassi-run-{dead}-0"
+    stale.mkdir()
+    first.remove()
+    second = RunCgroup.create(Limits())
+    assert second is not None
+    try:
+        assert not stale.exists() and second.path.exists()
+    finally:
+        second.remove()

@@ -98,6 +98,23 @@ def _own_cgroup(mount: Path) -> Path | None:
 _COUNTER = itertools.count()
 
 
+def _sweep_stale(parent: Path) -> None:
+    """Remove run cgroups left by a process that was SIGKILLed before it could (its pid gone, no
+    process left inside): empty folders only, so a live run is never touched."""
+    for d in parent.glob("lassi-run-*-*"):
+        try:
+            pid = int(d.name.split("-")[2])
+        except (IndexError, ValueError):
+            continue
+        if pid == os.getpid() or Path(f"/proc/{pid}").exists():
+            continue
+        try:
+            if not (d / "cgroup.procs").read_text().strip():
+                d.rmdir()
+        except OSError:
+            continue
+
+
 class RunCgroup:
     """A cgroup v2 leaf for one run; `RunCgroup.create()` returns None where none can be made."""
 
@@ -111,6 +128,7 @@ class RunCgroup:
         parent = _own_cgroup(mount) if mount else None
         if parent is None or not os.access(parent, os.W_OK):
             return None
+        _sweep_stale(parent)
         path = parent / f"lassi-run-{os.getpid()}-{next(_COUNTER)}"
         try:
             path.mkdir()
