@@ -387,3 +387,27 @@ def test_a_run_cgroup_left_by_a_killed_process_is_removed_by_the_next_run() -> N
         assert not stale.exists() and second.path.exists()
     finally:
         second.remove()
+
+
+def test_bwrap_found_on_our_path_runs_though_the_run_path_lacks_it(tmp_path: Path, monkeypatch) -> None:
+    """A bwrap unpacked under a prefix (a site module, a campaign's /tmp) is on lassi-batch's
+    PATH but not on the PATH the run gets: the sandbox calls it by its absolute path."""
+    import shutil
+
+    prefix = tmp_path / "prefix" / "bin"
+    prefix.mkdir(parents=True)
+    shutil.copy2(shutil.which("bwrap"), prefix / "bwrap")
+    monkeypatch.setenv("PATH", f"{prefix}:/usr/sbin:/usr/bin:/sbin:/bin")
+    (tmp_path / "run").mkdir()
+    r = run_process(["/bin/sh", "-c", "echo inside"], tmp_path / "run", Limits(time_s=10),
+                    env={"PATH": "/usr/bin:/bin"}, runner=BwrapRunner("cpu"))
+    assert r.ok and r.stdout == "inside\n", (r.error, r.stderr)
+    launch = BwrapRunner("cpu").launch(["/bin/true"], tmp_path / "run", {"PATH": "/usr/bin:/bin"}, Limits(time_s=10))
+    try:  # the chain names the copy by its absolute path, and checks that one before starting
+        assert str(prefix / "bwrap") in launch.argv and "bwrap" not in launch.argv
+        assert launch.tools[0] == str(prefix / "bwrap")
+    finally:
+        for fd in (*launch.pass_fds, launch.report_fd):
+            os.close(fd)
+        if launch.cgroup is not None:
+            launch.cgroup.remove()

@@ -160,7 +160,10 @@ class BwrapRunner:
             ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
         else:
             ns = ["--unshare-all", "--cap-drop", "ALL"]
-        args = ["bwrap", *ns, "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        # by absolute path, found on this process's PATH: the run's own PATH (the toolchain's) need
+        # not hold it (a bwrap unpacked under a prefix, a site module)
+        bwrap = shutil.which("bwrap") or "bwrap"
+        args = [bwrap, *ns, "--die-with-parent", "--new-session", "--hostname", "sandbox"]
         for t in SYSTEM_TREES:
             if os.path.islink(t):
                 args += ["--symlink", os.readlink(t), t]
@@ -215,7 +218,7 @@ class BwrapRunner:
         full = [*prefix, *prlimit_argv(limits, nproc), *inner, "--", *drop, REPORT_SHELL, "-c", REPORT_SCRIPT,
                 "lassi-run", str(w), *argv]
         return Launch(argv=full, env=env, pass_fds=(w,), report_fd=r, cgroup=cg, uid=uid, notes=notes,
-                      tools=("bwrap", "prlimit"))
+                      tools=(inner[0], "prlimit"))
 
     def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
         """The Runner protocol's plain form (no report pipe, no limits): for display and tools."""
