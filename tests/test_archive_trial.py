@@ -174,6 +174,16 @@ def _variant_transcript(tmp):
     return path
 
 
+def _stable(kind, result):
+    """A step's result without what is measured or drawn afresh by each run (the probes' seed and
+    costs, the confirmation's energies): what decides the trial's path is kept."""
+    if kind == "probes":
+        return sorted(p["label"] for p in result.get("probes", []))
+    if kind == "confirm":
+        return {"candidate": result["candidate"], "source": result["source"], "confirmed": result["confirmed"]}
+    return result
+
+
 def _contents(path):
     with open_trial(path) as t:
         calls = [(c.key, c.kind, c.model, c.reply, c.replay_match, c.replay_index, c.temperature, c.error)
@@ -182,7 +192,7 @@ def _contents(path):
         cands = [(c.key, c.stage, c.iteration, c.parent, c.files, c.status, c.passed, c.judge_verdict,
                   c.build_ok, c.run_ok, c.self_corrections, c.temperature, c.stdout)
                  for c in t.candidates()]
-        steps = [(s["key"], s["kind"], s["result"]) for s in t.steps()]
+        steps = [(s["key"], s["kind"], _stable(s["kind"], s["result"])) for s in t.steps()]
         r = t.result()
         result = {k: r[k] for k in ("source_candidate", "best_candidate", "vanilla_candidate", "improved",
                                     "pipeline_passed", "stop_reason", "llm_calls", "candidates", "report",
