@@ -8,6 +8,7 @@ rules against the trial files themselves (read back through TrialArchive, not th
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -79,7 +80,7 @@ def test_export_loads_with_datasets_through_the_card_and_validates(exports, fmt,
     assert meta["size_categories"] == ["n<1K"]
     for needed in ("Records per split and platform", "| cpu |", "gpt-4.1",
                    "Pass policy of this export: `recorded`", "Verdict basis: screening verdict (verdict, findings_json)",
-                   "Energy basis: measured energy", "ESTIMATE", "Deduplication"):
+                   "Energy basis: confirmed savings", "ESTIMATE", "Deduplication"):
         assert needed in body, needed
     for split in files:
         assert f"| {split} | {files[split]} | {len(_rows(folder, split))} |" in body
@@ -149,9 +150,15 @@ def test_sft_answer_is_the_best_passing_candidate_and_parses_back(exports, expor
         with TrialArchive.open(export_study.study_dir / m["trial_file"], writable=False) as ar:
             cands = ar.candidates()
             source = ar.candidate(ar.result()["source_candidate"])
-        best = min((c for c in cands if c.stage in (1, 3) and c.passed and c.energy_j is not None),
-                   key=lambda c: c.energy_j)
-        assert cid == best.id and best.energy_j < source.energy_j
+        passed = [c for c in cands if c.stage in (1, 3) and c.passed and c.energy_j is not None]
+        confirmed = [c for c in passed if c.confirmed_reduction is not None and math.isfinite(c.confirmed_reduction)]
+        if confirmed:  # the trials confirm their best: the answer is the largest confirmed saving
+            best = max(confirmed, key=lambda c: c.confirmed_reduction)
+            assert best.confirmed_reduction > 0
+        else:
+            best = min(passed, key=lambda c: c.energy_j)
+            assert best.energy_j < source.energy_j
+        assert cid == best.id
         ex = extract_code(answer, "cpp", list(best.files))
         assert ex.ok and {k: v.rstrip() for k, v in ex.files.items()} == {k: v.rstrip() for k, v in best.files.items()}
         prompt = rows[m["split"]][m["line"]]["messages"][:-1]
@@ -206,9 +213,13 @@ def test_empty_result_is_an_error_and_writes_nothing(export_study, tmp_path):
     code, text = _export(export_study.study_dir, out, "--format", "trl-sft", "--min-reduction", "0.995")
     assert code == 1 and "nothing to export" in text and "Traceback" not in text
     assert not out.exists() and not list(tmp_path.iterdir())
-    # measured energies carry no noise interval: asking for significant savings leaves nothing
-    code, text = _export(export_study.study_dir, out, "--format", "openai-sft", "--significant")
-    assert code == 1 and "nothing to export" in text and not out.exists()
+    # the trials confirmed their best: --significant keeps only savings whose interval clears 0
+    code, text = _export(export_study.study_dir, out, "--format", "trl-sft", "--significant")
+    assert code == 0, text
+    for m in _manifest(out):
+        lo, hi = m["candidates"]["completion"]["ci"]
+        assert 0 < lo <= hi
+    shutil.rmtree(out)
     code, text = _export(export_study.study_dir, out, "--format", "trl-kto", "--platforms", "cuda")
     assert code == 1 and not out.exists()
 
@@ -284,7 +295,7 @@ def test_screening_contract_verdicts_and_confirmed_energies(export_study, tmp_pa
         code, text = _export(study, tmp_path / fmt, "--format", fmt, "--split", "1,0,0", "--near-dup", "1")
         assert code == 0, text
         _, body = _card(tmp_path / fmt)
-        assert "Verdict basis: screening verdict" in body and "Energy basis: confirmed energy" in body
+        assert "Verdict basis: screening verdict" in body and "Energy basis: confirmed savings" in body
         rows = _rows(tmp_path / fmt, "train")
         assert rows and all(r["energy_basis"] == "confirmed" and r["verdict_basis"] == "contract" for r in rows)
     man = _manifest(tmp_path / "trl-dpo")

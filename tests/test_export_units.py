@@ -109,7 +109,7 @@ def test_contract_attributes_take_precedence():
     c = _cand(contract={"verdict": "held", "findings_json": '[{"kind": "energy", "severity": "held", "message": "m"}]',
                         "confirmed_energy_j": float("nan"), "confirmed_ci_low": float("nan")})
     s = screen(c, True, True)
-    assert s.verdict == "held" and s.energy_j is None and not passes(c, s, "recorded")
+    assert s.verdict == "held" and s.confirmed_reduction is None and s.energy_j == 5.0 and not passes(c, s, "recorded")
     a = screen(_cand(contract={"verdict": "pass", "findings_json": "[]", "confirmed_energy_j": 4.0,
                                "confirmed_source_energy_j": 5.0, "confirmed_ci_low": 0.15,
                                "confirmed_ci_high": 0.25}), True, True)

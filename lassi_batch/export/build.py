@@ -132,8 +132,6 @@ def _lower(a: Cand, b: Cand, opts: ExportOptions) -> bool:
         return False
     if opts.significant:
         return significantly_lower(a.s, b.s) is True
-    if a.s.energy_basis == "confirmed":  # each was re-measured against its own source runs: compare savings
-        return a.reduction is not None and b.reduction is not None and a.reduction > b.reduction
     return a.s.energy_j < b.s.energy_j
 
 
@@ -179,7 +177,7 @@ def sft_items(v: TrialView, opts: ExportOptions) -> list[Item]:
     good = [c for c in v.answers if preferable(c, opts)]
     if not good or v.prompt is None:
         return []
-    best = min(good, key=lambda c: (c.s.energy_j, c.data.id))
+    best = min(good, key=lambda c: (-c.reduction, c.data.id))  # the largest (confirmed) saving
     rid = _rid(opts.format, v.t.rel_path, best.data.id)
     if opts.format == "openai-sft":
         rec: dict[str, Any] = {"messages": v.prompt + _answer(v, best)}
@@ -255,7 +253,7 @@ def _tail(text: str, n: int = LOG_TAIL) -> str:
 def trajectory_items(v: TrialView, opts: ExportOptions) -> list[Item]:
     t = v.t
     good = [c for c in v.answers if preferable(c, opts)]
-    best = min(good, key=lambda c: (c.s.energy_j, c.data.id)) if good else None
+    best = min(good, key=lambda c: (-c.reduction, c.data.id)) if good else None
     if opts.min_reduction > 0 and best is None:
         return []
     calls = {c.key: c for c in t.llm_calls}

@@ -15,6 +15,7 @@ import yaml
 
 from .. import __version__
 from .dedup import NUM_PERM, SHINGLE
+from .formats import MODELS, features
 from .model import ExportOptions, Item, TrialView
 from .splits import SPLITS
 from .trust import ENERGY_BASIS, VERDICT_BASIS
@@ -89,6 +90,7 @@ def front_matter(opts: ExportOptions, by_split: dict[str, list[Item]], views: li
         "size_categories": [size_category(n)],
         "configs": [{"config_name": "default",
                      "data_files": [{"split": s, "path": f} for s, f in files.items()]}],
+        "dataset_info": {"config_name": "default", "features": features(MODELS[opts.format])},
     }
 
 

@@ -13,6 +13,8 @@ Every record is checked against its model before it is written.
 
 from __future__ import annotations
 
+import types
+import typing
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -192,6 +194,33 @@ MODELS: dict[str, type[BaseModel]] = {
     "openai-sft": OpenAISFT, "openai-dpo": OpenAIDPO, "trl-sft": TRLSFT, "trl-dpo": TRLDPO,
     "trl-kto": TRLKTO, "trajectory": Trajectory,
 }
+
+
+def _feature(tp: Any) -> dict[str, Any]:
+    """One Hugging Face `datasets` feature (card YAML form) for a field annotation."""
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and len(args) == 1:
+        return _feature(args[0])  # Optional[X]: X, nullable
+    if origin is Literal:
+        return {"dtype": "string"}
+    if origin is list:
+        inner = _feature(args[0])
+        return {"list": inner["struct"]} if "struct" in inner else {"sequence": inner["dtype"]}
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return {"struct": features(tp)}
+    dtype = {str: "string", bool: "bool", int: "int64", float: "float64"}.get(tp)
+    if dtype is None:
+        raise TypeError(f"no dataset feature for {tp!r}")
+    return {"dtype": dtype}
+
+
+def features(model: type[BaseModel]) -> list[dict[str, Any]]:
+    """The columns of a format as the dataset card declares them (`dataset_info.features`), so
+    that `datasets` reads every split with one schema even where a split holds only nulls in a
+    column (a split of failed candidates, whose savings are unknown)."""
+    hints = typing.get_type_hints(model)
+    return [{"name": name, **_feature(hints[name])} for name in model.model_fields]
 
 
 def validate_record(fmt: str, record: dict[str, Any]) -> list[str]:

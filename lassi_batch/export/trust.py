@@ -30,8 +30,9 @@ POLICIES = ("recorded", "strict", "judge_and_verifier", "verifier", "judge")
 
 VERDICT_BASIS = {"contract": "screening verdict (verdict, findings_json)",
                  "fallback": "passed / judge_verdict / verifier_verdict attributes (no screening verdict recorded)"}
-ENERGY_BASIS = {"confirmed": "confirmed energy and saving of an interleaved re-measurement against the source "
-                             "(confirmed_energy_j, confirmed_reduction with its interval confirmed_ci_low..high)",
+ENERGY_BASIS = {"confirmed": "confirmed savings: a candidate counts as saving energy only where an interleaved "
+                             "re-measurement against the source confirmed it (confirmed_reduction, interval "
+                             "confirmed_ci_low..high); energies are the selection-time means (energy_j)",
                 "measured": "measured energy, mean over repeats (energy_j; no confirmation recorded)"}
 
 _STATUS_ERRORS = {
@@ -52,8 +53,8 @@ class Screening:
     verdict: str  # one of VERDICTS
     findings: tuple[dict[str, str], ...]  # {kind, severity, message}
     verdict_basis: str  # contract | fallback
-    energy_j: float | None  # on energy_basis; None when unknown
-    energy_basis: str  # confirmed | measured
+    energy_j: float | None  # the selection-time mean; None when not measured
+    energy_basis: str  # confirmed (savings count only where confirmed) | measured
     ci_low: float | None = None  # interval of the confirmed saving (fraction of the source's energy)
     ci_high: float | None = None
     confirmed_reduction: float | None = None  # the saving measured interleaved with the source
@@ -153,7 +154,7 @@ def screen(c: CandidateData, contract_verdicts: bool, contract_energy: bool) -> 
         red = _finite(c.contract.get("confirmed_reduction"))
         if red is None and e is not None:
             red = reduction(_finite(c.contract.get("confirmed_source_energy_j")), e)
-        return Screening(verdict, tuple(findings), vbasis, e, "confirmed", lo, hi, red)
+        return Screening(verdict, tuple(findings), vbasis, c.energy_j, "confirmed", lo, hi, red)
     return Screening(verdict, tuple(findings), vbasis, c.energy_j, "measured")
 
 
