@@ -162,3 +162,37 @@ def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup):
         assert len(r["confirm_notes"]) == 2 and all("not confirmed" in n for n in r["confirm_notes"])
         steps = {s["key"]: s for s in ar.steps()}
         assert {"s4/confirm0", "s4/confirm1"} <= set(steps)
+
+
+def test_a_held_saving_counts_once_stage_4_confirms_it(setup):
+    """Against a source with 40x redundant work, the rewrites that drop nearly all of it save
+    over 90% and are held; held candidates measured below the best are confirmed first, and a
+    confirmed one passes (its hold becomes a cosmetic note) and is the trial's result."""
+    from sumapp import code
+
+    tmp, data = setup
+    app = tmp / "sumapp"
+    (app / "main.cpp").write_text(code(40))
+    toml = (app / "app.toml").read_text()
+    (app / "app.toml").write_text(toml.replace('args = ["20000000", "4"]', 'args = ["5000000", "4"]'))
+    study = _study(data)
+    path, out = run_trial(study, study.apps[0], 0, system_text="test machine")
+    assert out.status == "done"
+    with TrialArchive.open(path, writable=False) as ar:
+        cands, r = ar.candidates(), ar.result()
+    held = [c for c in cands if any(f["kind"] == "implausible_saving" for f in json.loads(c.findings_json))]
+    assert held, [(c.key, c.verdict, c.energy_j) for c in cands]
+    tried = [c for c in held if c.confirm_verdict]
+    assert tried and tried[0].confirm_verdict == "confirmed", [(c.key, c.confirm_verdict) for c in held]
+    c = tried[0]
+    fs = json.loads(c.findings_json)
+    assert c.verdict == "pass" and c.passed
+    assert {f["severity"] for f in fs if f["kind"] == "implausible_saving"} == {"cosmetic"}
+    assert any(f["kind"] == "confirmation" and f["severity"] == "cosmetic" for f in fs)
+    assert r["confirmed"] and r["best_candidate"] == c.id and r["reduction"] > 0.9
+    # never confirmed, never counted: the other held candidates stay held (or fail, where an
+    # integrity finding came with the hold, as for the rewrite that halves the repeats)
+    for h in held:
+        if not h.confirm_verdict:
+            integrity = any(f["severity"] == "integrity" for f in json.loads(h.findings_json))
+            assert not h.passed and h.verdict == ("fail" if integrity else "held"), (h.key, h.verdict, h.findings_json)

@@ -459,14 +459,20 @@ class Trial:
     # ------------------------------------------------------------------ stage 4: confirmation
 
     def _confirm_queue(self, source: Candidate, best: Candidate) -> list[Candidate]:
-        """Candidates to confirm, in turn: the stage-3 best, then the other passing (or held)
-        candidates that beat the source at selection time, lowest energy first."""
+        """Candidates to confirm, in turn: held candidates measured lower than the stage-3 best
+        (they could not become the best before a confirmation) and the best, lowest energy first;
+        then the other passing (or held) candidates that beat the source at selection time."""
         gain = self.study.measure.min_improvement
         ok = [c for c in self.ar.candidates()
               if c.stage in (1, 3) and c.run_ok and c.energy_j is not None
               and (c.passed or c.verdict == "held")
               and sch.improves(c.energy_j, source.energy_j, gain)]
-        ok.sort(key=lambda c: (c.id != best.id, c.energy_j))
+        bound = best.energy_j if best.id != source.id and best.energy_j is not None else source.energy_j
+
+        def first(c: Candidate) -> bool:
+            return c.id == best.id or (c.verdict == "held" and bound is not None and c.energy_j < bound)
+
+        ok.sort(key=lambda c: (not first(c), c.energy_j))
         return ok[: self.study.measure.confirm_candidates]
 
     def _confirm(self, key: str, source: Candidate, cand: Candidate) -> dict[str, Any]:
