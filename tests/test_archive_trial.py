@@ -147,7 +147,9 @@ def test_sigterm_stops_at_a_step_boundary_as_interrupted_with_a_clean_process_ta
     assert out.status == "done"
     with open_trial(path) as t:
         keys = [c.key for c in t.llm_calls()]
-        assert keys[: len(keys_before)] == keys_before and len(keys) == len(set(keys)) == 25
+        # no call lost or repeated, and the trial ran to its report (how many plans it made on
+        # the way depends on which candidates measured lower)
+        assert keys[: len(keys_before)] == keys_before and len(keys) == len(set(keys)) and keys[-1] == "s4/report"
         assert [a["how"] for a in t.attempts()] == ["interrupted", "done"] and t.summary().status == "done"
 
 
@@ -221,7 +223,7 @@ def test_resumed_replay_trial_equals_an_uninterrupted_one(setup):
     assert out.status == "done"
     a, b = _contents(path_a), _contents(path_b)
     matches = [c[4] for c in b[0]]
-    assert matches.count("kind") == 4 and matches.count("key") == 21  # the later refactors by kind fallback
+    assert matches.count("kind") == 4 and matches.count("key") == len(matches) - 4  # the later refactors by kind
     assert b[0] == a[0]  # the same calls, answered by the same records
     for part, x, y in zip(("calls", "candidates", "steps", "plans", "context", "result", "summary"), a, b):
         diff = [(u, v) for u, v in zip(x, y) if u != v] if isinstance(x, list) else ([(x, y)] if x != y else [])
