@@ -162,7 +162,7 @@ do_start() {
   need_root
   installed || die "Slurm is not installed: run '$0 install' first"
   local before
-  before=$(cat "$CONF/slurm.conf" 2>/dev/null | md5sum)
+  before=$({ cat "$CONF/slurm.conf" 2>/dev/null || true; } | md5sum)  # no file yet on a fresh machine
   write_configs
   [ "$before" = "$(md5sum < "$CONF/slurm.conf")" ] || CONF_CHANGED=1
   start_munge

@@ -49,7 +49,12 @@ REPORT = 'Removed repeated sums.\n```json\n[{"name": "drop redundant recomputati
 
 def transcript() -> list[dict]:
     """Stage 1 improves a little; i1 needs a compile fix and improves; i2 deletes work (judge says
-    VALID, verifier must fail it); i3 crashes, is fixed, improves; then no gains until the stop."""
+    VALID, verifier must fail it); i3 crashes, is fixed, improves; then no gains until the stop.
+
+    Against the source's waste of 10 no honest rewrite saves more than 80%, well clear of the
+    verifier's 90% hold threshold: a saving that sat on it (waste 1 of 10) was held in some runs
+    and not in others, so the same transcript took two paths. Each step down is at least 1.5x,
+    so which candidate measures lower never rests on noise."""
     rows = [
         ("s1/zero_shot", "zero_shot", reply(code(6))),
         ("s1/judge", "judge", VALID),
@@ -61,16 +66,16 @@ def transcript() -> list[dict]:
         ("s3/i1/fix1", "fix_compile", reply(code(3))),
         ("s3/i1/judge", "judge", VALID),
         ("s3/i1/plan", "plan", "2. Keep going."),
-        ("s3/i2/refactor", "refactor", reply(code(1, reps_expr="reps / 2"), "Half the repeats suffice.")),
+        ("s3/i2/refactor", "refactor", reply(code(3, reps_expr="reps / 2"), "Half the repeats suffice.")),
         ("s3/i2/judge", "judge", VALID),
-        ("s3/i3/refactor", "refactor", reply(code(1, crash=True))),
-        ("s3/i3/fix1", "fix_runtime", reply(code(1))),
+        ("s3/i3/refactor", "refactor", reply(code(2, crash=True))),
+        ("s3/i3/fix1", "fix_runtime", reply(code(2))),
         ("s3/i3/judge", "judge", VALID),
         ("s3/i3/plan", "plan", "3. Nothing left."),
     ]
     for i in range(4, 8):
         # valid but slower than the best: never an improvement, whatever the noise
-        rows += [(f"s3/i{i}/refactor", "refactor", reply(code(4))), (f"s3/i{i}/judge", "judge", VALID)]
+        rows += [(f"s3/i{i}/refactor", "refactor", reply(code(5))), (f"s3/i{i}/judge", "judge", VALID)]
     rows.append(("s4/report", "final_report", REPORT))
     return [{"key": k, "kind": kind, "reply": r} for k, kind, r in rows]
 

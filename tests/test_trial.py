@@ -50,7 +50,7 @@ def test_full_trial_stages_screening_and_result(setup):
         assert cands["s3/i3/eval0"].status == "run_failed" and cands["s3/i3/eval1"].run_ok
         r = ar.result()
         best = ar.candidate(r["best_candidate"])
-        assert best.key in ("s3/i3/eval1", "s3/i1/eval1") and best.passed
+        assert best.key == "s3/i3/eval1" and best.passed  # each step down is 1.5x or more
         assert r["best_energy_j"] < r["source_energy_j"]
         assert 0 < r["reduction"] < 1
         # stage 4 re-measured the best against the source, A B A B A B, and the saving confirmed
