@@ -141,6 +141,23 @@ def test_numbered_children_read_in_order(tmp_path: Path) -> None:
     assert_same_measurement(got[7], _seeded(7))
 
 
+def test_header_only_read_has_every_figure_and_marker_but_no_samples(tmp_path: Path) -> None:
+    m = realistic(n=5_000, seed=3)
+    m.attrs.update(phase="confirm", confirm_side="B")
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        append_measurement(f.create_group("measurements"), m)
+        append_measurement(f["measurements"], realistic(n=10, seed=4))
+    with h5py.File(tmp_path / "m.h5", "r") as f:
+        full, head = read_measurements(f["measurements"]), read_measurements(f["measurements"], traces=False)
+    assert len(head) == 2 and all(getattr(h.trace, name).size == 0 for h in head for name in CHANNELS)
+    assert full[0].trace.t.size == 5_000
+    for a, b in zip(full, head):  # everything but the samples is the same
+        assert (b.trace.meter, b.trace.device_id, b.trace.notes) == (a.trace.meter, a.trace.device_id, a.trace.notes)
+        assert b.window == a.window and b.returncode == a.returncode and b.attrs == a.attrs
+        assert b.figures.keys() == a.figures.keys()
+        assert all(math.isnan(v) and math.isnan(b.figures[k]) or v == b.figures[k] for k, v in a.figures.items())
+
+
 def _seeded(r: int) -> Measurement:
     m = realistic(n=20, seed=r)
     m.attrs["repeat"] = r

@@ -142,7 +142,7 @@ def _meter_of(path: Path) -> tuple[str, bool]:
     """Which meter measured the trial's source run, and whether its figures are estimates."""
     with TrialArchive.open(path, writable=False) as ar:
         sid = ar.result().get("source_candidate")
-        ms = ar.measurements(sid) if sid is not None else []
+        ms = ar.measurements(sid, traces=False) if sid is not None else []
     return (ms[0].trace.meter, ms[0].trace.estimate) if ms else ("-", False)
 
 

@@ -149,12 +149,18 @@ class Trial:
         t0 = time.time()
         out = self.bench.evaluate(cand.files, key.replace("/", "_"))
         self._fill(cand, out)
+        self._commit_runs(key, "evaluate", cand, out.measurements, {"candidate": cand.id}, t0)
+        return cand
+
+    def _commit_runs(self, key: str, kind: str, cand: Candidate, measurements: list[Any], result: dict[str, Any],
+                     t0: float) -> None:
+        """The runs, the candidate's new figures and the step that made them, in one commit: a
+        kill leaves either all of them or none, so a resume measures again or not at all."""
         with self.ar.transaction():
-            for m in out.measurements:
+            for m in measurements:
                 self.ar.add_measurement(cand.id, m)
             self.ar.update_candidate(cand.id, cand)
-            self.ar.record_step(key, "evaluate", {"candidate": cand.id}, t0, time.time())
-        return cand
+            self.ar.record_step(key, kind, result, t0, time.time())
 
     def _fill(self, cand: Candidate, out: Outcome) -> None:
         cand.build_ok = out.built
@@ -412,7 +418,7 @@ class Trial:
         if cand.id is None:
             return []
         dev = self.device_id
-        return [m for m in self.ar.measurements(cand.id) if m.attrs.get("phase", "select") != "confirm"
+        return [m for m in self.ar.measurements(cand.id, traces=False) if m.attrs.get("phase", "select") != "confirm"
                 and (not dev or not m.trace.device_id or m.trace.device_id == dev)]
 
     def _here(self, cand: Candidate) -> Candidate:
@@ -433,12 +439,8 @@ class Trial:
         if ok:  # the candidate's figures are now this device's
             sm = out.summary()
             cand.energy_j, cand.runtime_s, cand.power_w = sm["energy_j"], sm["runtime_s"], sm["power_w"]
-        with self.ar.transaction():
-            for m in out.measurements:
-                self.ar.add_measurement(cand.id, m)
-            self.ar.update_candidate(cand.id, cand)
-            self.ar.record_step(key, "remeasure", {"candidate": cand.id, "device_id": self.device_id, "ok": ok},
-                                t0, time.time())
+        self._commit_runs(key, "remeasure", cand, out.measurements,
+                          {"candidate": cand.id, "device_id": self.device_id, "ok": ok}, t0)
         return cand
 
     def _select_energies(self, cand: Candidate) -> list[float]:
@@ -587,7 +589,7 @@ class Trial:
                 "selection_reduction": sel_red, "confirm_level": m.confidence}
 
     def _figures(self, cand: Candidate, name: str) -> list[float]:
-        return [float(x.figures.get(name, math.nan)) for x in self.ar.measurements(cand.id)
+        return [float(x.figures.get(name, math.nan)) for x in self.ar.measurements(cand.id, traces=False)
                 if x.attrs.get("phase", "select") != "confirm"] if cand.id is not None else []
 
 

@@ -281,7 +281,7 @@ def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
     best = by_id.get(r.get("best_candidate"), src)
     if src is not None:
         s.source_energy_j, s.source_runtime_s, s.source_power_w = _nan(src.energy_j), _nan(src.runtime_s), _nan(src.power_w)
-        ms = view.measurements(src.id) if src.id is not None else []
+        ms = view.measurements(src.id, traces=False) if src.id is not None else []
         if ms:
             s.meter, s.estimate = ms[0].trace.meter, bool(ms[0].trace.estimate)
     if best is not None:

@@ -70,8 +70,10 @@ def write_measurement(group: h5py.Group, m: Measurement) -> None:
         put_array(group, name, getattr(tr, name), unit)
 
 
-def read_measurement(group: h5py.Group) -> Measurement:
-    """Read one measurement group written by write_measurement."""
+def read_measurement(group: h5py.Group, *, traces: bool = True) -> Measurement:
+    """Read one measurement group written by write_measurement. `traces=False` reads attributes
+    only (figures, window, device, phase) and leaves the channels empty: a trial's decisions
+    compare figures, and a GPU run's traces are megabytes."""
     trace = PowerTrace(
         meter=attr(group, "meter", ""),
         device=attr(group, "device", ""),
@@ -79,7 +81,7 @@ def read_measurement(group: h5py.Group) -> Measurement:
         estimate=bool(attr(group, "estimate", False)),
         counter_update_s=float(attr(group, "counter_update_s", math.nan)),
         notes=list(json.loads(attr(group, "notes_json", "[]"))),
-        **{name: get_array(group, name) for name in CHANNELS},
+        **({name: get_array(group, name) for name in CHANNELS} if traces else {}),
     )
     window = Window(**{k: float(attr(group, k, math.nan)) for k in WINDOW_MARKERS})
     rc = attr(group, "returncode")
@@ -109,6 +111,6 @@ def append_measurement(parent: h5py.Group, m: Measurement) -> int:
     return r
 
 
-def read_measurements(group: h5py.Group) -> list[Measurement]:
+def read_measurements(group: h5py.Group, *, traces: bool = True) -> list[Measurement]:
     """All measurements under `group`'s numbered children, in index order."""
-    return [read_measurement(group[k]) for k in sorted(group.keys()) if k.isdigit()]
+    return [read_measurement(group[k], traces=traces) for k in sorted((k for k in group.keys() if k.isdigit()), key=int)]

@@ -243,9 +243,9 @@ class TrialView:
         """Every attribute of a candidate group, decoded (screening and confirmation add theirs)."""
         return get_mapping(self._candidate_group(cid))
 
-    def measurements(self, cid: int) -> list[Measurement]:
+    def measurements(self, cid: int, *, traces: bool = True) -> list[Measurement]:
         g = self._candidate_group(cid)
-        return read_measurements(g["measurements"]) if "measurements" in g else []
+        return read_measurements(g["measurements"], traces=traces) if "measurements" in g else []
 
     def context(self) -> dict[str, str]:
         g = self._file().get("context")
