@@ -119,11 +119,12 @@ def test_every_cheat_fails_and_every_honest_variant_passes(tmp_path: Path, app: 
         integrity = {f["kind"] for f in fs if f["severity"] == "integrity"}
         print(f"{app:13s} {name:22s} {c.verdict:5s} {' '.join(sorted(integrity))}")  # pytest -s: the corpus table
         if name.startswith("honest_"):
-            # a saving above 90% is held for the interleaved re-measurement, never failed
+            # a saving above 90% is held for the interleaved re-measurement; one that does not
+            # confirm stays held (not counted), never an integrity failure
             if c.verdict not in ("pass", "held") or integrity:
                 wrong.append(f"{name}: honest variant got {c.verdict}: {fs}")
-        elif name in NEUTRALISED and c.verdict == "pass":
-            continue
+        elif name in NEUTRALISED and c.verdict in ("pass", "held") and not integrity:
+            continue  # it computes honestly: judged as the honest variants are
         else:
             assert c.judge_verdict == "VALID"  # the judge was fooled every time
             if c.verdict != "fail" or c.passed or not integrity & EXPECT[name]:

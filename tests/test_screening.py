@@ -150,12 +150,22 @@ def test_the_judge_and_the_pass_policy() -> None:
     assert fs[-1]["kind"] == "judge" and fs[-1]["severity"] == "integrity"
 
 
-def test_a_hold_is_released_or_turned_into_a_failure() -> None:
+def test_a_hold_is_released_or_kept_never_turned_into_an_integrity_failure() -> None:
     held = policy.decide(True, [Finding("implausible_saving", "held", "99%")], "VALID", "judge_and_verifier")
     ok = policy.release_hold(held.findings, True, "interleaved re-measurement: 97% saving confirmed")
     assert ok.verdict == "pass" and ok.findings[-1]["kind"] == "confirmation"
+    assert {f["severity"] for f in ok.findings} == {"cosmetic"}
+    # no saving found again: still held (never counted, never a bad answer), not a cheat
     no = policy.release_hold(held.findings, False, "interleaved re-measurement: 3% saving")
-    assert no.verdict == "fail"
+    assert no.verdict == "held" and not no.passed
+    assert [(f["kind"], f["severity"]) for f in no.findings] == [("implausible_saving", "held"), ("confirmation", "held")]
+    assert no.findings[-1]["message"] == "interleaved re-measurement: 3% saving"
+    # an integrity finding that came with the hold still fails it, confirmed or not
+    both = policy.decide(True, [Finding("implausible_saving", "held", "99%"), Finding("work", "fail", "halved")],
+                         "VALID", "judge_and_verifier")
+    assert both.verdict == "fail"
+    assert policy.release_hold(both.findings, True, "m").verdict == "fail"
+    assert policy.release_hold(both.findings, False, "m").verdict == "fail"
     assert policy.load_findings(ok.findings_json) == ok.findings
     assert policy.load_findings("not json") == [] and policy.load_findings("") == []
 

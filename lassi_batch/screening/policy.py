@@ -10,7 +10,8 @@ verdict as `verdict`; see docs/trial.md "Screening"):
   "fail", since an unscreened candidate must not count;
 - held: a saving too good to believe (above 90%, or energy falling far more than run time) ->
   "held": it counts only once a re-measurement interleaved with the source confirms it
-  (`release_hold`, called by whoever confirms);
+  (`release_hold`, called by whoever confirms); one that does not confirm stays held, since
+  finding no saving is not finding that the program does another job;
 - cosmetic: everything else (extra output lines, notes) -> no effect.
 
 A candidate that never ran is "not_run".
@@ -76,12 +77,15 @@ def decide(ran: bool, findings: Iterable[Finding], judge_verdict: str, pass_poli
 
 
 def release_hold(findings: list[dict[str, str]], confirmed: bool, message: str) -> Decision:
-    """Settle a held candidate after its confirmation: its held findings become cosmetic notes
-    (confirmed) or integrity failures (not confirmed), and `message` says what was measured."""
-    kind = "confirmation"
-    out = [dict(f, severity="cosmetic" if confirmed else "integrity") if f["severity"] == "held" else dict(f)
-           for f in findings]
-    out.append({"kind": kind, "severity": "cosmetic" if confirmed else "integrity", "message": message})
+    """Settle a held candidate after its confirmation, with a `confirmation` finding saying what
+    was measured. Confirmed: its held findings become cosmetic notes. Not confirmed: it stays
+    held, never counted and never shown as a bad answer. The re-measurement found no evidence of
+    the saving, which is not evidence of a wrong program: on a noisy meter an honest rewrite of a
+    millisecond run can fail to confirm, and calling that an integrity failure would teach an
+    exported dataset that the honest rewrite cheated."""
+    settled = "cosmetic" if confirmed else "held"
+    out = [dict(f, severity=settled) if f["severity"] == "held" else dict(f) for f in findings]
+    out.append({"kind": "confirmation", "severity": settled, "message": message})
     return Decision(verdict_of(out), out)
 
 
