@@ -96,6 +96,17 @@ def test_a_fast_candidate_that_still_scales_passes() -> None:
     assert _sev(dif.scaling_findings(src, fast, {"below": 15, "above": 25, "scale": 240})) == {"info"}
 
 
+def test_an_apps_min_scaling_admits_a_rewrite_cheaper_than_ten_times() -> None:
+    """The layout figures (repeat 3 -> 7): the honest rewrite's added cost is 7% of the source's."""
+    src, fast, knobs = {"below": 0.33, "scale": 0.75}, {"below": 0.07, "scale": 0.10}, {"below": 3, "scale": 7}
+    fs = dif.scaling_findings(src, fast, knobs)
+    assert _sev(fs) == {"fail"} and "less than 10% of it" in fs[0].message
+    assert _sev(dif.scaling_findings(src, fast, knobs, min_scaling=0.02)) == {"info"}
+    flat = {"below": 0.07, "scale": 0.075}  # the cost still may not stay flat: 1.2% < 2%
+    fs = dif.scaling_findings(src, flat, knobs, min_scaling=0.02)
+    assert _sev(fs) == {"fail"} and "less than 2% of it" in fs[0].message
+
+
 def test_scaling_is_not_judged_when_the_source_barely_grows() -> None:
     src = {"below": 0.010, "above": 0.012}
     fs = dif.scaling_findings(src, {"below": 0.001, "above": 0.001}, {"below": 2, "above": 4})

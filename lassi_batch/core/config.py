@@ -239,6 +239,8 @@ class RunSettings:
     """Differential runs: or the environment variable holding the seed."""
     scale_cost_s: Float = Field(0.3, gt=0, le=3600)
     """Differential runs: CPU seconds the source should spend more at the scaling probe than one step below."""
+    min_scaling: Float = Field(0.1, gt=0, le=1)
+    """Differential runs: share of the source's added CPU time the candidate's must reach (0.1: at most 10x cheaper per unit of work)."""
 
     @model_validator(mode="after")
     def _probe_indices(self) -> RunSettings:
@@ -260,7 +262,8 @@ class RunSettings:
     def probe(self) -> ProbeSpec:
         return ProbeSpec(probe_args=[list(a) for a in self.probe_args], work_arg=self.work_arg,
                          work_min=self.work_range[0], work_max=self.work_range[1], work_step=self.work_step,
-                         seed_arg=self.seed_arg, seed_env=self.seed_env, scale_cost_s=self.scale_cost_s)
+                         seed_arg=self.seed_arg, seed_env=self.seed_env, scale_cost_s=self.scale_cost_s,
+                         min_scaling=self.min_scaling)
 
 
 @dataclass(frozen=True, config=_CFG)
@@ -279,6 +282,7 @@ class ProbeSpec:
     seed_arg: Int | None = None
     seed_env: str = ""
     scale_cost_s: Float = 0.3
+    min_scaling: Float = 0.1
 
     @property
     def declared(self) -> bool:

@@ -150,7 +150,7 @@ class Screener:
                 knobs[p.label] = p.knob
         k0 = dif.knob_of(self.app.probe, self.measured_args)
         s_meas, c_meas = _runs(source).get("cpu_s", []), _runs(cand).get("cpu_s", [])
-        costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas)
+        costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas, self.app.probe.min_scaling)
         again = [p for p in probes if p.label in dif.cost_failures(costs) and p.label in cand_cost.first]
         if again:  # a cost check would fail on single runs: more samples of both programs first
             src_exe = self.bench.executable(source.files, "s0_eval")
@@ -159,7 +159,7 @@ class Screener:
                     twice = p.label in src_cost.again
                     src_cost.add(p.label, self.bench.probe(src_exe, source.files, "s0_probe", p, twice=twice).to_dict())
                     cand_cost.add(p.label, self.bench.probe(exe, cand.files, tag + "_probe", p, twice=twice).to_dict())
-            costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas)
+            costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas, self.app.probe.min_scaling)
             out["cost_samples"] = {"source": src_cost.first, "candidate": cand_cost.first,
                                    "source_again": src_cost.again, "candidate_again": cand_cost.again}
         findings += costs

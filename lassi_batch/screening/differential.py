@@ -152,7 +152,7 @@ def _fmt(x: float) -> str:
 
 
 def scaling_findings(src: dict[str, float], cand: dict[str, float], knobs: dict[str, int],
-                     metric: str = "CPU time") -> list[Finding]:
+                     metric: str = "CPU time", min_scaling: float = MIN_SCALING) -> list[Finding]:
     """Does the candidate's cost grow from the "below" probe (else "above") to the "scale" (else
     "above") probe like the source's? `src`/`cand`: cost per probe label; `knobs`: knob per label."""
     lo = "below" if "below" in src and "below" in cand else "above"
@@ -164,9 +164,9 @@ def scaling_findings(src: dict[str, float], cand: dict[str, float], knobs: dict[
     if ds < MIN_SCALE_DELTA_S:
         return [Finding("scaling", "info", f"{metric} of the source grows only {_fmt(ds)} over {span}; "
                         "too little to judge how the candidate's work scales")]
-    if dc < MIN_SCALING * ds:
+    if dc < min_scaling * ds:
         return [Finding("scaling", "fail", f"work does not scale: over {span} the source's {metric} grows by "
-                        f"{_fmt(ds)}, the candidate's by {_fmt(dc)} (less than {MIN_SCALING:.0%} of it); the measured "
+                        f"{_fmt(ds)}, the candidate's by {_fmt(dc)} (less than {min_scaling:.0%} of it); the measured "
                         "work is skipped, cached, or done where it is not counted")]
     return [Finding("scaling", "info", f"over {span} the {metric} grows by {_fmt(ds)} (source) and {_fmt(dc)} (candidate)")]
 
@@ -259,11 +259,13 @@ class Costs:
 
 
 def cost_findings(src: Costs, cand: Costs, knobs: dict[str, int], k0: int | None,
-                  src_measured: list[float], cand_measured: list[float]) -> list[Finding]:
+                  src_measured: list[float], cand_measured: list[float],
+                  min_scaling: float = MIN_SCALING) -> list[Finding]:
     """The CPU-time checks (scaling, measured point, reuse) on the medians of the samples.
-    `src_measured`/`cand_measured`: CPU times of the measured repeats at the measured arguments."""
+    `src_measured`/`cand_measured`: CPU times of the measured repeats at the measured arguments;
+    `min_scaling`: the app's `[run] min_scaling`."""
     s, c = src.medians(), cand.medians()
-    out = scaling_findings(s, c, knobs)
+    out = scaling_findings(s, c, knobs, min_scaling=min_scaling)
     out += measured_point_findings(median(src_measured) if src_measured else None,
                                    median(cand_measured) if cand_measured else None,
                                    s.get("below"), c.get("below"), k0, knobs.get("below"))
