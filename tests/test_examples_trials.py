@@ -43,9 +43,18 @@ def test_cpu_example_trial_runs_end_to_end(tmp_path: Path, app: str):
         assert any(f["kind"] == "work" for f in cut.verifier["findings"])
         assert c["s3/i3/eval0"].status == "run_failed"
         r = ar.result()
-        assert r["improved"] and r["reduction"] > 0.2  # the examples carry large, removable waste
-        best = ar.candidate(r["best_candidate"])
-        assert best.passed and best.verifier_verdict in ("pass", "warn")
+        # the examples carry large, removable waste: the scripted rewrites find it at selection
+        assert r["selection_reduction"] > 0.2
+        sel = ar.candidate(r["selection_best_candidate"])
+        assert sel.passed and sel.verifier_verdict in ("pass", "warn")
+        # whether stage 4's three interleaved runs each confirm it is measured, not scripted (a
+        # 2-core machine's noise can leave the interval across zero): either way the result says so
+        assert r["confirm_tried"] >= 1
+        if r["confirmed"]:
+            best = ar.candidate(r["best_candidate"])
+            assert r["improved"] and r["reduction"] > 0.2 and best.passed and best.confirm_verdict == "confirmed"
+        else:
+            assert r["best_candidate"] == r["source_candidate"] and r["reduction"] == 0.0 and not r["improved"]
         # every figure came from the labelled estimate meter
         ms = ar.measurements(r["source_candidate"])
         assert ms and ms[0].trace.meter == "estimate" and ms[0].trace.estimate
