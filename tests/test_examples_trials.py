@@ -85,5 +85,5 @@ def test_replay_from_a_trial_archive_reproduces_its_llm_calls(tmp_path: Path):
         else:
             assert c.replay_match in ("kind", "exhausted"), (c.key, c.replay_match)
             if c.replay_match == "kind":
-                assert (c.kind, c.reply) in {v for v in by_key.values()}, c.key
+                assert (c.kind, c.reply) in set(by_key.values()), c.key
     assert sum(c.replay_match == "key" for c in replayed) >= 6

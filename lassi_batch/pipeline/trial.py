@@ -444,8 +444,12 @@ class Trial:
         return cand
 
     def _select_energies(self, cand: Candidate) -> list[float]:
-        """The candidate's default energy figure from each selection-time repeat on this device."""
-        return [float(m.figures.get("energy_net_j", math.nan)) for m in self._select_measurements(cand)]
+        """The candidate's default energy figure from each selection-time repeat on this device,
+        measured here first when it has none (`_here`): one header read when it has."""
+        ms = self._select_measurements(cand)
+        if not ms:
+            ms = self._select_measurements(self._here(cand))
+        return [float(m.figures.get("energy_net_j", math.nan)) for m in ms]
 
     def _beats(self, cand: Candidate, best: Candidate) -> bool:
         """A new best: lower by more than min_improvement and, with repeats, than the measured noise
@@ -453,7 +457,6 @@ class Trial:
         m = self.study.measure
         if cand.energy_j is None or best.energy_j is None:
             return False
-        best, cand = self._here(best), self._here(cand)
         test = is_lower(self._select_energies(best), self._select_energies(cand), m.min_improvement, m.significance)
         self.progress(event="decision", candidate=cand.id, against=best.id, lower=test.lower, reason=test.reason)
         return test.lower
