@@ -4,6 +4,7 @@ resumes that match an uninterrupted run (real g++ app, replay transcript, real H
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import re
 import shutil
@@ -78,6 +79,35 @@ def test_moved_checkout_resumes_but_changed_app_file_is_refused(setup):
     study4 = _study(data)
     with pytest.raises(ConfigError, match=r"other settings \(llm\.pass_policy"):
         run_trial(study4, study4.apps[0], 0, system_text="x")
+    # the differential probes decide what passes screening: changing one is refused as well
+    del data["llm"]["pass_policy"]
+    toml = moved / "app.toml"
+    toml.write_text(toml.read_text().replace("time_limit_s = 30", "time_limit_s = 30\nmin_scaling = 0.05"))
+    study5 = _study(data)
+    with pytest.raises(ConfigError, match=r"other settings \(app\.probe\.min_scaling: 0\.1 then, 0\.05 now"):
+        run_trial(study5, study5.apps[0], 0, system_text="x")
+
+
+def test_archives_from_before_probe_settings_were_recorded_still_resume(setup):
+    """A trial file written before `app.probe` joined the resume settings has none: it resumes,
+    while one that records probes compares them."""
+    from lassi_batch.core.errors import ConfigError
+    from lassi_batch.pipeline.session import _same_settings, resume_settings
+
+    tmp, data = setup
+    study = _study(data)
+    now = resume_settings(study, study.apps[0], {"p": "x"})
+    assert now["app"]["probe"]["min_scaling"] == 0.1
+    old = json.loads(json.dumps(now))
+    del old["app"]["probe"]
+    _same_settings(tmp / "t.h5", old, now)  # no error
+    changed = json.loads(json.dumps(now))
+    changed["app"]["probe"]["scale_cost_s"] = 1.0
+    with pytest.raises(ConfigError, match=r"app\.probe\.scale_cost_s"):
+        _same_settings(tmp / "t.h5", changed, now)
+    old["app"]["args"] = ["1"]  # other differences still count in an old file
+    with pytest.raises(ConfigError, match=r"app\.args"):
+        _same_settings(tmp / "t.h5", old, now)
 
 
 CHILD = r"""

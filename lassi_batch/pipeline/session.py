@@ -111,7 +111,7 @@ def resume_settings(study: StudyConfig, sapp: StudyApp, prompts_sha: dict[str, s
     """Everything that changes a trial's results, and nothing that does not: the out folder,
     trial count, k, Slurm and container paths and the checkout's location may change between
     a trial's first run and its resumption; the app's file contents, prompts, platform,
-    measurement settings, models, pass policy and schedule may not."""
+    measurement settings, differential probes, models, pass policy and schedule may not."""
     app = sapp.app
     build = app.build_for(study.platform.kind)
     folder = Path(getattr(build, "dir", None) or app.path)
@@ -123,7 +123,8 @@ def resume_settings(study: StudyConfig, sapp: StudyApp, prompts_sha: dict[str, s
         "llm": {k: _plain(getattr(study.llm, k, None)) for k in _LLM_RESULT_FIELDS},
         "container": {"runtime": study.container.runtime},
         "app": {"name": app.name, "build": build_settings, "check": _plain(app.check), "args": list(sapp.args),
-                "time_limit_s": app.time_limit_s, "memory_limit_mb": app.memory_limit_mb},
+                "time_limit_s": app.time_limit_s, "memory_limit_mb": app.memory_limit_mb,
+                "probe": _plain(app.probe)},
         "app_files_sha256": {n: _sha256_file(folder / n) for n in names},
         "prompts_sha256": prompts_sha,
     }
@@ -292,11 +293,32 @@ def _record_stop(archive: TrialArchive, status: str, reason: str) -> None:
         pass
 
 
+# Resume settings recorded only by later versions (dotted paths): an archive without one was
+# started before it was recorded, and is resumed without comparing it.
+_ADDED_LATER = ("app.probe",)
+
+
+def _get(d: dict[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        d = d.get(part) if isinstance(d, dict) else None
+    return d
+
+
+def _without(d: dict[str, Any], dotted: str) -> dict[str, Any]:
+    head, _, rest = dotted.partition(".")
+    if not rest:
+        return {k: v for k, v in d.items() if k != head}
+    return {**d, head: _without(d[head], rest)}
+
+
 def _same_settings(path: Path, stored: dict[str, Any] | None, new: dict[str, Any]) -> None:
     """Refuse to resume a trial under settings that change what it measures (first difference)."""
     now = json.loads(json.dumps(new, sort_keys=True, default=str))
     if stored is None:
         raise ConfigError(f"{path} records no resume settings; use another --out, or delete the file to start over")
+    for key in _ADDED_LATER:  # trials started before a setting was recorded resume as they were
+        if _get(stored, key) is None and _get(now, key) is not None:
+            now = _without(now, key)
     if stored != now:
         raise ConfigError(f"{path} was started with other settings ({_first_difference(stored, now)}); "
                           "use another --out, or delete the file to start over")
