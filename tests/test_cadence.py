@@ -77,7 +77,12 @@ def test_counter_energy_within_one_percent_at_the_real_cadence(nv: ModuleType, p
 
     # gross and idle from the counter, to within 1%
     assert a["idle_sensor"] == "counter"
-    assert f["idle_w"] == pytest.approx(IDLE, rel=0.01)
+    # (a rare miss here has not been reproduced; the message keeps what would explain it)
+    why = {k: f.get(k) for k in ("idle_w", "idle_counter_w", "idle_counter_precision_w", "energy_net_precision_j")}
+    why["counter_reads_in_idle"] = np.round(ct[(ct >= rr.t_launch - CFG.idle_window_s - 0.5) & (ct < rr.t_launch)]
+                                            - rr.t_launch, 4).tolist()
+    why["notes"] = tr.notes
+    assert f["idle_w"] == pytest.approx(IDLE, rel=0.01), why
     assert f["energy_gross_j"] == pytest.approx(LOAD * runtime, rel=0.01)
     assert f["energy_net_j"] == pytest.approx(true_net, rel=0.01)
     assert abs(f["energy_net_j"] - true_net) <= f["energy_net_precision_j"]
