@@ -164,6 +164,17 @@ def _parent_dir(path: PathLike) -> Path:
     return p
 
 
+def _under_lease(path: Path, ttl_s: float, body: Callable[[WriterLease], TrialArchive]) -> TrialArchive:
+    """Take the writer lease and build the archive that keeps it; released if none is built."""
+    lease = WriterLease(path, ttl_s)
+    lease.acquire()
+    try:
+        return body(lease)
+    except BaseException:
+        lease.release()
+        raise
+
+
 def _check_name(name: str, what: str) -> None:
     if not name or "/" in name or name in (".", ".."):
         raise ValueError(f"invalid {what} name {name!r}: must be non-empty without '/'")
@@ -399,15 +410,13 @@ class TrialArchive(TrialView):
                lease_ttl_s: float = DEFAULT_TTL_S) -> TrialArchive:
         """Start a new trial file; ArchiveError if it exists (use `open` to resume)."""
         p = _parent_dir(path)
-        lease = WriterLease(p, lease_ttl_s)
-        lease.acquire()
-        try:
+
+        def body(lease: WriterLease) -> TrialArchive:
             if p.exists():
                 raise ArchiveError(f"{p} already exists; open it to resume the trial")
             return cls._create_locked(p, lease, trial_id, app, platform, config, environment, study, trial_index)
-        except BaseException:
-            lease.release()
-            raise
+
+        return _under_lease(p, lease_ttl_s, body)
 
     @classmethod
     def open(cls, path: PathLike, writable: bool = True, *, lease_ttl_s: float = DEFAULT_TTL_S
@@ -419,13 +428,7 @@ class TrialArchive(TrialView):
             return TrialSnapshot(p)
         if not p.exists():
             raise ArchiveError(f"trial archive not found: {p}")
-        lease = WriterLease(p, lease_ttl_s)
-        lease.acquire()
-        try:
-            return cls._open_locked(p, lease)
-        except BaseException:
-            lease.release()
-            raise
+        return _under_lease(p, lease_ttl_s, lambda lease: cls._open_locked(p, lease))
 
     @classmethod
     def open_or_create(cls, path: PathLike, *, trial_id: str, app: str, platform: str, config: dict[str, Any],
@@ -433,9 +436,8 @@ class TrialArchive(TrialView):
                        lease_ttl_s: float = DEFAULT_TTL_S) -> TrialArchive:
         """Resume the trial in `path` if it exists (it must be the same trial), else create it."""
         p = _parent_dir(path)
-        lease = WriterLease(p, lease_ttl_s)
-        lease.acquire()
-        try:
+
+        def body(lease: WriterLease) -> TrialArchive:
             if not p.exists():
                 return cls._create_locked(p, lease, trial_id, app, platform, config, environment, study, trial_index)
             arc = cls._open_locked(p, lease)
@@ -446,9 +448,8 @@ class TrialArchive(TrialView):
                 raise ArchiveError(f"{p} holds trial {theirs[0]} ({theirs[1]}/{theirs[2]}), "
                                    f"not {trial_id} ({app}/{platform})")
             return arc
-        except BaseException:
-            lease.release()
-            raise
+
+        return _under_lease(p, lease_ttl_s, body)
 
     @classmethod
     def _create_locked(cls, path: Path, lease: WriterLease, trial_id: str, app: str, platform: str,
