@@ -142,6 +142,34 @@ def test_resume_under_other_settings_is_refused(setup):
         assert ar.status == "done"  # untouched
 
 
+def test_without_confirmation_the_selection_time_figures_are_the_result(setup):
+    """confirm_repeats = 0 skips stage 4's runs: the result is the selection-time best, with no
+    interval, and its with-tail saving comes from the same selection-time repeats."""
+    tmp, data = setup
+    data["measure"].update(confirm_repeats=0)
+    study = _study(data)
+    path, out = run_trial(study, study.apps[0], 0, system_text="test machine")
+    assert out.status == "done" and not out.confirmed
+    with TrialArchive.open(path, writable=False) as ar:
+        r = ar.result()
+        assert r["confirm_tried"] == 0 and r["confirm_method"] == "none" and not r["confirmed"]
+        assert r["best_candidate"] == r["selection_best_candidate"] != r["source_candidate"] and r["improved"]
+        assert r["reduction"] == pytest.approx(r["selection_reduction"]) and r["reduction"] > 0.5
+        assert math.isnan(r["reduction_ci_low"]) and math.isnan(r["reduction_ci_high"])
+        assert not any(m.attrs.get("phase") == "confirm" for c in ar.candidates() if c.id is not None
+                       for m in ar.measurements(c.id, traces=False))
+        assert "s4/confirm0" not in {s["key"] for s in ar.steps()}
+
+        def mean(cid, name):
+            v = [m.figures[name] for m in ar.measurements(cid, traces=False)]
+            return sum(v) / len(v)
+
+        src, best = r["source_candidate"], r["best_candidate"]
+        expect = 1 - ((mean(best, "energy_net_j") + mean(best, "energy_tail_j"))
+                      / (mean(src, "energy_net_j") + mean(src, "energy_tail_j")))
+        assert r["reduction_with_tail"] == pytest.approx(expect)
+
+
 def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup, monkeypatch):
     """When stage 4's source runs spread too widely to bound their mean, the best and the next
     candidate both fail to confirm: the trial reports the source, saving 0, with the

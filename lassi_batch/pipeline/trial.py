@@ -592,8 +592,8 @@ class Trial:
                 "selection_reduction": sel_red, "confirm_level": m.confidence}
 
     def _figures(self, cand: Candidate, name: str) -> list[float]:
-        return [float(x.figures.get(name, math.nan)) for x in self.ar.measurements(cand.id, traces=False)
-                if x.attrs.get("phase", "select") != "confirm"] if cand.id is not None else []
+        """One figure from each selection-time repeat on this device, as the energies compared."""
+        return [float(x.figures.get(name, math.nan)) for x in self._select_measurements(cand)]
 
 
 def _tail_reduction(a: list[float], b: list[float], a_tail: list[float], b_tail: list[float]) -> float:
