@@ -68,6 +68,11 @@ def _submit(req: Request, parallel: int) -> tuple[float, list]:
     return time.monotonic() - t0, results
 
 
+def _mean_cv(by_app: dict[str, list[float]]) -> float | None:
+    cvs = [statistics.stdev(v) / statistics.fmean(v) for v in by_app.values() if len(v) > 1 and statistics.fmean(v) > 0]
+    return round(statistics.fmean(cvs), 4) if cvs else None
+
+
 def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: Path) -> dict:
     rows = []
     for p in parallels:
@@ -79,7 +84,8 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
         wall, results = _submit(Request(DEMO[kind], executor="local", overrides=over,
                                         trials_per_node=p, fresh=True), p)
         done = sum(r.outcome == "done" for r in results)
-        src, waits, llm = [], [], 0
+        src: dict[str, list[float]] = {}
+        waits, llm, rep_cv = [], 0, []
         for r in results:
             path = StudyFolder(folder).archive(r.trial)
             if r.outcome != "done":
@@ -91,16 +97,28 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
             with TrialArchive.open(path, writable=False) as ar:
                 res = ar.result()
                 if res.get("source_energy_j"):
-                    src.append(float(res["source_energy_j"]))
+                    src.setdefault(r.trial.app, []).append(float(res["source_energy_j"]))
                 llm += len(ar.llm_calls())
                 for c in ar.candidates():
-                    waits += [float(m.attrs.get("lock_wait_s", 0.0)) for m in ar.measurements(c.id)]
+                    ms = ar.measurements(c.id, traces=False)
+                    waits += [float(m.attrs.get("lock_wait_s", 0.0)) for m in ms]
+                    groups: dict[tuple[str, str], list[float]] = {}  # one program's runs in one series
+                    for m in ms:
+                        key = (str(m.attrs.get("phase", "select")), str(m.attrs.get("confirm_tag", "")))
+                        groups.setdefault(key, []).append(float(m.figures.get("energy_net_j", float("nan"))))
+                    rep_cv += [statistics.stdev(v) / statistics.fmean(v) for v in groups.values()
+                               if len(v) > 1 and all(x == x for x in v) and statistics.fmean(v) > 0]
         n = len(results)
         rows.append({"parallel": p, "trials": n, "done": done, "wall_s": round(wall, 1),
                      "trials_per_node_hour": round(3600 * done / wall, 1),
                      "llm_calls_per_trial": round(llm / max(1, len(results)), 1),
                      "lock_wait_mean_s": round(statistics.fmean(waits), 3) if waits else None,
-                     "source_energy_cv": round(statistics.pstdev(src) / statistics.fmean(src), 4) if len(src) > 1 else None})
+                     # spread between trials of one app's reported source energy, averaged over apps,
+                     # and the median spread of one program's runs in one series (its selection-time
+                     # repeats, or one side of a stage-4 confirmation)
+                     "source_energy_cv": _mean_cv(src),
+                     "repeat_cv_median": round(statistics.median(rep_cv), 4) if rep_cv else None,
+                     "repeats_with_cv": len(rep_cv)})
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["trials_per_node_hour"]
     for r in rows:
@@ -192,11 +210,12 @@ def write_md(out: Path, tp: dict | None, ld: dict | None) -> None:
     lines = [f"## Batch benchmarks ({datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC)", "", f"Machine: {_machine()}", ""]
     if tp:
         lines += [f"Throughput, {tp['kind']}, the demo study's three apps, replayed LLM with {tp['delay_s']} s per call:", "",
-                  "| trials per node | trials | done | wall (s) | trials / node-hour | speed-up | LLM calls / trial | mean lock wait (s) | source energy CV |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| trials per node | trials | done | wall (s) | trials / node-hour | speed-up | LLM calls / trial | mean lock wait (s) | source energy CV (per app) | repeat CV (median) |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in tp["rows"]:
             lines.append(f"| {r['parallel']} | {r['trials']} | {r['done']} | {r['wall_s']} | {r['trials_per_node_hour']} | "
-                         f"{r['speedup']}x | {r['llm_calls_per_trial']} | {r['lock_wait_mean_s']} | {r['source_energy_cv']} |")
+                         f"{r['speedup']}x | {r['llm_calls_per_trial']} | {r['lock_wait_mean_s']} | {r['source_energy_cv']} | "
+                         f"{r['repeat_cv_median']} (n={r['repeats_with_cv']}) |")
         lines.append("")
     if ld:
         lines += ["Load, trivial app through the local executor:", "",

@@ -21,7 +21,7 @@ from lassi_batch.batch.submit import container_lines
 from lassi_batch.batch.worker import node_gpus
 from lassi_batch.core.config import SlurmConfig, load_study
 from lassi_batch.core.errors import ConfigError
-from lassi_batch.system.devlock import device_key, measurement_lock
+from lassi_batch.system.devlock import busy_lock, device_key, measurement_lock
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,6 +57,77 @@ def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path):
     with measurement_lock("GPU-x", tmp_path):
         pass
     assert time.monotonic() - t0 < 5
+
+
+def _busy(folder: str, key: str, ready, seconds: float, log) -> None:
+    with busy_lock(key, Path(folder)) as hold:
+        log.put(("busy", time.monotonic(), hold.wait_s))
+        ready.set()
+        time.sleep(seconds)
+
+
+def _measure(folder: str, key: str, ready, seconds: float, log) -> None:
+    with measurement_lock(key, Path(folder)) as hold:
+        log.put(("measure", time.monotonic(), hold.wait_s))
+        ready.set()
+        time.sleep(seconds)
+    log.put(("measure_done", time.monotonic(), 0.0))
+
+
+def test_a_cpu_measurement_waits_for_other_trials_builds_and_holds_new_ones_back(tmp_path):
+    """On the CPU, unmeasured work (builds, probe runs) and measurements exclude each other, and a
+    waiting measurement keeps a later build from starting before it (it would wait for ever on a
+    busy node otherwise)."""
+    ctx = mp.get_context("fork")
+    log = ctx.Queue()
+    r1, w, r2 = ctx.Event(), ctx.Event(), ctx.Event()
+    build1 = ctx.Process(target=_busy, args=(str(tmp_path), "cpu", r1, 1.5, log))
+    build1.start()
+    assert r1.wait(10)
+    meas = ctx.Process(target=_measure, args=(str(tmp_path), "cpu", w, 1.0, log))
+    meas.start()
+    time.sleep(0.4)  # the measurement now waits for build 1
+    build2 = ctx.Process(target=_busy, args=(str(tmp_path), "cpu", r2, 0.1, log))
+    build2.start()
+    for p in (build1, meas, build2):
+        p.join(30)
+        assert p.exitcode == 0
+    events = sorted((log.get(timeout=5) for _ in range(4)), key=lambda e: e[1])
+    assert [e[0] for e in events] == ["busy", "measure", "measure_done", "busy"]
+    assert events[1][2] > 0.8  # the measurement waited for build 1 to end
+    assert events[3][2] > 0.8  # build 2 waited for the measurement, though build 1's hold was shared
+
+
+def test_busy_lock_is_a_no_op_for_gpu_measurements_and_released_by_a_kill(tmp_path):
+    ctx = mp.get_context("fork")
+    log = ctx.Queue()
+    ready = ctx.Event()
+    p = ctx.Process(target=_busy, args=(str(tmp_path), "GPU-x", ready, 60.0, log))
+    p.start()
+    assert ready.wait(10)
+    with measurement_lock("GPU-x", tmp_path) as hold:  # a GPU is measured while the host builds
+        assert hold.wait_s < 0.5
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    ready.clear()
+    p = ctx.Process(target=_busy, args=(str(tmp_path), "cpu", ready, 60.0, log))
+    p.start()
+    assert ready.wait(10)
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    t0 = time.monotonic()
+    with measurement_lock("cpu", tmp_path):
+        pass
+    assert time.monotonic() - t0 < 5
+
+
+def test_a_measurement_inside_a_busy_hold_is_refused_not_deadlocked(tmp_path):
+    with busy_lock("cpu", tmp_path):
+        with pytest.raises(RuntimeError, match="busy lock"):
+            with measurement_lock("cpu", tmp_path):
+                pass
+    with measurement_lock("cpu", tmp_path) as hold:  # released: no longer refused
+        assert hold.wait_s < 5
 
 
 def test_device_key_prefers_the_pinned_gpu(monkeypatch):

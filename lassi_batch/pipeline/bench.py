@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import shutil
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from statistics import fmean
@@ -17,7 +18,7 @@ from ..power.trace import Measurement
 from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
 from ..screening.differential import PROBE_ENV, Probe
 from ..screening.processes import Leftover, reap_leftovers
-from ..system.devlock import device_key, measurement_lock
+from ..system.devlock import LockHold, busy_lock, device_key, measurement_lock
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
@@ -132,11 +133,20 @@ class Bench:
             shutil.rmtree(wd)  # our own scratch folder from an interrupted attempt
         wd.mkdir(parents=True)
         prepare_workdir(self.app, self.platform.kind, wd, overrides=files)
-        return wd, build(self.app, self.platform, wd, runner=self.runner)
+        with self._busy():
+            return wd, build(self.app, self.platform, wd, runner=self.runner)
+
+    def _busy(self) -> AbstractContextManager[LockHold]:
+        """Unmeasured CPU work: waits while a CPU measurement of another trial on this node runs."""
+        return busy_lock(self._device)
+
+    @property
+    def _device(self) -> str:
+        return device_key(self.platform.kind, self.platform.device)
 
     def _measure_once(self, wd: Path, index: int) -> tuple[RunResult, Measurement]:
         delay = protocol.repeat_delay(self.rng, self.measure, index)
-        with measurement_lock(device_key(self.platform.kind, self.platform.device)) as hold:
+        with measurement_lock(self._device) as hold:
             run, m = protocol.measure(
                 lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
                 self.meter, self.measure, repeat_index=index,
@@ -166,7 +176,9 @@ class Bench:
             if not run.ok:
                 break
         if self.counter_lib and out.ran:  # a separate, unmeasured run of the same binary
-            counted = run_app(self.app, self.platform, wd, self.args, runner=self.runner, count_work=self.counter_lib)
+            with self._busy():
+                counted = run_app(self.app, self.platform, wd, self.args, runner=self.runner,
+                                  count_work=self.counter_lib)
             out.work_counts = counted.work_counts or {}
         return out
 
@@ -206,7 +218,8 @@ class Bench:
             shutil.rmtree(wd)
         wd.mkdir(parents=True)
         prepare_workdir(self.app, self.platform.kind, wd, overrides=files)
-        b = build(self.app, self.platform, wd, runner=self.runner)
+        with self._busy():
+            b = build(self.app, self.platform, wd, runner=self.runner)
         return wd / EXE_NAME if b.ok and (wd / EXE_NAME).is_file() else None
 
     def probe(self, exe: Path, files: dict[str, str], tag: str, probe: Probe, twice: bool = False) -> ProbeRun:
@@ -219,14 +232,15 @@ class Bench:
         prepare_workdir(self.app, self.platform.kind, pd, overrides=files)
         shutil.copy2(exe, pd / EXE_NAME)
         extra = {**PROBE_ENV, **probe.env}
-        run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
-                      count_work=self.counter_lib)
-        left = _leftovers(pd / EXE_NAME, run)
-        counts = run.work_counts or {}
-        again = None
-        if twice and run.ok:
-            again = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra)
-            left += _leftovers(pd / EXE_NAME, again)
+        with self._busy():
+            run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
+                          count_work=self.counter_lib)
+            left = _leftovers(pd / EXE_NAME, run)
+            counts = run.work_counts or {}
+            again = None
+            if twice and run.ok:
+                again = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra)
+                left += _leftovers(pd / EXE_NAME, again)
         shutil.rmtree(pd, ignore_errors=True)
         return ProbeRun(run=run, leftovers=left, work_counts=counts, again=again)
 

@@ -5,6 +5,13 @@ on one GPU (or on one CPU package, for RAPL) at once would spoil both figures. E
 run holds the device's lock; the kernel drops a flock when its holder dies, so a killed trial
 never leaves a stale lock behind. The lock folder must be local to the node (never a shared
 file system, where flock may be emulated or absent).
+
+Where the measured device is the CPU itself, a measurement also needs the other trials' CPU work
+to pause: their builds and unmeasured probe runs hold the node's "busy" lock shared
+(`busy_lock`), a CPU measurement holds it exclusively. It is filelock's SQLite reader/writer
+lock: a waiting measurement keeps new builds from starting, and the locks of a killed process
+are dropped with it. GPU measurements need no such pause (the meter reads the GPU), so there
+the busy lock is a no-op and builds overlap measurements as before.
 """
 
 from __future__ import annotations
@@ -18,10 +25,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from filelock import FileLock
+import threading
+
+from filelock import FileLock, ReadWriteLock
 
 LOCK_DIR_ENV = "LASSI_LOCK_DIR"  # node-local folder for the lock files
 DEVICE_ENV = "LASSI_GPU_UUID"  # set by the batch worker to the GPU a trial is pinned to
+QUIET_KEYS = frozenset({"cpu"})  # devices whose measurements other trials' CPU work would perturb
+_held = threading.local()  # a busy hold of this thread (a measurement inside one would wait on itself)
 
 
 def lock_dir() -> Path:
@@ -57,7 +68,39 @@ def measurement_lock(key: str, folder: Path | None = None) -> Iterator[LockHold]
     """Hold the device's lock for one measured run; records how long it waited."""
     d = folder or lock_dir()
     d.mkdir(parents=True, exist_ok=True)
+    if getattr(_held, "busy", 0):
+        raise RuntimeError(f"measurement of {key} requested while this thread holds the busy lock")
     lock = FileLock(str(d / _file_name(key)))
     t0 = time.monotonic()
     with lock:
-        yield LockHold(key=key, wait_s=time.monotonic() - t0)
+        if key not in QUIET_KEYS:
+            yield LockHold(key=key, wait_s=time.monotonic() - t0)
+            return
+        rw = ReadWriteLock(str(d / _file_name(key + ".busy")), is_singleton=False)
+        try:
+            with rw.write_lock():
+                yield LockHold(key=key, wait_s=time.monotonic() - t0)
+        finally:
+            rw.close()
+
+
+@contextmanager
+def busy_lock(key: str, folder: Path | None = None) -> Iterator[LockHold]:
+    """Hold for CPU-heavy work that is not measured (a build, a probe run) on a node where `key`'s
+    measurements are of the CPU: waits for a measurement in progress; a no-op elsewhere."""
+    if key not in QUIET_KEYS:
+        yield LockHold(key=key)
+        return
+    d = folder or lock_dir()
+    d.mkdir(parents=True, exist_ok=True)
+    rw = ReadWriteLock(str(d / _file_name(key + ".busy")), is_singleton=False)
+    t0 = time.monotonic()
+    try:
+        with rw.read_lock():
+            _held.busy = getattr(_held, "busy", 0) + 1
+            try:
+                yield LockHold(key=key, wait_s=time.monotonic() - t0)
+            finally:
+                _held.busy -= 1
+    finally:
+        rw.close()
