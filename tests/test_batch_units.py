@@ -45,18 +45,23 @@ def test_measurement_lock_serialises_one_device_and_records_the_wait(tmp_path):
         assert free.wait_s < 0.5
 
 
-def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path):
+def _kill_holder_then_measure(target, folder: Path, key: str, *extra) -> float:
+    """Start a process holding a lock, SIGKILL it, and time a measurement lock taken after."""
     ctx = mp.get_context("fork")
     ready = ctx.Event()
-    p = ctx.Process(target=_hold, args=(str(tmp_path), "GPU-x", ready, 60.0))
+    p = ctx.Process(target=target, args=(str(folder), key, ready, 60.0, *extra))
     p.start()
     assert ready.wait(10)
     os.kill(p.pid, signal.SIGKILL)
     p.join()
     t0 = time.monotonic()
-    with measurement_lock("GPU-x", tmp_path):
+    with measurement_lock(key, folder):
         pass
-    assert time.monotonic() - t0 < 5
+    return time.monotonic() - t0
+
+
+def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path):
+    assert _kill_holder_then_measure(_hold, tmp_path, "GPU-x") < 5
 
 
 def _busy(folder: str, key: str, ready, seconds: float, log) -> None:
@@ -109,16 +114,7 @@ def test_busy_lock_is_a_no_op_for_gpu_measurements_and_released_by_a_kill(tmp_pa
         assert hold.wait_s < 0.5
     os.kill(p.pid, signal.SIGKILL)
     p.join()
-    ready.clear()
-    p = ctx.Process(target=_busy, args=(str(tmp_path), "cpu", ready, 60.0, log))
-    p.start()
-    assert ready.wait(10)
-    os.kill(p.pid, signal.SIGKILL)
-    p.join()
-    t0 = time.monotonic()
-    with measurement_lock("cpu", tmp_path):
-        pass
-    assert time.monotonic() - t0 < 5
+    assert _kill_holder_then_measure(_busy, tmp_path, "cpu", log) < 5
 
 
 def test_a_measurement_inside_a_busy_hold_is_refused_not_deadlocked(tmp_path):

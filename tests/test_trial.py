@@ -142,14 +142,20 @@ def test_resume_under_other_settings_is_refused(setup):
         assert ar.status == "done"  # untouched
 
 
-def test_without_confirmation_the_selection_time_figures_are_the_result(setup):
-    """confirm_repeats = 0 skips stage 4's runs: the result is the selection-time best, with no
-    interval, and its with-tail saving comes from the same selection-time repeats."""
+def _unconfirmed_trial(setup, **measure):
+    """Run the test trial under these [measure] settings; it ends done with nothing confirmed."""
     tmp, data = setup
-    data["measure"].update(confirm_repeats=0)
+    data["measure"].update(measure)
     study = _study(data)
     path, out = run_trial(study, study.apps[0], 0, system_text="test machine")
     assert out.status == "done" and not out.confirmed
+    return path
+
+
+def test_without_confirmation_the_selection_time_figures_are_the_result(setup):
+    """confirm_repeats = 0 skips stage 4's runs: the result is the selection-time best, with no
+    interval, and its with-tail saving comes from the same selection-time repeats."""
+    path = _unconfirmed_trial(setup, confirm_repeats=0)
     with TrialArchive.open(path, writable=False) as ar:
         r = ar.result()
         assert r["confirm_tried"] == 0 and r["confirm_method"] == "none" and not r["confirmed"]
@@ -189,11 +195,7 @@ def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup, monkeypatc
         return saving_interval(spread, b, level)
 
     monkeypatch.setattr(trial_mod, "saving_interval", noisy_source)
-    tmp, data = setup
-    data["measure"].update(confirm_candidates=2)
-    study = _study(data)
-    path, out = run_trial(study, study.apps[0], 0, system_text="test machine")
-    assert out.status == "done" and not out.confirmed
+    path = _unconfirmed_trial(setup, confirm_candidates=2)
     with TrialArchive.open(path, writable=False) as ar:
         r = ar.result()
         assert not r["confirmed"] and r["confirm_tried"] == 2
