@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform as _platform
 import statistics
@@ -107,7 +108,7 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
                         key = (str(m.attrs.get("phase", "select")), str(m.attrs.get("confirm_tag", "")))
                         groups.setdefault(key, []).append(float(m.figures.get("energy_net_j", float("nan"))))
                     rep_cv += [statistics.stdev(v) / statistics.fmean(v) for v in groups.values()
-                               if len(v) > 1 and all(x == x for x in v) and statistics.fmean(v) > 0]
+                               if len(v) > 1 and all(map(math.isfinite, v)) and statistics.fmean(v) > 0]
         n = len(results)
         rows.append({"parallel": p, "trials": n, "done": done, "wall_s": round(wall, 1),
                      "trials_per_node_hour": round(3600 * done / wall, 1),

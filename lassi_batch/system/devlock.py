@@ -19,13 +19,12 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-import threading
 
 from filelock import FileLock, ReadWriteLock
 
@@ -66,22 +65,16 @@ class LockHold:
 @contextmanager
 def measurement_lock(key: str, folder: Path | None = None) -> Iterator[LockHold]:
     """Hold the device's lock for one measured run; records how long it waited."""
-    d = folder or lock_dir()
-    d.mkdir(parents=True, exist_ok=True)
     if getattr(_held, "busy", 0):
         raise RuntimeError(f"measurement of {key} requested while this thread holds the busy lock")
-    lock = FileLock(str(d / _file_name(key)))
+    d = _folder(folder)
     t0 = time.monotonic()
-    with lock:
+    with FileLock(str(d / _file_name(key))):
         if key not in QUIET_KEYS:
             yield LockHold(key=key, wait_s=time.monotonic() - t0)
             return
-        rw = ReadWriteLock(str(d / _file_name(key + ".busy")), is_singleton=False)
-        try:
-            with rw.write_lock():
-                yield LockHold(key=key, wait_s=time.monotonic() - t0)
-        finally:
-            rw.close()
+        with _busy_rw(d, key) as rw, rw.write_lock():
+            yield LockHold(key=key, wait_s=time.monotonic() - t0)
 
 
 @contextmanager
@@ -91,16 +84,26 @@ def busy_lock(key: str, folder: Path | None = None) -> Iterator[LockHold]:
     if key not in QUIET_KEYS:
         yield LockHold(key=key)
         return
+    t0 = time.monotonic()
+    with _busy_rw(_folder(folder), key) as rw, rw.read_lock():
+        _held.busy = getattr(_held, "busy", 0) + 1
+        try:
+            yield LockHold(key=key, wait_s=time.monotonic() - t0)
+        finally:
+            _held.busy -= 1
+
+
+def _folder(folder: Path | None) -> Path:
     d = folder or lock_dir()
     d.mkdir(parents=True, exist_ok=True)
-    rw = ReadWriteLock(str(d / _file_name(key + ".busy")), is_singleton=False)
-    t0 = time.monotonic()
+    return d
+
+
+@contextmanager
+def _busy_rw(folder: Path, key: str) -> Iterator[ReadWriteLock]:
+    """The node's busy lock for `key`: an instance per hold, so threads wait on each other."""
+    rw = ReadWriteLock(str(folder / _file_name(key + ".busy")), is_singleton=False)
     try:
-        with rw.read_lock():
-            _held.busy = getattr(_held, "busy", 0) + 1
-            try:
-                yield LockHold(key=key, wait_s=time.monotonic() - t0)
-            finally:
-                _held.busy -= 1
+        yield rw
     finally:
         rw.close()
