@@ -38,7 +38,7 @@ from lassi_batch.core.records import Candidate
 from lassi_batch.power.energy import analyze
 from lassi_batch.power.trace import Measurement, PowerTrace, Window
 from lassi_batch.store.measurement import write_measurement
-from lassi_batch.store.schema import SCHEMA, SCHEMA_VERSION, child_name, put_text, put_value, set_attrs
+from lassi_batch.store.schema import SCHEMA, SCHEMA_VERSION, child_name, put_mapping, put_text, put_value, set_attrs
 from lassi_batch.store.summary import TrialSummary, screening_counts, write_summary
 
 LIBVER = ("v108", "v110")  # the trial archive's format: checksummed object headers
@@ -127,6 +127,8 @@ def write_trial(path: Path, study: str, app: str, platform: str, index: int, see
                       "error": ""})
         for name in ("config", "environment", "steps", "llm_calls", "context", "plans", "stages"):
             f.create_group(name)
+        # the figures below are those of a study without confirmation and without a margin
+        put_mapping(f["config"], {"study": {"measure": {"confirm_repeats": 0, "min_improvement": 0.0}}})
         cands = f.create_group("candidates")
         rows = []  # (candidate, measurement or None)
         src = Candidate(key="s0/source", stage=0, status="measured", build_ok=True, run_ok=True, returncode=0,

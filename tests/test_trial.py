@@ -20,6 +20,7 @@ import pytest
 from lassi_batch.core.config import parse_study
 from lassi_batch.pipeline.session import run_trial, trial_path
 from lassi_batch.store.archive import TrialArchive
+from roundtrip import assert_round_trip
 
 # the `setup` fixture (a small real app, its transcript, a study) comes from conftest.py / sumapp.py
 
@@ -78,6 +79,7 @@ def test_full_trial_stages_screening_and_result(setup):
         assert ar.stage_times().keys() >= {"stage0_profile", "stage1_vanilla", "stage2_context",
                                             "stage3_iterate", "stage4_report"}
         assert "algorithmic" in json.dumps(r) or ar.result().get("optimizations")
+    assert_round_trip(path)
 
 
 def test_finished_trial_is_not_rerun(setup):
@@ -174,6 +176,7 @@ def test_without_confirmation_the_selection_time_figures_are_the_result(setup):
         expect = 1 - ((mean(best, "energy_net_j") + mean(best, "energy_tail_j"))
                       / (mean(src, "energy_net_j") + mean(src, "energy_tail_j")))
         assert r["reduction_with_tail"] == pytest.approx(expect)
+    assert_round_trip(path)
 
 
 def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup, monkeypatch):
@@ -186,15 +189,15 @@ def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup, monkeypatc
     so alike that even a 1 - 1e-10 interval excludes zero, so high confidence alone cannot
     make this case happen on every machine.
     """
-    from lassi_batch.pipeline import trial as trial_mod
     from lassi_batch.power.stats import saving_interval
+    from lassi_batch.store import headline
 
     def noisy_source(a, b, level=0.95):
         mean = sum(a) / len(a)
         spread = [mean * f for f in (0.01, 1.0, 1.99)][: len(a)]
         return saving_interval(spread, b, level)
 
-    monkeypatch.setattr(trial_mod, "saving_interval", noisy_source)
+    monkeypatch.setattr(headline, "saving_interval", noisy_source)
     path = _unconfirmed_trial(setup, confirm_candidates=2)
     with TrialArchive.open(path, writable=False) as ar:
         r = ar.result()
@@ -207,6 +210,7 @@ def test_a_best_that_does_not_confirm_falls_back_to_the_source(setup, monkeypatc
         assert len(r["confirm_notes"]) == 2 and all("not confirmed" in n for n in r["confirm_notes"])
         steps = {s["key"]: s for s in ar.steps()}
         assert {"s4/confirm0", "s4/confirm1"} <= set(steps)
+    assert_round_trip(path)
 
 
 def test_a_held_saving_counts_once_stage_4_confirms_it(setup):
@@ -235,6 +239,7 @@ def test_a_held_saving_counts_once_stage_4_confirms_it(setup):
     assert {f["severity"] for f in fs if f["kind"] == "implausible_saving"} == {"cosmetic"}
     assert any(f["kind"] == "confirmation" and f["severity"] == "cosmetic" for f in fs)
     assert r["confirmed"] and r["best_candidate"] == c.id and r["reduction"] > 0.9
+    assert_round_trip(path)
     # never confirmed, never counted: the other held candidates stay held (or fail, where an
     # integrity finding came with the hold, as for the rewrite that halves the repeats)
     for h in held:

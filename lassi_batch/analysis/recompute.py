@@ -2,12 +2,13 @@
 from them: "what would the paper's method have said about my study?"
 
 Per measurement the figures are recomputed by `power.energy` from the archived trace and window
-(never from the stored figures); a candidate's energy is the mean over its repeats; its pass is
-re-decided under the chosen policy from its stored verdicts; each trial's best is re-selected
-(the lowest-energy passing generated candidate below the source's energy) and the trial's
-reductions follow. The same selection applied to the *recorded* energies and passes gives the
-"old" figures, so old and new differ only by the choices made here. Trial files are opened
-read-only and never written.
+(never from the stored figures); a candidate's pass is re-decided under the chosen policy from
+its stored verdicts; then the trial's figures come from the one derivation the trial itself
+used (store/headline.py, with the [measure] settings the trial recorded): its selection is
+replayed with the noise rule, its stage-4 confirmations re-derived from their own traces. The
+"old" figures are the trial's recorded summary (what `aggregate` reads), so with the trial's
+own choices ("auto", "recorded") old and new are equal, and otherwise differ only by the
+choices made here. Trial files are opened read-only and never written.
 """
 
 from __future__ import annotations
@@ -18,15 +19,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from ..core.errors import ArchiveError
 from ..core.records import Candidate
 from ..power import energy
 from ..power.trace import Measurement
-from ..store.archive import TrialArchive
-from ..store.summary import SUMMARY_GROUP, TrialSummary, read_summary, screening_counts
+from ..store.headline import Repeat, Rules, apply, derive
+from ..store.reader import open_trial, stored_repeat, trial_records
+from ..store.summary import TrialSummary
 from . import metrics
 from .aggregate import Options, PriceTable, build_tables, cross_app_rows, group_trials
 from .study import StudyWriter, is_study_file
@@ -76,18 +77,40 @@ def _idle(f: dict[str, float], choice: str, recorded: float) -> float:
     return v if math.isfinite(v) else recorded
 
 
-def measurement_energy(m: Measurement, c: Choices) -> tuple[float, float]:
-    """(net energy in J, mean power in W) of one measured run under `c`, from its raw trace;
-    NaN when the trace cannot give it (e.g. no counter for `counter`)."""
+def measured_repeat(m: Measurement, c: Choices) -> Repeat:
+    """One measured run's figures under `c`, from its raw trace: net energy (NaN when the trace
+    cannot give it, e.g. no counter for `counter`), tail energy on the same idle baseline (0 when
+    the energy already includes the tail), runtime and mean power. A run the `estimate` meter
+    figured from the program's own CPU seconds keeps that model's figures under `auto`: its
+    trace models the whole machine, a different quantity (power/protocol.py)."""
+    if c.energy == "auto" and is_cpu_model(m):
+        return stored_repeat(m)
     f = energy.analyze(m.trace, m.window).figures
-    return _energy(m, f, c), f["power_avg_w"]
+    e, idle = _energy(m, f, c)
+    tail = 0.0 if c.tail == "include" else f["energy_tail_j"] + (_base_idle(f, idle) - idle) * _tail_s(f)
+    return Repeat(e, tail, f["runtime_s"], f["power_avg_w"])
 
 
-def _energy(m: Measurement, f: dict[str, float], c: Choices) -> float:
+def is_cpu_model(m: Measurement) -> bool:
+    """The run's energy is the estimate meter's CPU-time model, not a trace integral."""
+    return str(m.attrs.get("energy_method", "")).startswith("estimate:cpu_seconds")
+
+
+def _tail_s(f: dict[str, float]) -> float:
+    return f["tail_s"] if math.isfinite(f["tail_s"]) and f["tail_s"] > 0 else 0.0
+
+
+def _base_idle(f: dict[str, float], idle: float) -> float:
+    """The idle level the stored tail energy is net of (the trace's own; the chosen one without)."""
+    return f["idle_w"] if math.isfinite(f["idle_w"]) else idle
+
+
+def _energy(m: Measurement, f: dict[str, float], c: Choices) -> tuple[float, float]:
+    """(net energy in J, the idle level in W subtracted) of one run under `c`."""
     w, tr = m.window, m.trace
     recorded_idle = float(m.figures.get("idle_w", math.nan))
     runtime = f["runtime_s"]
-    tail_s = f["tail_s"] if math.isfinite(f["tail_s"]) and f["tail_s"] > 0 else 0.0
+    tail_s = _tail_s(f)
     end = w.t_settled if c.tail == "include" else w.t_exit
     if c.energy == "paper-eq4":
         # Eq. 4 sums the sensor's averaged power; without one, the instant channel; without any
@@ -99,7 +122,7 @@ def _energy(m: Measurement, f: dict[str, float], c: Choices) -> float:
         else:
             t, p = energy.counter_power(tr.counter_t, tr.counter_j)
         idle = f["idle_paper_w"] if c.idle == "auto" and math.isfinite(f["idle_paper_w"]) else _idle(f, c.idle, recorded_idle)
-        return energy.eq4(t, p, w.t_launch, end, idle)
+        return energy.eq4(t, p, w.t_launch, end, idle), idle
     idle = _idle(f, c.idle, recorded_idle)
     gross = {"auto": f["energy_gross_j"], "counter": f["energy_counter_j"], "instant": f["energy_instant_j"]}[c.energy]
     if c.energy == "auto" and not math.isfinite(gross):
@@ -107,20 +130,20 @@ def _energy(m: Measurement, f: dict[str, float], c: Choices) -> float:
     e = gross - idle * runtime
     if c.tail == "include" and tail_s > 0:
         # energy_tail_j is net of the trace's idle_w; put it back on the chosen baseline
-        base = f["idle_w"] if math.isfinite(f["idle_w"]) else idle
-        e += f["energy_tail_j"] + (base - idle) * tail_s
-    return float(e)
+        e += f["energy_tail_j"] + (_base_idle(f, idle) - idle) * tail_s
+    return float(e), idle
 
 
 # ------------------------------------------------------------------ one trial
 
 
-def passes(cand: Candidate, policy: str, verdict: str = "") -> bool:
+def passes(cand: Candidate, policy: str) -> bool:
     """Whether a candidate that ran passes screening under `policy` (its stored verdicts)."""
     if not cand.run_ok:
         return False
     if policy == "recorded":
         return bool(cand.passed)
+    verdict = cand.verdict
     judge_ok = cand.judge_verdict == "VALID"
     verifier_ok = verdict == "pass" if verdict in ("pass", "fail", "held") else cand.verifier_verdict in ("pass", "warn")
     if policy == "judge":
@@ -133,67 +156,27 @@ def passes(cand: Candidate, policy: str, verdict: str = "") -> bool:
     return judge_ok and cand.verifier_verdict == "pass" and verdict != "held"
 
 
-@dataclass
-class CandidateFigures:
-    cand: Candidate
-    verdict: str  # the screening contract's verdict attribute, "" when absent
-    energy_j: float  # recomputed
-    runtime_s: float
-    power_w: float
+@dataclass(frozen=True)
+class Recomputed:
+    path: Path
+    old: TrialSummary  # the trial's recorded summary (what aggregate reads)
+    new: TrialSummary  # re-derived by store/headline.py from recomputed energies and re-decided passes
+    stored_reduction: float  # the reduction in the file's /summary (NaN for a file without one)
 
 
-def _mean(xs: Iterable[float]) -> float:
-    v = [x for x in xs if x is not None and math.isfinite(x)]
-    return float(np.mean(v)) if v else math.nan
-
-
-def select(base: TrialSummary, rows: list[tuple[Candidate, float, float, float, bool]]) -> TrialSummary:
-    """The trial's figures from (candidate, energy, runtime, power, passes) rows: source, vanilla
-    and the best passing generated candidate below the source."""
-    src = next((r for r in rows if r[0].stage == 0), None)
-    van = next((r for r in rows if r[0].stage == 1), None)
-    gen = [r for r in rows if r[0].stage != 0]
-    s = replace(base)
-    if src is None:
-        return s
-    e_src = src[1]
-    s.source_energy_j, s.source_runtime_s, s.source_power_w = src[1], src[2], src[3]
-    ok = [r for r in gen if r[4] and math.isfinite(r[1])]
-    s.n_passed = len(ok)
-    better = [r for r in ok if math.isfinite(e_src) and r[1] < e_src]
-    best = min(better, key=lambda r: r[1]) if better else None
-    s.passed = best is not None
-    if best is None:
-        s.best_energy_j, s.best_runtime_s, s.best_power_w = e_src, src[2], src[3]
-        s.reduction, s.best_candidate, s.best_iteration, s.best_self_corrections = 0.0, -1, -1, -1
-    else:
-        s.best_energy_j, s.best_runtime_s, s.best_power_w = best[1], best[2], best[3]
-        s.reduction = 1.0 - best[1] / e_src
-        s.best_candidate = int(best[0].id if best[0].id is not None else -1)
-        s.best_iteration, s.best_self_corrections = best[0].iteration, best[0].self_corrections
-    s.selection_best_energy_j, s.selection_reduction = s.best_energy_j, s.reduction
-    s.confirmed, s.reduction_ci_low, s.reduction_ci_high = False, math.nan, math.nan
-    s.vanilla_passed = bool(van is not None and van[4] and math.isfinite(van[1]))
-    s.vanilla_energy_j = van[1] if s.vanilla_passed else math.nan
-    s.vanilla_reduction = 1.0 - van[1] / e_src if s.vanilla_passed and math.isfinite(e_src) and e_src else 0.0
-    return s
-
-
-def _base_summary(path: Path, arc: TrialArchive) -> tuple[TrialSummary, bool]:
-    """The stored summary when the file has one (True), else the identity from the archive's
-    metadata (False)."""
-    with h5py.File(path, "r", locking=False) as f:
-        if SUMMARY_GROUP in f:
-            return read_summary(f), True
-        else:
-            meta = arc.meta
-            s = TrialSummary(app=str(meta.get("app", "")), platform=str(meta.get("platform", "")),
-                             trial_id=str(meta.get("trial_id", "")), status=str(meta.get("status", "done")))
-            s.trial_index = _index_from_name(path)
-            s.n_candidates = len(arc.candidates())
-            for k, v in screening_counts(f).items():
-                setattr(s, k, v)
-    return s, False
+def recompute_trial(path: Path, c: Choices) -> Recomputed:
+    """Recorded and recomputed figures of one trial file (opened read-only): the new ones come
+    from the one derivation (store/headline.py) over energies re-derived from the traces, with
+    the trial's recorded settings and its selection replayed. ArchiveError when unreadable."""
+    with open_trial(path) as t:
+        old = t.summary()
+        rec = trial_records(t, repeat=lambda m: measured_repeat(m, c), passes=lambda x: passes(x, c.pass_policy),
+                            replay=True)
+        new = apply(old, derive(rec, Rules.from_config(t.config())))
+        if new.trial_index < 0:
+            new = replace(new, trial_index=_index_from_name(path))
+        stored = old.reduction if t.version >= 2 else math.nan
+    return Recomputed(path, old, new, stored)
 
 
 def _index_from_name(path: Path) -> int:
@@ -201,51 +184,6 @@ def _index_from_name(path: Path) -> int:
     stem = path.name.removesuffix(".h5")
     tail = stem.rsplit(".", 1)[-1]
     return int(tail[1:]) if tail.startswith("t") and tail[1:].isdigit() else -1
-
-
-@dataclass(frozen=True)
-class Recomputed:
-    path: Path
-    old: TrialSummary  # recorded energies and passes, same selection
-    new: TrialSummary  # recomputed energies, re-decided passes
-    stored_reduction: float  # the reduction in the file's /summary (NaN without one)
-
-
-def recompute_trial(path: Path, c: Choices) -> Recomputed:
-    """Old and new figures of one trial file (opened read-only). ArchiveError when unreadable."""
-    with TrialArchive.open(path, writable=False) as arc:
-        base, has_summary = _base_summary(path, arc)
-        verdicts = _verdicts(path)
-        old_rows, new_rows = [], []
-        for cand in arc.candidates():
-            ms = arc.measurements(cand.id) if cand.run_ok else []
-            v = verdicts.get(int(cand.id), "")
-            figs = [measurement_energy(m, c) for m in ms]
-            runtime = _mean(m.window.t_exit - m.window.t_launch for m in ms)
-            e_new = _mean(e for e, _ in figs)
-            power = _mean(p for _, p in figs)
-            ok_old = bool(cand.run_ok and cand.passed)
-            e_old = cand.energy_j if cand.energy_j is not None else math.nan
-            old_rows.append((cand, float(e_old), _nan(cand.runtime_s), _nan(cand.power_w), ok_old))
-            new_rows.append((cand, e_new, runtime, power, passes(cand, c.pass_policy, v)))
-    stored = base.reduction if has_summary else math.nan
-    return Recomputed(path, select(base, old_rows), select(base, new_rows), stored)
-
-
-def _nan(x: float | None) -> float:
-    return math.nan if x is None else float(x)
-
-
-def _verdicts(path: Path) -> dict[int, str]:
-    """The screening contract's per-candidate `verdict` attributes (absent in older files)."""
-    out: dict[int, str] = {}
-    with h5py.File(path, "r", locking=False) as f:
-        g = f.get("candidates")
-        for name in g or ():
-            if name.isdigit() and "verdict" in g[name].attrs:
-                v = g[name].attrs["verdict"]
-                out[int(name)] = v.decode() if isinstance(v, bytes) else str(v)
-    return out
 
 
 def recompute_all(paths: Iterable[Path], c: Choices, include_running: bool = False) -> Iterator[Recomputed | Skipped]:
@@ -280,6 +218,11 @@ def as_trials(results: Iterable[Recomputed], which: str) -> Iterator[Trial]:
 
 
 # ------------------------------------------------------------------ the study
+
+
+def _mean(xs: Iterable[float]) -> float:
+    v = [x for x in xs if x is not None and math.isfinite(x)]
+    return float(np.mean(v)) if v else math.nan
 
 
 def compare_table(old: dict, new: dict, ks: tuple[int, ...], c: Choices) -> Table:

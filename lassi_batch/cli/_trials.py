@@ -15,7 +15,7 @@ from rich.text import Text
 from ..core.config import StudyConfig
 from ..system.gpus import default_platform_kind
 from ..pipeline.session import run_trial, trial_path
-from ..store.archive import TrialArchive
+from ..store.reader import read_trial_summary
 
 
 def default_platform() -> str:
@@ -72,14 +72,15 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 state.update(app=sapp.app.name, trial=t)
                 live.update(render())
                 before = trial_path(study, sapp.app.name, t)
-                finished = before.exists() and _status_of(before) == "done"
+                finished = before.exists() and read_trial_summary(before).status == "done"
                 path, out = run_trial(study, sapp, t, progress=on_event)
-                meter, estimate = _meter_of(path)
-                row = {"meter": meter, "estimate": estimate, "app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
+                s = read_trial_summary(path)
+                row = {"meter": s.meter or "-", "estimate": s.estimate, "app": sapp.app.name, "trial": t, "path": str(path), "status": out.status,
                        "source_j": out.source_energy_j, "best_j": out.best_energy_j,
                        "reduction": out.reduction, "vanilla_passed": out.vanilla_passed,
                        "candidates": out.candidates, "stop": out.stop_reason,
-                       "reason": _reason_of(path) if out.status == "failed" else "", "already_done": finished}
+                       "reason": (s.reason or "no reason recorded") if out.status == "failed" else "",
+                       "already_done": finished}
                 row.update(confirmed=out.confirmed, ci_low=out.reduction_ci_low, ci_high=out.reduction_ci_high,
                            selection_reduction=out.selection_reduction)
                 rows.append(row)
@@ -105,29 +106,21 @@ def _saving(red: float | None, lo: float, hi: float, level: float) -> str:
 
 
 def archive_row(path: Path, app: str, trial: int) -> dict[str, Any]:
-    """A summary-table row read back from a finished trial's archive (for trials run by workers)."""
-    with TrialArchive.open(path, writable=False) as ar:
-        r = ar.result()
-        status = ar.status
-        n = len(ar.candidates())
-    src, best = r.get("source_energy_j"), r.get("best_energy_j")
-    meter, estimate = _meter_of(path) if status == "done" else ("-", False)
-    red = r.get("reduction", (src - best) / src if src and best is not None else None)
-    return {"meter": meter, "estimate": estimate, "app": app, "trial": trial, "path": str(path), "status": status,
-            "source_j": src, "best_j": best, "reduction": red,
-            "vanilla_passed": bool(r.get("vanilla_passed")), "candidates": n,
-            "confirmed": bool(r.get("confirmed", False)), "ci_low": r.get("reduction_ci_low", math.nan),
-            "ci_high": r.get("reduction_ci_high", math.nan), "selection_reduction": r.get("selection_reduction")}
+    """A summary-table row read back from a finished trial's summary (for trials run by workers);
+    its figures are the ones store/headline.py derived."""
+    s = read_trial_summary(path)
+    done = s.status == "done"
+    return {"meter": (s.meter or "-") if done else "-", "estimate": s.estimate and done, "app": app, "trial": trial,
+            "path": str(path), "status": s.status,
+            "source_j": _finite(s.source_energy_j), "best_j": _finite(s.best_energy_j),
+            "reduction": s.reduction if done else None,
+            "vanilla_passed": s.vanilla_passed, "candidates": s.n_candidates,
+            "confirmed": s.confirmed, "ci_low": s.reduction_ci_low,
+            "ci_high": s.reduction_ci_high, "selection_reduction": s.selection_reduction if done else None}
 
 
-def _status_of(path: Path) -> str:
-    with TrialArchive.open(path, writable=False) as ar:
-        return ar.status
-
-
-def _reason_of(path: Path) -> str:
-    with TrialArchive.open(path, writable=False) as ar:
-        return str(ar.meta.get("error") or "no reason recorded")
+def _finite(v: float) -> float | None:
+    return v if math.isfinite(v) else None
 
 
 def report_failures(rows: list[dict[str, Any]], console: Console) -> int:
@@ -136,14 +129,6 @@ def report_failures(rows: list[dict[str, Any]], console: Console) -> int:
     for r in failed:
         console.print(f"[red]failed[/] {r['app']} trial {r['trial']}: {r['reason']}", highlight=False)
     return 1 if failed else 0
-
-
-def _meter_of(path: Path) -> tuple[str, bool]:
-    """Which meter measured the trial's source run, and whether its figures are estimates."""
-    with TrialArchive.open(path, writable=False) as ar:
-        sid = ar.result().get("source_candidate")
-        ms = ar.measurements(sid, traces=False) if sid is not None else []
-    return (ms[0].trace.meter, ms[0].trace.estimate) if ms else ("-", False)
 
 
 def summary_table(rows: list[dict[str, Any]]) -> Table:

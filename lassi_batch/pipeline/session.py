@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import signal
 import tempfile
@@ -333,9 +334,14 @@ def _first_difference(a: Any, b: Any, where: str = "") -> str:
 
 
 def _outcome_from(archive: TrialArchive) -> TrialOutcome:
-    r = archive.result()
+    """A finished trial's outcome read back: its figures are the summary's (store/headline.py)."""
+    r, s = archive.result(), archive.summary()
+    done = "reduction" in r
     return TrialOutcome(
-        status=archive.status, source_energy_j=r.get("source_energy_j"), best_energy_j=r.get("best_energy_j"),
-        best_candidate=r.get("best_candidate"), vanilla_passed=bool(r.get("vanilla_passed")),
-        candidates=len(archive.candidates()), stop_reason=r.get("stop_reason", ""),
+        status=s.status, source_energy_j=s.source_energy_j if done else None,
+        best_energy_j=s.best_energy_j if done else None, best_candidate=r.get("best_candidate"),
+        vanilla_passed=s.vanilla_passed, candidates=s.n_candidates, stop_reason=r.get("stop_reason", ""),
+        confirmed=s.confirmed, reduction_ci_low=s.reduction_ci_low, reduction_ci_high=s.reduction_ci_high,
+        selection_reduction=s.selection_reduction if done else None, confirm_level=r.get("confirm_level", math.nan),
+        reduction=s.reduction if done else None,
     )

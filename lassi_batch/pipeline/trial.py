@@ -9,11 +9,11 @@ lost, and the program takes the same path up to the point where it was killed.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
 from dataclasses import dataclass
-from statistics import fmean
 from typing import Any, Callable
 
 from ..core.config import AppConfig, LLMConfig, StudyConfig
@@ -21,8 +21,10 @@ from ..llm.extract import extract_code, parse_optimizations, parse_verdict
 from ..llm.client import LLMError, is_reasoning_model
 from ..llm.prompts import PromptSet, format_sources
 from ..core.records import Candidate, LLMCall
-from ..power.stats import is_lower, saving_interval
+from ..power.stats import Saving, is_lower
+from ..store import headline as hl
 from ..store.archive import TrialArchive
+from ..store.reader import stored_repeat, trial_records
 from . import schedule as sch
 from .bench import Bench, Outcome
 from .screen import Screener
@@ -81,12 +83,7 @@ class TrialOutcome:
     reduction_ci_high: float = math.nan
     selection_reduction: float | None = None  # the stage-3 best's saving from its selection-time figures
     confirm_level: float = math.nan
-
-    @property
-    def reduction(self) -> float | None:
-        if not self.source_energy_j or self.best_energy_j is None:
-            return None
-        return (self.source_energy_j - self.best_energy_j) / self.source_energy_j
+    reduction: float | None = None  # the trial's saving (store/headline.py), None when it has none
 
 
 class Trial:
@@ -334,7 +331,8 @@ class Trial:
         return TrialOutcome("done", res["source_energy_j"], res["best_energy_j"], res["best_candidate"], vanilla.passed,
                             len(self.ar.candidates()), reason, confirmed=res["confirmed"],
                             reduction_ci_low=res["reduction_ci_low"], reduction_ci_high=res["reduction_ci_high"],
-                            selection_reduction=res["selection_reduction"], confirm_level=res["confirm_level"])
+                            selection_reduction=res["selection_reduction"], confirm_level=res["confirm_level"],
+                            reduction=res["reduction"])
 
     def _stage0(self) -> Candidate:
         files = {f: (self.app.path / f).read_text() for f in self.files_allowed}
@@ -463,22 +461,9 @@ class Trial:
 
     # ------------------------------------------------------------------ stage 4: confirmation
 
-    def _confirm_queue(self, source: Candidate, best: Candidate) -> list[Candidate]:
-        """Candidates to confirm, in turn: held candidates measured lower than the stage-3 best
-        (they could not become the best before a confirmation) and the best, lowest energy first;
-        then the other passing (or held) candidates that beat the source at selection time."""
-        gain = self.study.measure.min_improvement
-        ok = [c for c in self.ar.candidates()
-              if c.stage in (1, 3) and c.run_ok and c.energy_j is not None
-              and (c.passed or c.verdict == "held")
-              and sch.improves(c.energy_j, source.energy_j, gain)]
-        bound = best.energy_j if best.id != source.id and best.energy_j is not None else source.energy_j
-
-        def first(c: Candidate) -> bool:
-            return c.id == best.id or (c.verdict == "held" and bound is not None and c.energy_j < bound)
-
-        ok.sort(key=lambda c: (not first(c), c.energy_j))
-        return ok[: self.study.measure.confirm_candidates]
+    def _records(self, best: Candidate) -> hl.TrialRecords:
+        """The trial's records as stage 4 sees them, with stage 3's best as decided live."""
+        return dataclasses.replace(trial_records(self.ar), selection_best=best.id, finished=True)
 
     def _confirm(self, key: str, source: Candidate, cand: Candidate) -> dict[str, Any]:
         """Re-measure source and candidate interleaved; journaled, so a resumed trial reuses it."""
@@ -489,13 +474,11 @@ class Trial:
         self.progress(event="confirm", key=key, candidate=cand.id, repeats=m.confirm_repeats)
         t0 = time.time()
         conf = self.bench.confirm(source.files, cand.files, key.replace("/", "_"), m.confirm_repeats)
-        a, b = conf.energies("A"), conf.energies("B")
-        sv = saving_interval(a, b, m.confidence)
-        with_tail = _tail_reduction(a, b, conf.energies("A", "energy_tail_j"), conf.energies("B", "energy_tail_j"))
-        confirmed = conf.ok and sv.confirmed
-        why = ("ran" if conf.ok else "a confirmation run failed to build or run") + (
-            f"; saving {sv.reduction:.1%}, {m.confidence:.0%} interval {sv.ci_low:.1%}..{sv.ci_high:.1%}"
-            if math.isfinite(sv.reduction) else "")
+        c = hl.Confirmation(int(cand.id), conf.ok, tuple(stored_repeat(x) for x in conf.a.measurements),  # type: ignore[arg-type]
+                            tuple(stored_repeat(x) for x in conf.b.measurements))
+        a, b = [r.energy_j for r in c.source], [r.energy_j for r in c.runs]
+        sv, with_tail, confirmed = c.saving(m.confidence), c.with_tail(), c.confirmed(m.confidence)
+        why = _confirm_note(conf.ok, sv)
         result = {
             "candidate": cand.id, "source": source.id, "confirmed": bool(confirmed), "ok": bool(conf.ok),
             "source_energies_j": a, "candidate_energies_j": b, "order": conf.order,
@@ -526,32 +509,23 @@ class Trial:
         return result
 
     def _stage4(self, source: Candidate, best: Candidate, vanilla: Candidate, reason: str) -> dict[str, Any]:
+        """Confirm candidates in turn until one confirms; the figures are `headline.derive`'s."""
         m = self.study.measure
-        sel_red = ((source.energy_j - best.energy_j) / source.energy_j
-                   if best.id != source.id and source.energy_j and best.energy_j is not None else 0.0)
-        final, conf = best, None
-        tried: list[dict[str, Any]] = []
+        rules = hl.Rules.of(m)
         if m.confirm_repeats > 0:
-            final = source
-            for k, cand in enumerate(self._confirm_queue(source, best)):
-                res = self._confirm(f"s4/confirm{k}", source, self.ar.candidate(cand.id))
-                tried.append(res)
-                if res["confirmed"]:
-                    final, conf = self.ar.candidate(cand.id), res
+            rec = self._records(best)
+            for k, e in enumerate(hl.confirm_queue(rec, rules)):
+                if self._confirm(f"s4/confirm{k}", source, self.ar.candidate(e.id))["confirmed"]:  # type: ignore[arg-type]
                     break
-        if conf is not None:
-            src_e, best_e = conf["source_energy_j"], conf["candidate_energy_j"]
-            red, lo, hi, with_tail = conf["reduction"], conf["ci_low"], conf["ci_high"], conf["reduction_with_tail"]
-        elif final.id != source.id:  # confirmation switched off: the selection-time figures
-            src_e, best_e, red, lo, hi = source.energy_j, final.energy_j, sel_red, math.nan, math.nan
-            with_tail = _tail_reduction(self._figures(source, "energy_net_j"), self._figures(final, "energy_net_j"),
-                                        self._figures(source, "energy_tail_j"), self._figures(final, "energy_tail_j"))
-        else:
-            src_e, best_e, red, lo, hi, with_tail = source.energy_j, source.energy_j, 0.0, math.nan, math.nan, 0.0
+        h = hl.derive(self._records(best), rules)
+        final = self.ar.candidate(h.best_candidate) if h.best_candidate is not None else source
+        src_e, best_e, red, lo, hi = (h.source_energy_j, h.best_energy_j, h.reduction, h.reduction_ci_low,
+                                      h.reduction_ci_high)
+        tried = [{"candidate": c.candidate, "confirmed": ok, "note": _confirm_note(c.ok, sv)} for c, sv, ok in h.tried]
         report, opts = "", []
         if final.id != source.id:
             energy = self._energy_text(source, final)
-            if conf is not None:
+            if h.confirmed:
                 energy += (f"\nconfirmed by {m.confirm_repeats} interleaved runs each: saving {red:.1%} "
                            f"({m.confidence:.0%} interval {lo:.1%} to {hi:.1%})")
             values = {"source_code": render_files(source.files, self.lang),
@@ -566,18 +540,18 @@ class Trial:
             "source_candidate": source.id, "best_candidate": final.id,
             "source_energy_j": src_e, "best_energy_j": best_e,
             "reduction": red,
-            "improved": final.id != source.id,
+            "improved": h.improved,
             "best_stage": final.stage, "best_iteration": final.iteration,
             "best_self_corrections": final.self_corrections,
-            "selection_best_candidate": best.id, "selection_best_energy_j": best.energy_j,
-            "selection_source_energy_j": source.energy_j, "selection_reduction": sel_red,
-            "confirmed": conf is not None, "reduction_ci_low": lo, "reduction_ci_high": hi,
-            "confirm_level": m.confidence if conf is not None else math.nan,
-            "confirm_method": "interleaved A B, Fieller interval with Welch df" if m.confirm_repeats else "none",
+            "selection_best_candidate": best.id, "selection_best_energy_j": h.selection_best_energy_j,
+            "selection_source_energy_j": h.selection_source_energy_j, "selection_reduction": h.selection_reduction,
+            "confirmed": h.confirmed, "reduction_ci_low": lo, "reduction_ci_high": hi,
+            "confirm_level": h.confirm_level,
+            "confirm_method": hl.CONFIRM_METHOD if m.confirm_repeats else "none",
             "confirm_repeats": m.confirm_repeats, "confirm_tried": len(tried),
             "confirm_notes": [f"candidate {r['candidate']}: {'confirmed' if r['confirmed'] else 'not confirmed'} ({r['note']})"
                               for r in tried],
-            "reduction_with_tail": with_tail,
+            "reduction_with_tail": h.reduction_with_tail,
             "vanilla_candidate": vanilla.id, "vanilla_passed": vanilla.passed,
             "vanilla_energy_j": vanilla.energy_j if vanilla.passed else None,
             "pipeline_passed": bool(passed),
@@ -588,18 +562,12 @@ class Trial:
         with self.ar.transaction():
             self.ar.set_result(attrs, report, opts)
         return {"source_energy_j": src_e, "best_energy_j": best_e, "best_candidate": final.id,
-                "confirmed": conf is not None, "reduction_ci_low": lo, "reduction_ci_high": hi,
-                "selection_reduction": sel_red, "confirm_level": m.confidence}
-
-    def _figures(self, cand: Candidate, name: str) -> list[float]:
-        """One figure from each selection-time repeat on this device, as the energies compared."""
-        return [float(x.figures.get(name, math.nan)) for x in self._select_measurements(cand)]
+                "confirmed": h.confirmed, "reduction_ci_low": lo, "reduction_ci_high": hi, "reduction": red,
+                "selection_reduction": h.selection_reduction, "confirm_level": m.confidence}
 
 
-def _tail_reduction(a: list[float], b: list[float], a_tail: list[float], b_tail: list[float]) -> float:
-    """The saving with the post-exit tail energy added to every run (NaN without tails)."""
-    ea = [x + y for x, y in zip(a, a_tail) if math.isfinite(x) and math.isfinite(y)]
-    eb = [x + y for x, y in zip(b, b_tail) if math.isfinite(x) and math.isfinite(y)]
-    if not ea or not eb or fmean(ea) == 0:
-        return math.nan
-    return 1.0 - fmean(eb) / fmean(ea)
+def _confirm_note(ok: bool, sv: Saving) -> str:
+    """One line on a confirmation: whether it ran, and the saving with its interval."""
+    return ("ran" if ok else "a confirmation run failed to build or run") + (
+        f"; saving {sv.reduction:.1%}, {sv.level:.0%} interval {sv.ci_low:.1%}..{sv.ci_high:.1%}"
+        if math.isfinite(sv.reduction) else "")

@@ -57,6 +57,7 @@ from .reader import (
     numbered,
     open_h5,
     read_steps,
+    trial_records,
     validate,
 )
 from .schema import (
@@ -79,7 +80,8 @@ from .schema import (
     put_value,
     set_attrs,
 )
-from .summary import STATUSES, TrialSummary, write_summary
+from .headline import Rules, apply, derive
+from .summary import STATUSES, TrialSummary, screening_counts, write_summary
 
 # File format of HDF5 1.10: attributes over 64 KiB (a long error, a big config) fit, and a
 # one-chunk (compressed text) dataset needs no B-tree (v1.8 B-trees cost ~2 KiB per dataset, a
@@ -283,48 +285,23 @@ def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
     s = dataclasses.replace(base)
     f = view._file()
     s.trial_id, s.app, s.platform = attr(f, "trial_id", ""), attr(f, "app", ""), attr(f, "platform", "")
-    cands = view.candidates()
+    rec = trial_records(view)
+    s = apply(s, derive(rec, Rules.from_config(view.config())))
+    cands = [e.cand for e in rec.entries]
     calls = view.llm_calls()
-    r = view.result()
-    by_id = {c.id: c for c in cands}
-    src = by_id.get(r.get("source_candidate"), next((c for c in cands if c.stage == 0), None))
-    van = by_id.get(r.get("vanilla_candidate"), next((c for c in cands if c.stage == 1), None))
-    best = by_id.get(r.get("best_candidate"), src)
-    if src is not None:
-        s.source_energy_j, s.source_runtime_s, s.source_power_w = _nan(src.energy_j), _nan(src.runtime_s), _nan(src.power_w)
-        ms = view.measurements(src.id, traces=False) if src.id is not None else []
+    src = next((e for e in rec.entries if e.stage == 0), None)
+    if src is not None and src.id is not None:
+        ms = view.measurements(src.id, traces=False)
         if ms:
             s.meter, s.estimate = ms[0].trace.meter, bool(ms[0].trace.estimate)
-    if best is not None:
-        s.best_energy_j, s.best_runtime_s, s.best_power_w = _nan(best.energy_j), _nan(best.runtime_s), _nan(best.power_w)
-        s.selection_best_energy_j = s.best_energy_j
-        s.best_candidate = -1 if best is src or best.id is None else int(best.id)
-        s.best_iteration = best.iteration if best is not src else -1
-        s.best_self_corrections = best.self_corrections if best is not src else -1
-    improved = best is not None and src is not None and best is not src
-    ok = improved and s.source_energy_j > 0 and not math.isnan(s.best_energy_j)
-    s.passed = bool(ok)
-    s.reduction = (1.0 - s.best_energy_j / s.source_energy_j) if ok else 0.0
-    s.selection_reduction = (1.0 - s.selection_best_energy_j / s.source_energy_j) if ok else 0.0
-    if "reduction" in r:  # stage 4 wrote the trial's result: its figures are the trial's (confirmed or not)
-        for name in ("source_energy_j", "best_energy_j", "reduction", "selection_reduction", "selection_best_energy_j",
-                     "reduction_ci_low", "reduction_ci_high", "reduction_with_tail"):
-            if r.get(name) is not None:
-                setattr(s, name, float(r[name]))
-        s.confirmed = bool(r.get("confirmed", False))
-        s.passed = bool(r.get("improved", ok))
-    if van is not None:
-        s.vanilla_passed = bool(van.passed)
-        s.vanilla_energy_j = _nan(van.energy_j) if van.passed else math.nan
-        good = van.passed and s.source_energy_j > 0 and van.energy_j is not None
-        s.vanilla_reduction = (1.0 - van.energy_j / s.source_energy_j) if good else 0.0  # type: ignore[operator]
     s.n_candidates = len(cands)
-    s.n_passed = sum(1 for c in cands if c.passed and c.stage in (1, 3))
     s.n_self_corrections = sum(1 for c in cands if c.self_corrections > 0)
     s.n_llm_calls = len(calls)
     s.prompt_tokens = sum(c.prompt_tokens for c in calls)
     s.completion_tokens = sum(c.completion_tokens for c in calls)
     s.time_llm_s = float(sum(c.latency_s for c in calls))
+    for k, v in screening_counts(f).items():
+        setattr(s, k, v)
     stages = view.stage_times()
     s.time_total_s = float(sum(v["wall_s"] for v in stages.values())) if stages else math.nan
     s.time_measure_s, s.time_lock_wait_s = _measured_seconds(f)

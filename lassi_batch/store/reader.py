@@ -16,6 +16,7 @@ import json
 import math
 import os
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import h5py
@@ -39,7 +40,8 @@ from .schema import (
     get_mapping,
     get_text,
 )
-from .summary import SUMMARY_GROUP, TrialSummary, read_summary
+from .headline import Confirmation, Entry, Repeat, TrialRecords
+from .summary import SCREENING_FIELDS, SUMMARY_GROUP, TrialSummary, read_summary, screening_counts
 
 PathLike = str | os.PathLike
 _D = TypeVar("_D")
@@ -162,11 +164,13 @@ class TrialView:
         return {k: attr(f, k) for k in f.attrs.keys()}
 
     def summary(self) -> TrialSummary:
-        """The `/summary` group (version-1 files: derived from their root and result attributes)."""
+        """The `/summary` group (version-1 files: derived from their root and result attributes);
+        screening counters a writer left unset (-1) are counted from the candidates."""
         f = self._file()
-        if SUMMARY_GROUP in f:
-            return read_summary(f)
-        return self._summary_v1()
+        s = read_summary(f) if SUMMARY_GROUP in f else self._summary_v1()
+        if any(getattr(s, k) < 0 for k in SCREENING_FIELDS):
+            s = dataclasses.replace(s, **screening_counts(f))
+        return s
 
     @property
     def status(self) -> str:
@@ -283,6 +287,50 @@ class TrialView:
         if name not in f:
             raise ArchiveError(f"{self.path}: no candidate {cid}")
         return f[name]
+
+
+def stored_repeat(m: Measurement) -> Repeat:
+    """A run's figures as the trial computed and stored them."""
+    f = m.figures
+    return Repeat(float(f.get("energy_net_j", math.nan)), float(f.get("energy_tail_j", math.nan)),
+                  float(f.get("runtime_s", math.nan)), float(f.get("power_avg_w", math.nan)))
+
+
+def trial_records(view: TrialView, repeat: Callable[[Measurement], Repeat] | None = None,
+                  passes: Callable[[Candidate], bool] | None = None, replay: bool = False) -> TrialRecords:
+    """What `headline.derive` reads, from a trial file (or the writer's image).
+
+    `repeat` turns a measured run into its figures (default: the stored ones; recompute passes
+    one that re-derives them from the trace); `passes` re-decides a candidate's pass (default:
+    as recorded); `replay` ignores the recorded stage-3 best and replays the selection.
+    A candidate's selection-time runs are those on the device of its latest one (a trial
+    resumed on another device measured the candidates it compared there again)."""
+    get = repeat or stored_repeat
+    traces = repeat is not None
+    entries: list[Entry] = []
+    runs: dict[int, list[Measurement]] = {}
+    for c in view.candidates():
+        ms = view.measurements(c.id, traces=traces) if c.id is not None else []  # type: ignore[arg-type]
+        runs[int(c.id)] = ms  # type: ignore[arg-type]
+        sel = [m for m in ms if m.attrs.get("phase", "select") != "confirm"]
+        dev = next((m.trace.device_id for m in reversed(sel) if m.trace.device_id), "")
+        sel = [m for m in sel if not dev or not m.trace.device_id or m.trace.device_id == dev]
+        ok = passes(c) if passes is not None else bool(c.passed)
+        entries.append(Entry(c, tuple(get(m) for m in sel) if c.run_ok else (), bool(ok)))
+    confs = []
+    for st in view.steps():
+        if st["kind"] != "confirm":
+            continue
+        r, tag = st["result"], st["key"].replace("/", "_")
+
+        def side(cid: Any) -> tuple[Repeat, ...]:
+            return tuple(get(m) for m in runs.get(int(cid), []) if m.attrs.get("confirm_tag") == tag)  # noqa: B023
+
+        confs.append(Confirmation(int(r["candidate"]), bool(r.get("ok", True)), side(r["source"]), side(r["candidate"])))
+    res = view.result()
+    sel_best = None if replay else res.get("selection_best_candidate")
+    return TrialRecords(tuple(entries), tuple(confs), "reduction" in res,
+                        int(sel_best) if sel_best is not None else None)
 
 
 class TrialSnapshot(TrialView):
