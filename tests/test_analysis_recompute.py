@@ -117,3 +117,11 @@ def test_real_cpu_trial_recomputed_with_the_paper_method(tmp_path: Path):
     res = CliRunner().invoke(main, ["recompute", str(tmp_path), "-o", str(tmp_path / "rc"), "--energy-method",
                                     "paper-eq4", "--k", "1", "--bootstrap", "200"])
     assert res.exit_code == 0, res.output
+    assert "meter estimate (ESTIMATE)" in res.output  # the recomputed figures still say what they are
+    md = (tmp_path / "rc" / "recompute.md").read_text()
+    assert "- Energy meter: estimate (ESTIMATE). ESTIMATE: energies come from a CPU-time model" in md
+    # the report of the same trial opens with its provenance and says ESTIMATE
+    rep = CliRunner().invoke(main, ["report", str(path.parent), "-o", str(tmp_path / "rep"), "--bootstrap", "200"])
+    assert rep.exit_code == 0, rep.output
+    lines = (tmp_path / "rep" / "report.md").read_text().splitlines()
+    assert lines[2].startswith("- Energy meter: estimate (ESTIMATE). ESTIMATE:") and lines[3].startswith("- LLM: replay of ")

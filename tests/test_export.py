@@ -29,7 +29,8 @@ SEED = 7
 
 
 def _export(study_dir: Path, out: Path, *args: str) -> tuple[int, str]:
-    r = CliRunner().invoke(main, ["export", str(study_dir), "-o", str(out), *args])
+    """Export the study; its trials replay recorded transcripts, so the flag that allows it is given."""
+    r = CliRunner().invoke(main, ["export", str(study_dir), "-o", str(out), "--include-replayed", *args])
     return r.exit_code, r.output
 
 
@@ -78,7 +79,7 @@ def test_export_loads_with_datasets_through_the_card_and_validates(exports, fmt,
     assert meta["license"] and meta["task_categories"] == ["text-generation"]
     assert "energy-efficiency" in meta["tags"] and "cpu" in meta["tags"]
     assert meta["size_categories"] == ["n<1K"]
-    for needed in ("Records per split and platform", "| cpu |", "gpt-4.1",
+    for needed in ("Records per split and platform", "| cpu |", "replay of transcripts", "**Replayed LLM answers**",
                    "Pass policy of this export: `recorded`", "Verdict basis: screening verdict (verdict, findings_json)",
                    "Energy basis: confirmed savings", "ESTIMATE", "Deduplication"):
         assert needed in body, needed
@@ -240,11 +241,11 @@ def test_filters_and_holdout(export_study, tmp_path):
     man = _manifest(tmp_path / "h")
     assert {m["app"] for m in man} == {"heat2d"}
     assert sum(map(len, datasets.load_dataset(str(tmp_path / "h"), cache_dir=cache).values())) == len(man)
-    code, text = _export(export_study.study_dir, tmp_path / "m", "--format", "trl-sft", "--models", "gpt-4*",
+    code, text = _export(export_study.study_dir, tmp_path / "m", "--format", "trl-sft", "--models", "replay of*",
                          "--min-reduction", "0.3")
     assert code == 0, text
     for s in {m["split"] for m in _manifest(tmp_path / "m")}:
-        assert all(r["reduction"] >= 0.3 and r["model"] == "gpt-4.1" for r in _rows(tmp_path / "m", s))
+        assert all(r["reduction"] >= 0.3 and r["model"].startswith("replay of ") for r in _rows(tmp_path / "m", s))
 
 
 def test_usage_errors_exit_2_and_keep_files(export_study, tmp_path):

@@ -13,7 +13,7 @@ import math
 import sys
 from array import array
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import ConfigError
+from ..store.provenance import Provenance
 from ..store.summary import FINDING_KINDS, STATUSES, TrialSummary
 from . import metrics
 from .tables import Column, Table, count, num, pct, text
@@ -79,8 +80,10 @@ def load_prices(path: str | Path | None) -> PriceTable:
                            for err in e.errors()]) from None
 
 
-def parse_k(text_: str) -> tuple[int, ...]:
-    """'1,3,5' -> (1, 3, 5); ConfigError on anything else."""
+def parse_k(text_: str | None) -> tuple[int, ...] | None:
+    """'1,3,5' -> (1, 3, 5); None -> None (the study's k); ConfigError on anything else."""
+    if text_ is None:
+        return None
     try:
         ks = tuple(sorted({int(x) for x in text_.split(",") if x.strip()}))
     except ValueError:
@@ -103,6 +106,8 @@ class Group:
     best_path: str = ""  # trial with the lowest best energy among the improved ones
     _best_energy: float = math.inf
     models: set[str] = field(default_factory=set)
+    prov: Provenance = field(default_factory=Provenance)
+    ks: set[str] = field(default_factory=set)  # the studies' k, as the trials recorded them
 
     def add(self, s: TrialSummary, path: Path | str, prices: PriceTable) -> None:
         if not self.cols:
@@ -113,6 +118,9 @@ class Group:
         self.cols["cost_usd"].append(prices.cost(s.generator_model, s.prompt_tokens, s.completion_tokens))
         self.cols["status_code"].append(float(STATUSES.index(s.status)) if s.status in STATUSES else -1.0)
         self.models.add(s.generator_model)
+        self.prov.add(s)
+        if s.study_k:
+            self.ks.add(s.study_k)
         if s.passed and s.reduction > 0 and s.best_energy_j < self._best_energy:
             self._best_energy, self.best_path = s.best_energy_j, str(path)
 
@@ -172,10 +180,18 @@ def cross_app_rows(rows: list[dict[str, Any]], keys: Sequence[str], by: str = "p
 
 @dataclass(frozen=True)
 class Options:
-    k: tuple[int, ...] = DEFAULT_K
+    k: tuple[int, ...] | None = None  # None: the study's k (`with_study_k`)
     resamples: int = 2000  # bootstrap resamples
     confidence: float = 0.95
     seed: int = 0
+
+    def with_study_k(self, groups: dict[tuple[str, str], Group]) -> Options:
+        """These options with k resolved: as given, else every k the trials' studies named, else
+        DEFAULT_K (trials that recorded none)."""
+        if self.k is not None:
+            return self
+        ks = sorted({int(x) for g in groups.values() for text_ in g.ks for x in text_.split(",") if x.strip()})
+        return replace(self, k=tuple(ks) or DEFAULT_K)
 
 
 def table2(groups: dict[tuple[str, str], Group]) -> Table:
@@ -377,7 +393,42 @@ def table_cost_time(groups: dict[tuple[str, str], Group]) -> Table:
                       "n/a for models it does not list.")
 
 
+def study_provenance(groups: dict[tuple[str, str], Group], platform: str | None = None,
+                     app: str | None = None) -> Provenance:
+    """The provenance of the groups of one platform and app (all of them when None)."""
+    p = Provenance()
+    for g in groups.values():
+        if (platform is None or g.platform == platform) and (app in (None, CROSS_APP) or g.app == app):
+            p = p.merge(g.prov)
+    return p
+
+
+def table_provenance(groups: dict[tuple[str, str], Group]) -> Table:
+    rows = [{"app": g.app, "platform": g.platform, "n": g.n, **g.prov.columns()} for g in groups.values()]
+    return Table("provenance", "Where the numbers come from: meter, LLM, device, software, dates",
+                 [text("app"), text("platform"), count("n", "trials"), text("meter"), text("llm", "LLM"),
+                  text("device"), text("software"), text("started"), text("finished")], rows,
+                 note="meter (ESTIMATE: energies from a CPU-time model, not a measurement); LLM: the models as "
+                      "answered, or the replayed transcripts; device and driver of the last attempt.")
+
+
+def stamp_provenance(tables: list[Table], groups: dict[tuple[str, str], Group]) -> list[Table]:
+    """Every table with a platform column gets the meter and LLM of each row's trials, so that a
+    row (and its CSV line) says whether its energies are ESTIMATES and whether its LLM was a replay."""
+    for t in tables:
+        keys = {c.key for c in t.columns}
+        if "platform" not in keys or "meter" in keys:
+            continue
+        for r in t.rows:
+            cols = study_provenance(groups, r.get("platform"), r.get("app")).columns()
+            r["meter"], r["llm"] = cols["meter"], cols["llm"]
+        t.columns += [text("meter"), text("llm", "LLM")]
+    return tables
+
+
 def build_tables(groups: dict[tuple[str, str], Group], o: Options) -> list[Table]:
-    return [table2(groups), table_pass_at_k(groups, o.k), table_energy_at_k(groups, o.k),
-            table_distributions(groups, o), table_cross_app(groups, o.k, o), table_screening(groups),
-            table_findings(groups), table_confirmation(groups), table_cost_time(groups)]
+    o = o.with_study_k(groups)
+    return stamp_provenance([
+        table2(groups), table_pass_at_k(groups, o.k), table_energy_at_k(groups, o.k),
+        table_distributions(groups, o), table_cross_app(groups, o.k, o), table_screening(groups),
+        table_findings(groups), table_confirmation(groups), table_cost_time(groups), table_provenance(groups)], groups)

@@ -29,7 +29,8 @@ from ..store.headline import Repeat, Rules, apply, derive
 from ..store.reader import open_trial, stored_repeat, trial_records
 from ..store.summary import TrialSummary
 from . import metrics
-from .aggregate import Options, PriceTable, build_tables, cross_app_rows, group_trials
+from .aggregate import (Options, PriceTable, build_tables, cross_app_rows, group_trials, stamp_provenance,
+                        study_provenance)
 from .study import StudyWriter, is_study_file
 from .tables import Table, count, num, pct, text
 from .trials import FINISHED, Skipped, Trial
@@ -282,10 +283,11 @@ def recompute_study(paths: Iterable[Path], c: Choices, out_dir: Path, o: Options
     writer = StudyWriter(out_dir / "recompute.h5", out_dir / "csv")
     try:
         new = group_trials(as_trials(results, "new"), PriceTable(), sink=writer)
+        o = o.with_study_k(new)
         cmp = compare_table(old, new, o.k, c)
-        tables = [cmp, trial_compare_rows(results), *build_tables(new, o)]
+        tables = [*stamp_provenance([cmp, trial_compare_rows(results)], new), *build_tables(new, o)]
         writer.finish(tables, skipped, f"recompute ({c.describe()})", o, out_dir / "recompute.md",
-                      f"Recomputed study: {len(results)} trials, {c.describe()}")
+                      f"Recomputed study: {len(results)} trials, {c.describe()}", study_provenance(new).lines())
     except BaseException:
         writer.abort()
         raise

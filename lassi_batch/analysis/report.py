@@ -24,9 +24,9 @@ from ..core.errors import ArchiveError
 from ..llm.extract import CATEGORIES, OTHER
 from ..power import energy
 from ..power.trace import Measurement
-from ..store.archive import TrialArchive
+from ..store.reader import open_trial
 from . import metrics
-from .aggregate import CROSS_APP, Group, Options, build_tables
+from .aggregate import CROSS_APP, Group, Options, build_tables, study_provenance
 from .tables import Table
 
 DPI = 110
@@ -45,6 +45,7 @@ class Report:
     plots: list[Plot] = field(default_factory=list)
     tables: list[Table] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    opening: list[str] = field(default_factory=list)  # the study's provenance, one line each
 
 
 def _figure(w: float = 8.0, h: float = 4.5) -> Figure:
@@ -150,31 +151,35 @@ def _power(m: Measurement) -> tuple[np.ndarray, np.ndarray, str]:
     return t - m.window.t_launch, p, "from counter"
 
 
-def plot_traces(groups: dict[tuple[str, str], Group], out: Path, limit: int, notes: list[str]) -> Plot | None:
-    """Source vs best power trace of each pair's best trial (the paper's jacobi figure)."""
+def plot_traces(groups: dict[tuple[str, str], Group], table2: Table, out: Path, limit: int,
+                notes: list[str]) -> Plot | None:
+    """Source vs best power trace of each pair's best trial (the paper's jacobi figure); the
+    legends give Table 2's energies, so that the plot and the table state one figure."""
     picks = [g for g in groups.values() if g.best_path][:limit]
     if not picks:
         return None
+    figures = {(r["app"], r["platform"]): r for r in table2.rows}
     cols = min(3, len(picks))
     rows = math.ceil(len(picks) / cols)
     fig = _figure(4.6 * cols, 3.2 * rows)
     drawn = 0
     for i, g in enumerate(picks):
         try:
-            with TrialArchive.open(g.best_path, writable=False) as arc:
-                res = arc.result()
+            with open_trial(g.best_path) as t:
+                res = t.result()
                 src_id, best_id = res.get("source_candidate", 0), res.get("best_candidate")
-                ms = {"source": arc.measurements(int(src_id)), "best": arc.measurements(int(best_id))}
+                ms = {"source": t.measurements(int(src_id)), "best": t.measurements(int(best_id))}
         except (ArchiveError, OSError, KeyError, TypeError, ValueError) as e:
             notes.append(f"power traces of {g.best_path}: {str(e).splitlines()[0] if str(e) else e}")
             continue
         ax = fig.add_subplot(rows, cols, i + 1)
+        row = figures.get((g.app, g.platform), {})
         for label, color in (("source", "tab:gray"), ("best", "tab:green")):
             if ms[label]:
-                t, p, kind = _power(ms[label][0])
-                e = ms[label][0].figures.get("energy_net_j", math.nan)
-                ax.plot(t, p, lw=0.9, color=color, label=f"{label} ({kind}), {e:.3g} J net")
-        ax.set_title(f"{g.app} / {g.platform}", fontsize=9)
+                t_, p, kind = _power(ms[label][0])
+                e = row.get(f"{label}_energy_j", math.nan)
+                ax.plot(t_, p, lw=0.9, color=color, label=f"{label} ({kind}); Table 2: {e:.4g} J")
+        ax.set_title(f"{g.app} / {g.platform} ({Path(g.best_path).name})", fontsize=9)
         ax.set_xlabel("time from launch (s)", fontsize=8)
         ax.set_ylabel("W", fontsize=8)
         ax.legend(fontsize=7)
@@ -184,7 +189,9 @@ def plot_traces(groups: dict[tuple[str, str], Group], out: Path, limit: int, not
         return None
     _save(fig, out, "traces")
     return Plot("traces", "Power traces: source vs best candidate",
-                "First measured run of the source and of the best candidate, in each pair's best trial.")
+                "First measured run of the source and of the best candidate, in each pair's best trial; the "
+                "energies in the legends are Table 2's (source: mean over the pair's trials; best: mean over "
+                "the trials that improved), not the single run drawn.")
 
 
 def _sample(paths: list[str], limit: int) -> list[str]:
@@ -202,7 +209,7 @@ def plot_candidates(paths: list[str], out: Path, limit: int, notes: list[str]) -
     sample = _sample(paths, limit)
     for p in sample:
         try:
-            with TrialArchive.open(p, writable=False) as arc:
+            with open_trial(p) as arc:
                 cands = arc.candidates()
                 res = arc.result()
         except (ArchiveError, OSError, KeyError, TypeError, ValueError) as e:
@@ -261,13 +268,13 @@ def plot_categories(cats: Counter, out: Path) -> Plot | None:
 def build_report(groups: dict[tuple[str, str], Group], paths: list[str], out: Path, o: Options,
                  max_trials: int = 400, max_traces: int = 12) -> Report:
     out.mkdir(parents=True, exist_ok=True)
-    rep = Report(tables=build_tables(groups, o))
+    rep = Report(tables=build_tables(groups, o), opening=study_provenance(groups).lines())
     if not groups:
         rep.notes.append("no trials to report")
         return rep
     dist = next(t for t in rep.tables if t.name == "distributions")
     rep.plots += [plot_curves(groups, out), plot_savings(dist, out), plot_screening(groups, out)]
-    tr = plot_traces(groups, out, max_traces, rep.notes)
+    tr = plot_traces(groups, next(t for t in rep.tables if t.name == "table2_energy"), out, max_traces, rep.notes)
     sc, cats = plot_candidates(paths, out, max_trials, rep.notes)
     cat = plot_categories(cats, out)
     rep.plots += [p for p in (tr, sc, cat) if p is not None]
@@ -275,7 +282,7 @@ def build_report(groups: dict[tuple[str, str], Group], paths: list[str], out: Pa
 
 
 def write_markdown(rep: Report, out: Path, title: str) -> Path:
-    parts = [f"# {title}", ""]
+    parts = [f"# {title}", ""] + [f"- {line}" for line in rep.opening] + ([""] if rep.opening else [])
     for p in rep.plots:
         parts += [f"## {p.title}", "", f"![{p.title}]({p.name}.png)", "", p.caption, ""]
     parts += ["## Tables", ""] + [t.to_markdown() for t in rep.tables]
@@ -302,6 +309,8 @@ def write_html(rep: Report, out: Path, title: str) -> Path:
              "td,th{border:1px solid #ccc;padding:2px 6px;text-align:right}th{background:#f3f3f3}"
              "img{max-width:100%}.note{color:#555;font-size:12px}</style></head><body>",
              f"<h1>{html.escape(title)}</h1>"]
+    if rep.opening:
+        parts.append("<ul class='provenance'>" + "".join(f"<li>{html.escape(x)}</li>" for x in rep.opening) + "</ul>")
     for p in rep.plots:
         data = base64.b64encode((out / f"{p.name}.png").read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(p.title)}</h2><img alt='{html.escape(p.title)}' "

@@ -33,7 +33,7 @@ from ..store.schema import attr, put_str_attr
 from ..store.summary import TrialSummary
 from .aggregate import NUMERIC_FIELDS, STRING_FIELDS, Group, Options, PriceTable
 from .tables import Table, table_from_h5
-from .aggregate import build_tables, group_trials
+from .aggregate import build_tables, group_trials, study_provenance
 from .trials import STUDY_SCHEMA, Scan, Skipped, Trial, trial_files
 
 STUDY_VERSION = 1
@@ -92,7 +92,7 @@ class StudyWriter:
         self._n += len(rows)
 
     def finish(self, tables: list[Table], skipped: list[Skipped], source: str, o: Options, md: Path | None,
-               header: str) -> None:
+               header: str, opening: list[str] | None = None) -> None:
         """Write tables and skipped files, then make every output visible (renames)."""
         self._flush()
         if self._f is not None:
@@ -125,7 +125,7 @@ class StudyWriter:
         if md is not None:
             md.parent.mkdir(parents=True, exist_ok=True)
             tmp = md.with_name(md.name + ".tmp")
-            tmp.write_text(markdown(tables, skipped, header), encoding="utf-8")
+            tmp.write_text(markdown(tables, skipped, header, opening or []), encoding="utf-8")
             os.replace(tmp, md)
 
     def abort(self) -> None:
@@ -141,8 +141,9 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def markdown(tables: list[Table], skipped: list[Skipped], header: str) -> str:
-    out = [f"# {header}", ""]
+def markdown(tables: list[Table], skipped: list[Skipped], header: str, opening: list[str]) -> str:
+    """The tables as Markdown, opening with `opening` (the study's provenance, one line each)."""
+    out = [f"# {header}", ""] + [f"- {line}" for line in opening] + ([""] if opening else [])
     for t in tables:
         out.append(t.to_markdown())
     if skipped:
@@ -233,10 +234,12 @@ def aggregate_study(
     writer = StudyWriter(out, csv_dir)
     try:
         groups = group_trials(scan, prices or PriceTable(), sink=writer)
+        options = options.with_study_k(groups)
         tables = build_tables(groups, options)
         n = sum(g.n for g in groups.values())
         writer.finish(tables, scan.skipped, str(root), options, md,
-                      f"Study {root.name}: {n} trials, {len(groups)} (app, platform) pairs, {len(scan.skipped)} skipped")
+                      f"Study {root.name}: {n} trials, {len(groups)} (app, platform) pairs, {len(scan.skipped)} skipped",
+                      study_provenance(groups).lines())
     except BaseException:
         writer.abort()
         raise

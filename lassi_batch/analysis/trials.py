@@ -19,7 +19,8 @@ from pathlib import Path
 import h5py
 
 from ..store.schema import SCHEMA, SCHEMA_VERSION, attr
-from ..store.summary import SCREENING_FIELDS, SUMMARY_GROUP, TrialSummary, read_summary, screening_counts
+from ..store.reader import TrialView
+from ..store.summary import SUMMARY_GROUP, TrialSummary
 
 FINISHED = ("done", "failed")
 SUFFIX = ".h5"
@@ -105,11 +106,7 @@ def read_trial(path: Path) -> TrialSummary:
                                f"({SCHEMA_VERSION}); upgrade lassi-batch")
             if SUMMARY_GROUP not in f:
                 raise BadTrial("no /summary group (written before trial summaries existed)")
-            s = read_summary(f)
-            if any(getattr(s, k) < 0 for k in SCREENING_FIELDS):
-                for k, v in screening_counts(f).items():
-                    setattr(s, k, v)
-            return s
+            return TrialView(path, f, version).summary()
     except BadTrial:
         raise
     except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeError) as e:

@@ -49,7 +49,8 @@ def print_headline(tables: list[Table]) -> None:
     for r in t.rows:
         parts = [f"@{k} {_p(r.get(f'pipeline_{k}'))} [{_p(r.get(f'pipeline_{k}_ci_low'))}, "
                  f"{_p(r.get(f'pipeline_{k}_ci_high'))}] vs vanilla {_p(r.get(f'vanilla_{k}'))}" for k in ks]
-        click.echo(f"{r['platform']}: {r['apps']} apps, {r['trials']} trials; energy-reduction " + "; ".join(parts))
+        click.echo(f"{r['platform']}: {r['apps']} apps, {r['trials']} trials; energy-reduction " + "; ".join(parts)
+                   + f"; meter {r.get('meter', '')}; LLM {r.get('llm', '')}")
 
 
 def _p(v: float | None) -> str:
@@ -60,14 +61,14 @@ def _p(v: float | None) -> str:
 @click.argument("study_dir", type=click.Path())
 @click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
               help="Study file to write (default: STUDY_DIR/study.h5).")
-@click.option("--k", "k_text", default="1,3,5", show_default=True, help="k values for pass@k and energy-reduction@k.")
+@click.option("--k", "k_text", default=None, help="k values for pass@k and energy-reduction@k (default: the study's k).")
 @click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="Also write every table as CSV into this folder.")
 @click.option("--md", "md_file", type=click.Path(dir_okay=False), help="Also write the tables as Markdown.")
 @click.option("--prices", type=click.Path(dir_okay=False), help='Price table (TOML: [models."NAME"] prompt_per_mtok, completion_per_mtok).')
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples for the confidence intervals.")
 @click.option("--include-running", is_flag=True, help="Count trials that have not finished (running, interrupted).")
-def command(study_dir: str, out: str | None, k_text: str, csv_dir: str | None, md_file: str | None,
+def command(study_dir: str, out: str | None, k_text: str | None, csv_dir: str | None, md_file: str | None,
             prices: str | None, resamples: int, include_running: bool) -> None:
     """Aggregate the trial files under STUDY_DIR. Exit 1 when any file was skipped."""
     root = Path(study_dir)

@@ -75,7 +75,7 @@ def command(ctx: click.Context, platform: str | None, only_apps: str | None, out
             skipped.append(f"{what}: not available in this version")
             continue
         extra = {"report": ["-o", str(out_dir / "report")],
-                 "export": ["-o", str(out_dir / "dataset"), "--format", "trl-sft"]}.get(name, [])
+                 "export": ["-o", str(out_dir / "dataset"), "--format", "trl-sft", "--include-replayed"]}.get(name, [])
         argv = [name, str(out_dir), *extra]
         r = subprocess.run([sys.executable, "-m", "lassi_batch", *argv])
         if r.returncode != 0:

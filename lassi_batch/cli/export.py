@@ -44,16 +44,18 @@ def _fractions(value: str) -> tuple[float, float, float]:
 @click.option("--near-dup", type=float, default=0.9, show_default=True, help="Jaccard similarity at which two records are near copies; 1 keeps near copies (exact copies are always dropped).")
 @click.option("--max-pairs", type=int, default=16, show_default=True, help="Preference pairs kept per trial at most (DPO).")
 @click.option("--license", "license_", default="other", show_default=True, help="License identifier written to the dataset card.")
+@click.option("--include-replayed", is_flag=True,
+              help="Export trials whose LLM answers were replayed from recorded transcripts (the card says so).")
 def command(study_dir: Path, out: Path, fmt: str, seed: int, min_reduction: float, significant: bool, pass_policy: str,
             platforms: str | None, models: str | None, apps: str | None, holdout_apps: str | None, split: str,
-            near_dup: float, max_pairs: int, license_: str) -> None:
+            near_dup: float, max_pairs: int, license_: str, include_replayed: bool) -> None:
     """Write the trials under STUDY_DIR as a fine-tuning dataset in OUT_DIR (JSONL per split, a
     dataset card README.md, manifest.jsonl). Exit 1 when no record passes the filters."""
     opts = ExportOptions.parse(
         format=fmt, seed=seed, min_reduction=min_reduction, significant=significant, pass_policy=pass_policy,
         platforms=_csv(platforms), models=_csv(models), apps=_csv(apps), holdout_apps=_csv(holdout_apps),
         fractions=_fractions(split), near_dup_threshold=None if near_dup >= 1.0 else near_dup,
-        max_pairs_per_trial=max_pairs, license=license_,
+        max_pairs_per_trial=max_pairs, license=license_, include_replayed=include_replayed,
     )
     res = export_study(study_dir, out, opts)
     c = Console()

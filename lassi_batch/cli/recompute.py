@@ -39,7 +39,7 @@ def study_paths(source: str) -> list[Path]:
               help="Idle baseline: pre-run, post-run, both (their mean, the paper's).")
 @click.option("--pass-policy", type=click.Choice(PASS_POLICIES), default="recorded", show_default=True,
               help="Re-decide passes from the stored verdicts (strict: judge VALID and a clean verifier pass).")
-@click.option("--k", "k_text", default="1,3,5", show_default=True)
+@click.option("--k", "k_text", default=None, help="k values for pass@k and energy-reduction@k (default: the study's k).")
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True)
 @click.option("--include-running", is_flag=True, help="Also recompute trials that have not finished.")
 def command(source: str, out: str, energy_method: str, tail: str, idle: str, pass_policy: str, k_text: str,
@@ -55,9 +55,11 @@ def command(source: str, out: str, energy_method: str, tail: str, idle: str, pas
     for r in cmp.rows:
         if r["app"] != "cross-app average":
             continue
-        ers = "; ".join(f"e-red@{k} {_p(r.get(f'old_er_{k}'))} -> {_p(r.get(f'new_er_{k}'))}" for k in options.k)
+        ks = [c.key.removeprefix("old_er_") for c in cmp.columns if c.key.startswith("old_er_")]
+        ers = "; ".join(f"e-red@{k} {_p(r.get(f'old_er_{k}'))} -> {_p(r.get(f'new_er_{k}'))}" for k in ks)
         click.echo(f"{r['platform']}: source E {_j(r.get('old_source_energy_j'))} -> {_j(r.get('new_source_energy_j'))} "
-                   f"(mean over apps); pass@1 {_p(r.get('old_pass_1'))} -> {_p(r.get('new_pass_1'))}; {ers}")
+                   f"(mean over apps); pass@1 {_p(r.get('old_pass_1'))} -> {_p(r.get('new_pass_1'))}; {ers}; "
+                   f"meter {r.get('meter', '')}; LLM {r.get('llm', '')}")
     print_skipped(skipped)
     click.echo(f"{n} trials recomputed ({choices.describe()}) -> {out_dir / 'recompute.h5'}, "
                f"{out_dir / 'recompute.md'}" + (f"; {len(skipped)} file(s) skipped" if skipped else ""))

@@ -18,13 +18,13 @@ from .aggregate import print_skipped, progress_wrap
 @click.command("report")
 @click.argument("source", type=click.Path())
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--k", "k_text", default="1,3,5", show_default=True)
+@click.option("--k", "k_text", default=None, help="k values for pass@k and energy-reduction@k (default: the study's k).")
 @click.option("--prices", type=click.Path(dir_okay=False), help="Price table (TOML), as for aggregate.")
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True)
 @click.option("--max-trials", type=click.IntRange(min=1), default=400, show_default=True,
               help="Trial files read for the candidate scatter and the optimization categories.")
 @click.option("--include-running", is_flag=True, help="When aggregating a folder: count unfinished trials.")
-def command(source: str, out: str, k_text: str, prices: str | None, resamples: int, max_trials: int,
+def command(source: str, out: str, k_text: str | None, prices: str | None, resamples: int, max_trials: int,
             include_running: bool) -> None:
     """Report on SOURCE (a study folder, aggregated first into OUT/study.h5, or a study.h5)."""
     src = Path(source)

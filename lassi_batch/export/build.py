@@ -26,6 +26,7 @@ from .card import MANIFEST, write_card
 from .dedup import Deduplicator
 from .formats import validate_record
 from .model import Cand, ExportOptions, ExportResult, Item, TrialView
+from ..store.provenance import REPLAY
 from .records import CandidateData, ExportError, TrialData, load_study
 from .safety import Redactor
 from .splits import SPLITS, assign_splits, matches
@@ -150,7 +151,13 @@ def _rid(fmt: str, rel: str, *parts: Any) -> str:
 def _meta(v: TrialView, rid: str) -> dict[str, Any]:
     t = v.t
     return {"id": rid, "app": t.app, "platform": t.platform, "model": t.generator_model, "device": t.device,
-            "trial": t.rel_path, "energy_basis": v.energy_basis, "verdict_basis": v.verdict_basis}
+            "trial": t.rel_path, "energy_basis": v.energy_basis, "verdict_basis": v.verdict_basis, **_provenance(t)}
+
+
+def _provenance(t: TrialData) -> dict[str, Any]:
+    """What every record says of where its numbers come from (store/provenance.py)."""
+    return {"meter": t.meter, "estimate": t.estimate, "llm_backend": t.llm_backend, "software": t.software,
+            "started": t.started}
 
 
 def _ref(c: Cand) -> dict[str, Any]:
@@ -164,7 +171,7 @@ def _manifest(fmt: str, v: TrialView, rid: str, roles: dict[str, Cand]) -> dict[
     t = v.t
     return {"id": rid, "format": fmt, "app": t.app, "platform": t.platform, "trial_file": t.rel_path,
             "trial_id": t.trial_id, "model": t.generator_model, "judge_model": t.judge_model, "device": t.device,
-            "meter": t.meter, "estimate": t.estimate, "energy_basis": v.energy_basis,
+            **_provenance(t), "llm_source": t.llm_source, "finished": t.finished, "energy_basis": v.energy_basis,
             "verdict_basis": v.verdict_basis, "source": _ref(v.source),
             "candidates": {role: _ref(c) for role, c in roles.items()}}
 
@@ -289,6 +296,7 @@ def trajectory_items(v: TrialView, opts: ExportOptions) -> list[Item]:
     rid = _rid(opts.format, t.rel_path)
     rec = {"id": rid, "app": t.app, "platform": t.platform, "model": t.generator_model, "judge_model": t.judge_model,
            "device": t.device, "trial": t.rel_path, "energy_basis": v.energy_basis, "verdict_basis": v.verdict_basis,
+           **_provenance(t),
            "source_energy_j": v.source.s.energy_j, "best_candidate": best.data.id if best else -1,
            "best_energy_j": best.s.energy_j if best else None, "reduction": best.reduction if best else None,
            "stop_reason": str(t.result.get("stop_reason", "") or ""), "steps": steps}
@@ -345,6 +353,11 @@ def export_study(study_dir: Path, out: Path, opts: ExportOptions) -> ExportResul
         if not any(matches(a, [p]) for a in apps):
             raise ConfigError(f"--holdout-apps: '{p}' matches no app of the study (apps: {', '.join(apps) or 'none'})")
     trials = [t for t in all_trials if _keep_trial(t, opts)]
+    replayed = [t for t in trials if t.llm_backend == REPLAY]
+    if replayed and not opts.include_replayed:
+        raise ConfigError(f"{len(replayed)} of the {len(trials)} trials to export were answered by a replay of recorded "
+                          f"transcripts ({replayed[0].generator_model}), not a live model; exporting them as training "
+                          "data needs --include-replayed (the dataset card then says so)")
     redactor = _redactor(all_trials)
     dropped: Counter = Counter()
     items: list[Item] = []

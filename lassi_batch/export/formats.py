@@ -91,11 +91,16 @@ class _TRLBase(BaseModel):
     id: str
     app: str
     platform: str
-    model: str
+    model: str  # the generator model as answered; a replayed trial: "replay of <transcripts>"
     device: str
     trial: str  # trial file, relative to the study folder
     energy_basis: Literal["confirmed", "measured"]
     verdict_basis: Literal["contract", "fallback"]
+    meter: str
+    estimate: bool  # energies from a CPU-time model, not a sensor (ESTIMATE)
+    llm_backend: str  # openai | replay
+    software: str  # lassi-batch version (and revision) that ran the trial
+    started: str  # ISO UTC start of the trial
     prompt: list[Message]
 
     @field_validator("prompt")
@@ -182,6 +187,11 @@ class Trajectory(_Strict):
     trial: str
     energy_basis: Literal["confirmed", "measured"]
     verdict_basis: Literal["contract", "fallback"]
+    meter: str
+    estimate: bool
+    llm_backend: str
+    software: str
+    started: str
     source_energy_j: float | None
     best_candidate: int
     best_energy_j: float | None

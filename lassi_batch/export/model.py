@@ -32,6 +32,7 @@ class ExportOptions(BaseModel):
     near_dup_threshold: float | None = Field(0.9, gt=0.0, le=1.0)  # None: exact duplicates only
     max_pairs_per_trial: int = Field(16, ge=1)
     license: str = "other"
+    include_replayed: bool = False  # export trials whose LLM answers were replayed from transcripts
 
     @field_validator("format")
     @classmethod

@@ -1,26 +1,25 @@
 """What export reads from a study: every trial file, as plain records (the one module that touches
 the trial archive, so a change of the archive's reader API changes this file only).
 
-A trial file is read once, read-only, through `TrialArchive` and `read_summary`. Candidate
+A trial file is read once, read-only, through the store's reader (`open_trial`). Candidate
 verdict attributes that the archive's `Candidate` record may not carry yet (`verdict`,
 `findings_json`, `confirmed_energy_j`, `confirmed_ci_low/high`) are read from the candidate
-groups with the schema's attribute codec.
+groups' attributes (`candidate_attrs`).
 """
 
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import h5py
-
 from ..core.errors import ArchiveError, LassiError
 from ..core.secrets import is_secret
-from ..store.archive import TrialArchive
-from ..store.schema import attr, child_name, decode_attr
-from ..store.summary import TrialSummary, read_summary
+from ..store.provenance import software_label
+from ..store.reader import TrialView, open_trial
+from ..store.summary import TrialSummary
 
 # Candidate attributes of the screening contract (not all archives have them yet).
 VERDICT_ATTRS = ("verdict", "findings_json", "confirmed_energy_j", "confirmed_source_energy_j", "confirmed_reduction",
@@ -97,6 +96,11 @@ class TrialData:
     device: str  # GPU name, or the CPU model for CPU trials
     meter: str
     estimate: bool
+    llm_backend: str  # openai | replay (store/provenance.py)
+    llm_source: str  # a replay: the transcripts; a live model: its endpoint
+    software: str  # lassi-batch version (and revision)
+    started: str
+    finished: str
     summary: TrialSummary | None
     result: dict[str, Any]
     candidates: list[CandidateData]
@@ -134,41 +138,15 @@ def _num(v: Any) -> float | None:
     return x if math.isfinite(x) else None
 
 
-def _contract_attrs(f: h5py.File, cid: int) -> dict[str, Any]:
-    name = f"candidates/{child_name(cid)}"
-    if name not in f:
-        return {}
-    g = f[name]
-    out: dict[str, Any] = {}
-    for stored in g.attrs:  # stored names differ from field names (`findings_json_json`, see put_value)
-        name, value = decode_attr(g, stored)
-        if name in VERDICT_ATTRS:
-            out[name] = value
-    return out
-
-
-def _measurement_refs(f: h5py.File, cid: int) -> list[MeasurementRef]:
+def _measurement_refs(t: TrialView, cid: int) -> list[MeasurementRef]:
     """Where a candidate's measured runs are and what measured them (header attributes only: the
     traces are not needed here, and reading them costs more than the rest of the file)."""
-    name = f"candidates/{child_name(cid)}/measurements"
-    if name not in f:
-        return []
-    g = f[name]
     refs = []
-    for k in sorted(x for x in g.keys() if x.isdigit()):
-        m = g[k]
-        figure = attr(m, "attr_default_figure", "energy_net_j")
-        e = _num(attr(m, f"fig_{figure}"))
-        refs.append(MeasurementRef(f"{name}/{k}", attr(m, "meter", ""), attr(m, "device", ""),
-                                   bool(attr(m, "estimate", False)), math.nan if e is None else e))
+    for path, m in zip(t.measurement_paths(cid), t.measurements(cid, traces=False), strict=True):
+        e = _num(m.figures.get(str(m.attrs.get("default_figure", "energy_net_j"))))
+        refs.append(MeasurementRef(path, m.trace.meter, m.trace.device, bool(m.trace.estimate),
+                                   math.nan if e is None else e))
     return refs
-
-
-def _summary(f: h5py.File) -> TrialSummary | None:
-    try:
-        return read_summary(f)
-    except KeyError:
-        return None
 
 
 def _device(env: dict[str, Any], summary: TrialSummary | None, platform: str, meas_device: str) -> str:
@@ -206,8 +184,15 @@ def _abs_paths(obj: Any) -> list[str]:
 
 def load_trial(path: Path, study_dir: Path) -> TrialData:
     """Read one trial file; ArchiveError (one line) when it is not a readable trial archive."""
-    rel = path.resolve().relative_to(study_dir.resolve()).as_posix()
-    with TrialArchive.open(path, writable=False) as ar:
+    rel = Path(os.path.relpath(path.absolute(), study_dir.absolute())).as_posix()  # a symlinked trials/ stays inside
+    try:
+        return _load(path, rel)
+    except (OSError, KeyError, ValueError) as e:  # a flipped bit reads as an OSError from HDF5
+        raise ArchiveError(f"{rel}: unreadable ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+
+
+def _load(path: Path, rel: str) -> TrialData:
+    with open_trial(path) as ar:
         meta = ar.meta
         cfg = ar.config()
         env = ar.environment()
@@ -217,13 +202,10 @@ def load_trial(path: Path, study_dir: Path) -> TrialData:
         context = ar.context()
         plans = ar.plans()
         cands_raw = ar.candidates()
-    try:
-        with h5py.File(path, "r", locking=False) as f:
-            summary = _summary(f)
-            contract = {c.id: _contract_attrs(f, int(c.id)) for c in cands_raw}
-            measured = {c.id: _measurement_refs(f, int(c.id)) for c in cands_raw}
-    except OSError as e:
-        raise ArchiveError(f"{rel}: unreadable ({e})") from None
+        summary = ar.summary() if ar.version >= 2 else None
+        contract = {c.id: {k: v for k, v in ar.candidate_attrs(int(c.id)).items() if k in VERDICT_ATTRS}
+                    for c in cands_raw}
+        measured = {c.id: _measurement_refs(ar, int(c.id)) for c in cands_raw}
     cands: list[CandidateData] = []
     meter, estimate, meas_device = "", False, ""
     for c in cands_raw:
@@ -254,7 +236,9 @@ def load_trial(path: Path, study_dir: Path) -> TrialData:
         platform=str(meta.get("platform", "")), status=str(summary.status if summary else meta.get("status", "")),
         pass_policy=str(llm_cfg.get("pass_policy", "judge_and_verifier")), generator_model=gen, judge_model=judge,
         device=_device(env, summary, str(meta.get("platform", "")), meas_device), meter=meter, estimate=estimate,
-        summary=summary, result=result, candidates=cands, llm_calls=calls, steps=steps, context=context,
+        llm_backend=summary.llm_backend if summary else "", llm_source=summary.llm_source if summary else "",
+        software=software_label(summary) if summary else "", started=summary.started if summary else "",
+        finished=summary.finished if summary else "", summary=summary, result=result, candidates=cands, llm_calls=calls, steps=steps, context=context,
         plans=plans, secret_values=_secret_values(cfg) + _secret_values(env),
         host_names=[str(v) for v in (env.get("hostname"), env.get("host"), summary.host if summary else "") if v],
         local_paths=sorted(set(_abs_paths(cfg))),

@@ -310,8 +310,7 @@ def derive_summary(view: TrialView, base: TrialSummary) -> TrialSummary:
     sandbox = view.environment().get("sandbox")
     if isinstance(sandbox, str):
         s.sandbox = sandbox
-    s.generator_model = next((c.model for c in calls if c.kind == "zero_shot"), s.generator_model)
-    s.judge_model = next((c.model for c in calls if c.kind == "judge"), s.judge_model)
+    s = dataclasses.replace(s, **view.provenance(), study_k=view.study_k())
     attempts = view.attempts()
     s.attempts = len(attempts)
     if attempts:

@@ -40,6 +40,7 @@ from .schema import (
     get_mapping,
     get_text,
 )
+from . import provenance
 from .headline import Confirmation, Entry, Repeat, TrialRecords
 from .summary import SCREENING_FIELDS, SUMMARY_GROUP, TrialSummary, read_summary, screening_counts
 
@@ -170,7 +171,26 @@ class TrialView:
         s = read_summary(f) if SUMMARY_GROUP in f else self._summary_v1()
         if any(getattr(s, k) < 0 for k in SCREENING_FIELDS):
             s = dataclasses.replace(s, **screening_counts(f))
+        if SUMMARY_GROUP not in f or "llm_backend" not in f[SUMMARY_GROUP].attrs:  # written before provenance
+            s = dataclasses.replace(s, **self.provenance(), study_k=self.study_k())
         return s
+
+    def study_k(self) -> str:
+        """The study's k as the trial recorded it ("1,3,5"; "" when not recorded)."""
+        study = self.config().get("study")
+        k = study.get("k") if isinstance(study, dict) else None
+        return ",".join(str(int(x)) for x in k) if isinstance(k, list) else ""
+
+    def provenance(self) -> dict[str, str]:
+        """The summary's provenance fields (store/provenance.py), from the LLM calls' attributes,
+        the study's [llm] settings, the attempts and the environment (no texts read)."""
+        g = self._file().get("llm_calls")
+        calls = [] if g is None else [(str(attr(g[k], "kind", "")), str(attr(g[k], "model", "")),
+                                       str(attr(g[k], "backend", "openai") or "openai")) for k in numbered(g)]
+        study = self.config().get("study")
+        llm = study.get("llm") if isinstance(study, dict) and isinstance(study.get("llm"), dict) else {}
+        return provenance.of_trial(calls, llm, self.attempts(), self.environment(),
+                                   str(attr(self._file(), "package_version", "") or ""))
 
     @property
     def status(self) -> str:
@@ -250,6 +270,12 @@ class TrialView:
     def measurements(self, cid: int, *, traces: bool = True) -> list[Measurement]:
         g = self._candidate_group(cid)
         return read_measurements(g["measurements"], traces=traces) if "measurements" in g else []
+
+    def measurement_paths(self, cid: int) -> list[str]:
+        """Where each of a candidate's measured runs lives in the file, in the order `measurements` reads them."""
+        g = self._candidate_group(cid)
+        base = g.name.lstrip("/") + "/measurements"
+        return [f"{base}/{k}" for k in numbered(g["measurements"])] if "measurements" in g else []
 
     def context(self) -> dict[str, str]:
         g = self._file().get("context")

@@ -84,8 +84,10 @@ class TrialSummary:
     time_measure_s: float = NAN
     time_lock_wait_s: float = NAN
     # where and with what
-    generator_model: str = ""
+    generator_model: str = ""  # as answered; a replay: "replay of <transcripts> (sha256 ...)", never a model name
     judge_model: str = ""
+    llm_backend: str = ""  # openai | replay
+    llm_source: str = ""  # a replay: which transcripts; a live model: the endpoint ("" = the default)
     meter: str = ""
     estimate: bool = False  # energies come from a labelled model, not a sensor
     sandbox: str = ""  # runner name; "none" when the study chose no isolation
@@ -93,6 +95,10 @@ class TrialSummary:
     gpu_uuid: str = ""
     driver: str = ""
     host: str = ""
+    device: str = ""  # the measured device: GPU name, else the CPU model
+    package_version: str = ""  # lassi-batch of the last attempt
+    git_revision: str = ""  # its checkout's commit ("" for an installed wheel)
+    study_k: str = ""  # the study's k, e.g. "1,3,5": what pass@k and energy-reduction@k default to
     attempts: int = 0
     started: str = ""  # ISO 8601 UTC
     finished: str = ""
