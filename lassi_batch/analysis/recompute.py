@@ -26,6 +26,7 @@ from ..core.records import Candidate
 from ..power import energy
 from ..power.trace import Measurement
 from ..store.headline import Repeat, Rules, apply, derive
+from ..store.layout import index_from_name
 from ..store.reader import open_trial, stored_repeat, trial_records
 from ..store.summary import TrialSummary
 from . import metrics
@@ -175,16 +176,9 @@ def recompute_trial(path: Path, c: Choices) -> Recomputed:
                             replay=True)
         new = apply(old, derive(rec, Rules.from_config(t.config())))
         if new.trial_index < 0:
-            new = replace(new, trial_index=_index_from_name(path))
+            new = replace(new, trial_index=index_from_name(path))
         stored = old.reduction if t.version >= 2 else math.nan
     return Recomputed(path, old, new, stored)
-
-
-def _index_from_name(path: Path) -> int:
-    """`<app>.<platform>.t007.h5` -> 7 (the trial program's file names), else -1."""
-    stem = path.name.removesuffix(".h5")
-    tail = stem.rsplit(".", 1)[-1]
-    return int(tail[1:]) if tail.startswith("t") and tail[1:].isdigit() else -1
 
 
 def recompute_all(paths: Iterable[Path], c: Choices, include_running: bool = False) -> Iterator[Recomputed | Skipped]:

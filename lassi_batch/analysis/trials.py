@@ -16,14 +16,11 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
-
-from ..store.schema import SCHEMA, SCHEMA_VERSION, attr
-from ..store.reader import TrialView
-from ..store.summary import SUMMARY_GROUP, TrialSummary
+from ..store.layout import SUFFIX
+from ..store.reader import NotATrial, scan_summary
+from ..store.summary import TrialSummary
 
 FINISHED = ("done", "failed")
-SUFFIX = ".h5"
 # files the trial writer keeps beside a trial (journal, transaction copy) and our own outputs
 _NOT_TRIALS = (".tmp", ".lock", ".journal")
 STUDY_SCHEMA = "lassi-batch-study"
@@ -66,52 +63,14 @@ def trial_files(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
     return out
 
 
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
-def _open(path: Path) -> h5py.File:
-    try:
-        return h5py.File(path, "r", locking=False)
-    except FileNotFoundError:
-        raise BadTrial("file vanished while reading") from None
-    except OSError as e:
-        try:
-            size = path.stat().st_size
-        except OSError:
-            size = -1
-        if size == 0:
-            raise BadTrial("empty file") from None
-        if not h5py.is_hdf5(path):
-            raise BadTrial("not an HDF5 file") from None
-        raise BadTrial(f"truncated or corrupt HDF5 file ({_first_line(e)})") from None
-
-
 def read_trial(path: Path) -> TrialSummary:
     """The summary of one trial file; BadTrial(reason) when it is not a readable trial."""
-    f = _open(path)
     try:
-        with f:
-            schema = attr(f, "schema")
-            if schema == STUDY_SCHEMA:
-                raise StudyOutput("a study file written by lassi-batch, not a trial")
-            if schema != SCHEMA:
-                raise BadTrial(f"not a lassi-batch trial file (schema attribute {schema!r})")
-            version = attr(f, "schema_version")
-            if not isinstance(version, int):
-                raise BadTrial(f"trial file without a valid schema_version ({version!r})")
-            if version > SCHEMA_VERSION:
-                raise BadTrial(f"schema version {version} is newer than this lassi-batch reads "
-                               f"({SCHEMA_VERSION}); upgrade lassi-batch")
-            if SUMMARY_GROUP not in f:
-                raise BadTrial("no /summary group (written before trial summaries existed)")
-            return TrialView(path, f, version).summary()
-    except BadTrial:
-        raise
-    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeError) as e:
-        # HDF5 reports a flipped bit in checked metadata as an OSError while reading
-        raise BadTrial(f"corrupt trial file ({_first_line(e)})") from None
+        return scan_summary(path)
+    except NotATrial as e:
+        if e.schema == STUDY_SCHEMA:
+            raise StudyOutput("a study file written by lassi-batch, not a trial") from None
+        raise BadTrial(str(e)) from None
 
 
 def trial_key(s: TrialSummary) -> tuple[str, str, str, str]:

@@ -36,6 +36,7 @@ from filelock import FileLock
 
 from ..core.config import StudyConfig, parse_study
 from ..core.errors import ConfigError
+from ..store.layout import trial_file, trial_stem
 
 FORMAT = "lassi-batch-study"
 VERSION = 1
@@ -66,7 +67,7 @@ class TrialRef:
 
     @staticmethod
     def of(app: str, platform: str, index: int) -> TrialRef:
-        return TrialRef(app=app, index=index, platform=platform, key=f"{app}.{platform}.t{index:03d}")
+        return TrialRef(app=app, index=index, platform=platform, key=trial_stem(app, platform, index))
 
 
 @dataclass
@@ -80,7 +81,7 @@ class StudyFolder:
         return self.root / MANIFEST
 
     def archive(self, t: TrialRef) -> Path:
-        return self.root / "trials" / f"{t.key}.h5"
+        return trial_file(self.root, t.app, t.platform, t.index)
 
     def stdout(self, t: TrialRef) -> Path:
         return self.root / "logs" / f"{t.key}.out"

@@ -1,7 +1,7 @@
 """What state each trial of a study is in, read from its archive's `/summary` group.
 
 A trial without an archive is `pending`. A file written before the summary group existed is
-read through its root attributes. An archive that says `running` while neither the scheduler
+read through its root attributes (store/reader.py). An archive that says `running` while neither the scheduler
 nor a live worker here runs it was stopped without a chance to say so (killed, node lost): it
 is reported as `interrupted`, which is what it is (it resumes from its journal).
 """
@@ -11,11 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
-
 from ..core.errors import ArchiveError
-from ..store.archive import TrialArchive
-from ..store.summary import TrialSummary, read_summary
+from ..store.reader import read_trial_summary
+from ..store.summary import TrialSummary
 
 STALE_REASON = "stopped without recording why (process killed or node lost); resumes from its journal"
 
@@ -34,36 +32,7 @@ def read_state(path: Path) -> TrialState:
     if not path.exists():
         return TrialState("pending")
     try:
-        with h5py.File(path, "r", locking=False) as f:
-            try:
-                s = read_summary(f)
-            except KeyError:
-                s = None
-            if s is not None:
-                st = TrialState(s.status, s.reason, s.host, s.attempts, s)
-                root = _text(f.attrs.get("status"))
-                if root and root != s.status:  # a status set after the summary was last written
-                    st.status, st.reason = root, _text(f.attrs.get("error"))
-                return st
-            # a file from before the summary group: its root attributes say as much
-            return TrialState(_text(f.attrs.get("status")) or "running", _text(f.attrs.get("error")))
+        s = read_trial_summary(path)  # a file from before the summary group: derived from its root
     except (OSError, ArchiveError) as e:
         return TrialState("failed", f"archive unreadable: {e}")
-
-
-def _text(v: object) -> str:
-    if v is None:
-        return ""
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
-def mark(path: Path, status: str, reason: str) -> bool:
-    """Set a trial's status through the archive's writer (False when there is no archive or it is busy)."""
-    if not path.exists():
-        return False
-    try:
-        with TrialArchive.open(path, writable=True) as ar:
-            ar.set_status(status, reason)
-    except (ArchiveError, ValueError):  # busy, or a status this archive version does not know
-        return False
-    return True
+    return TrialState(s.status, s.reason, s.host, s.attempts, s)

@@ -2,6 +2,7 @@
 
 Reads each trial's `/summary` group (one small read per file, no lock, safe while trials run),
 the attempt logs (host, job, restarts), and asks the scheduler once for all of the study's jobs.
+A folder that `lassi-batch run` wrote (trials/ without a manifest) is read from its archives alone.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ConfigError
+from ..store.layout import SUFFIX, TRIALS_DIR, index_from_name
 from ..store.summary import STATUSES
 from . import attempts, slurm
 from .manifest import StudyFolder, read_manifest
@@ -57,7 +59,11 @@ def collect(root: Path, tail_lines: int = 5, ask_scheduler: bool = True) -> Stud
     folder = StudyFolder(root.resolve())
     m = read_manifest(folder)
     if m is None:
-        raise ConfigError(f"{root}: no study here (no manifest.json; submit a study first)")
+        files = sorted((folder.root / TRIALS_DIR).glob("*" + SUFFIX))
+        if not files:
+            raise ConfigError(f"{root}: no study here (no manifest.json and no {TRIALS_DIR}/*{SUFFIX}; "
+                              "submit or run a study first)")
+        return _run_folder(folder, files)
     last = m.last_job()
     states: dict[str, str] = {}
     scheduler = "none"
@@ -90,6 +96,24 @@ def collect(root: Path, tail_lines: int = 5, ask_scheduler: bool = True) -> Stud
         if status in TRIAGE_STATES:
             row.stderr_tail = attempts.tail(folder.stderr(t), tail_lines)
         rows.append(row)
+    return _tally(m.study_name, folder, rows, scheduler)
+
+
+def _run_folder(folder: StudyFolder, files: list[Path]) -> StudyStatus:
+    """A folder `lassi-batch run` wrote (trials/ without a manifest): each trial as its archive
+    records it; no scheduler, no attempt logs."""
+    rows, names = [], set()
+    for p in files:
+        st = read_state(p)
+        s = st.summary
+        names.add(s.study if s is not None and s.study else folder.root.name)
+        rows.append(TrialRow(key=p.name.removesuffix(SUFFIX), app=s.app if s is not None and s.app else p.name.split(".")[0],
+                             index=s.trial_index if s is not None and s.trial_index >= 0 else index_from_name(p),
+                             status=st.status, reason=st.reason, host=st.host, attempts=st.attempts))
+    return _tally(", ".join(sorted(names)), folder, rows, "none")
+
+
+def _tally(study: str, folder: StudyFolder, rows: list[TrialRow], scheduler: str) -> StudyStatus:
     counts: dict[str, dict[str, int]] = {}
     for r in rows:
         c = counts.setdefault(r.app, {s: 0 for s in STATUSES})
@@ -99,5 +123,5 @@ def collect(root: Path, tail_lines: int = 5, ask_scheduler: bool = True) -> Stud
     jobs = dict(Counter((r.job_state.split()[0] if r.job_state else ("local" if r.job == "local" else "unknown"))
                         for r in rows if r.job))
     triage = [r for r in rows if r.status in TRIAGE_STATES]
-    return StudyStatus(study=m.study_name, folder=str(folder.root), counts=counts, totals=totals, triage=triage,
+    return StudyStatus(study=study, folder=str(folder.root), counts=counts, totals=totals, triage=triage,
                        jobs=jobs, scheduler=scheduler, rows=rows)

@@ -24,10 +24,11 @@ import traceback
 from pathlib import Path
 
 from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupted
+from ..pipeline.session import mark_trial as mark
 from ..pipeline.session import run_trial, trial_path
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .manifest import Settings
-from .state import read_state, mark
+from .state import read_state
 
 EXIT_BUSY = 73
 PARENT_ENV = "LASSI_PARENT_PID"

@@ -29,10 +29,12 @@ import submitit
 
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ..system.devlock import DEVICE_ENV
+from ..system.facts import slurm_job_id as job_id
 from ..system.gpus import GpuInfo, amd_gpus, nvidia_gpus, pci_order, visible_devices
 from . import attempts
 from .manifest import StudyFolder, TrialRef
-from .state import mark, read_state
+from ..pipeline.session import mark_trial as mark
+from .state import read_state
 from .trialproc import ALREADY_DONE, EXIT_BUSY, PARENT_ENV
 
 VISIBLE_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "hip": "ROCR_VISIBLE_DEVICES"}
@@ -55,14 +57,6 @@ def node_gpus(platform_kind: str) -> list[str]:
         return []
     visible, _ = visible_devices(os.environ.get(VISIBLE_ENV[platform_kind]), devs)
     return [d.uuid for d in visible]
-
-
-def job_id() -> str:
-    """This Slurm job's id as sacct spells it (array tasks as ARRAY_TASK), '' outside Slurm."""
-    arr, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
-    if arr and task:
-        return f"{arr}_{task}"
-    return os.environ.get("SLURM_JOB_ID", "")
 
 
 @dataclass

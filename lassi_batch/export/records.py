@@ -17,6 +17,7 @@ from typing import Any
 
 from ..core.errors import ArchiveError, LassiError
 from ..core.secrets import is_secret
+from ..store.layout import TRIALS_DIR
 from ..store.provenance import software_label
 from ..store.reader import TrialView, open_trial
 from ..store.summary import TrialSummary
@@ -123,7 +124,7 @@ class TrialData:
 
 def trial_files(study_dir: Path) -> list[Path]:
     """The trial archives of a study, in a stable order (`trials/**/*.h5`, else any `*.h5`)."""
-    root = study_dir / "trials"
+    root = study_dir / TRIALS_DIR
     found = sorted(root.rglob("*.h5")) if root.is_dir() else sorted(study_dir.rglob("*.h5"))
     return [p for p in found if p.is_file()]
 

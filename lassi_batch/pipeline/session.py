@@ -27,6 +27,7 @@ from ..llm.replay import ReplayBackend
 from ..llm.prompts import PromptSet
 from ..power.base import open_meter
 from ..store.archive import TrialArchive
+from ..store.layout import trial_file
 from ..system.facts import environment, system_details
 from ..system.tools import run_tool
 from ..sandbox.toolchain import check_platform, describe_runner, make_runner
@@ -36,7 +37,19 @@ from .trial import Progress, Trial, TrialOutcome
 
 
 def trial_path(study: StudyConfig, app_name: str, index: int) -> Path:
-    return study.out / "trials" / f"{app_name}.{study.platform.kind}.t{index:03d}.h5"
+    return trial_file(study.out, app_name, study.platform.kind, index)
+
+
+def mark_trial(path: Path, status: str, reason: str) -> bool:
+    """Set a trial's status through the archive's writer (False when there is no archive or it is busy)."""
+    if not path.exists():
+        return False
+    try:
+        with TrialArchive.open(path, writable=True) as ar:
+            ar.set_status(status, reason)
+    except (ArchiveError, ValueError):  # busy, or a status this archive version does not know
+        return False
+    return True
 
 
 def with_llm(study: StudyConfig, llm: str | None) -> StudyConfig:

@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 from filelock import FileLock, Timeout
 
+from ..system.facts import slurm_job_id
 from ..core.errors import ArchiveError
 
 DEFAULT_TTL_S = 600.0
@@ -50,12 +51,6 @@ class LeaseOwner:
     def describe(self) -> str:
         job = f", Slurm job {self.job_id}" if self.job_id else ""
         return f"host {self.host} pid {self.pid}{job}, lease generation {self.generation}"
-
-
-def _job_id() -> str:
-    job = os.environ.get("SLURM_JOB_ID", "")
-    task = os.environ.get("SLURM_ARRAY_TASK_ID", "")
-    return f"{job}_{task}" if job and task else job
 
 
 def _pid_started(pid: int) -> float:
@@ -128,7 +123,7 @@ class WriterLease:
                 now = time.time()
                 me = LeaseOwner(
                     host=socket.gethostname(), pid=os.getpid(), pid_started=_pid_started(os.getpid()),
-                    job_id=_job_id(), generation=(cur.generation if cur else self._last_generation()) + 1,
+                    job_id=slurm_job_id(), generation=(cur.generation if cur else self._last_generation()) + 1,
                     acquired=now, renewed=now, token=secrets.token_hex(8),
                 )
                 self._write(me)

@@ -114,21 +114,39 @@ def read_candidate(g: h5py.Group, cid: int) -> Candidate:
     return Candidate(id=cid, **kw)
 
 
-def validate(path: Path, f: h5py.File) -> int:
-    """The file's schema version, or ArchiveError (one line) for a file this version cannot read."""
+class NotATrial(ArchiveError):
+    """A file that is not a trial archive this version reads; the message is the reason, without
+    the path, and `schema` the file's schema attribute (another lassi-batch file names its own)."""
+
+    def __init__(self, reason: str, schema: Any = None):
+        super().__init__(reason)
+        self.schema = schema
+
+
+def check_schema(f: h5py.File) -> int:
+    """The file's schema version, or NotATrial for a file this version cannot read."""
     schema = attr(f, "schema")
     if schema != SCHEMA:
-        raise ArchiveError(f"{path}: not a lassi-batch trial archive (schema {schema!r})")
+        raise NotATrial(f"not a lassi-batch trial archive (schema attribute {schema!r})", schema)
     version = attr(f, "schema_version")
     if not isinstance(version, int):
-        raise ArchiveError(f"{path}: trial archive without a valid schema_version ({version!r})")
+        raise NotATrial(f"trial archive without a valid schema_version ({version!r})", schema)
     if version > SCHEMA_VERSION:
-        raise ArchiveError(f"{path}: trial archive schema version {version} is newer than lassi-batch "
-                           f"{__version__} reads ({SCHEMA_VERSION}); upgrade lassi-batch")
+        raise NotATrial(f"trial archive schema version {version} is newer than this lassi-batch "
+                        f"({__version__}) reads ({SCHEMA_VERSION}); upgrade lassi-batch", schema)
     if version < MIN_READ_VERSION:
-        raise ArchiveError(f"{path}: trial archive schema version {version} is no longer read "
-                           f"(oldest readable: {MIN_READ_VERSION})")
+        raise NotATrial(f"trial archive schema version {version} is no longer read "
+                        f"(oldest readable: {MIN_READ_VERSION})", schema)
     return version
+
+
+def validate(path: Path, f: h5py.File) -> int:
+    """The file's schema version, or ArchiveError (one line, with the path) for a file this
+    version cannot read."""
+    try:
+        return check_schema(f)
+    except NotATrial as e:
+        raise ArchiveError(f"{path}: {e}") from None
 
 
 def open_h5(path: Path) -> h5py.File:
@@ -395,6 +413,37 @@ class TrialSnapshot(TrialView):
 def open_trial(path: PathLike) -> TrialSnapshot:
     """One consistent, read-only view of a trial file (no lock, no journal)."""
     return TrialSnapshot(path)
+
+
+def scan_summary(path: Path) -> TrialSummary:
+    """The summary of one file of a study folder, for aggregators: NotATrial(reason) when it is
+    not a readable trial, whatever is wrong with it (empty, truncated, flipped bits, foreign, newer,
+    written before summaries existed). One open, attributes only (plus counters a writer left unset)."""
+    try:
+        f = h5py.File(path, "r", locking=False)
+    except FileNotFoundError:
+        raise NotATrial("file vanished while reading") from None
+    except OSError as e:
+        try:
+            size = path.stat().st_size
+        except OSError:
+            size = -1
+        if size == 0:
+            raise NotATrial("empty file") from None
+        if not h5py.is_hdf5(path):
+            raise NotATrial("not an HDF5 file") from None
+        raise NotATrial(f"truncated or corrupt HDF5 file ({first_line(e)})") from None
+    try:
+        with f:
+            version = check_schema(f)
+            if SUMMARY_GROUP not in f:
+                raise NotATrial("no /summary group (written before trial summaries existed)")
+            return TrialView(path, f, version).summary()
+    except NotATrial:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, RuntimeError, UnicodeError) as e:
+        # HDF5 reports a flipped bit in checked metadata as an OSError while reading
+        raise NotATrial(f"corrupt trial file ({first_line(e)})") from None
 
 
 def read_trial_summary(path: PathLike) -> TrialSummary:

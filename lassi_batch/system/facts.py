@@ -23,6 +23,15 @@ from ..core.secrets import looks_secret
 from .gpus import amd_gpus, nvidia_gpus
 from .tools import run_tool, tool_version
 
+
+def slurm_job_id() -> str:
+    """This Slurm job's id as sacct and scontrol spell it (an array task as ARRAYJOB_TASK), ''
+    outside Slurm: the one spelling of the lease, the attempts and the worker."""
+    arr, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    if arr and task:
+        return f"{arr}_{task}"
+    return os.environ.get("SLURM_JOB_ID", "")
+
 MAX_CHARS = 30000  # per command, keeps the LLM context bounded on many-GPU nodes
 
 _DETAIL_COMMANDS: dict[str, list[list[str]]] = {
