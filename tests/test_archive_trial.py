@@ -9,11 +9,13 @@ import math
 import re
 import shutil
 
+import h5py
 import pytest
 
 from lassi_batch.core.config import parse_study
 from lassi_batch.pipeline.session import run_trial
 from lassi_batch.store import open_trial, read_trial_summary
+from lassi_batch.store.summary import SCREENING_FIELDS, SUMMARY_FIELDS, read_summary
 
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
@@ -55,6 +57,14 @@ def test_trial_fills_summary_and_attempts(setup):
     assert re.fullmatch(r"[0-9a-f]{64}", a["prompts_sha256"])
     assert a["replay_sha256"] == hashlib.sha256((tmp / "sumapp.jsonl").read_bytes()).hexdigest()
     assert a["slurm_job_id"] == "" and a["gpu_name"] == ""
+    # the writer fills every field it declares: no counter left at -1, the provenance set
+    with h5py.File(path, "r", locking=False) as f:
+        stored = read_summary(f)
+        assert set(f["summary"].attrs) == set(SUMMARY_FIELDS)
+    assert all(getattr(stored, k) >= 0 for k in SCREENING_FIELDS) and stored.n_generated == stored.n_candidates - 1
+    assert (stored.llm_backend, stored.generator_model, stored.study_k) == ("replay", "replay of sumapp.jsonl", "1")
+    assert stored.llm_source == f"replay of sumapp.jsonl (sha256 {a['replay_sha256'][:12]})"
+    assert stored.device and stored.package_version and stored == s
 
 
 def test_moved_checkout_resumes_but_changed_app_file_is_refused(setup):

@@ -154,6 +154,13 @@ def _meta(v: TrialView, rid: str) -> dict[str, Any]:
             "trial": t.rel_path, "energy_basis": v.energy_basis, "verdict_basis": v.verdict_basis, **_provenance(t)}
 
 
+def _trial_result(t: TrialData) -> dict[str, Any]:
+    """The trial's own headline (its summary, derived by store/headline.py), beside the export's pick."""
+    s = t.summary
+    return {"trial_best_candidate": s.best_candidate if s else -1, "trial_reduction": float(s.reduction) if s else 0.0,
+            "trial_confirmed": bool(s.confirmed) if s else False}
+
+
 def _provenance(t: TrialData) -> dict[str, Any]:
     """What every record says of where its numbers come from (store/provenance.py)."""
     return {"meter": t.meter, "estimate": t.estimate, "llm_backend": t.llm_backend, "software": t.software,
@@ -299,6 +306,7 @@ def trajectory_items(v: TrialView, opts: ExportOptions) -> list[Item]:
            **_provenance(t),
            "source_energy_j": v.source.s.energy_j, "best_candidate": best.data.id if best else -1,
            "best_energy_j": best.s.energy_j if best else None, "reduction": best.reduction if best else None,
+           **_trial_result(t),
            "stop_reason": str(t.result.get("stop_reason", "") or ""), "steps": steps}
     roles = {"best": best} if best else {}
     text = "\n".join(_code(c.data) for c in v.answers) or json.dumps(steps, sort_keys=True)

@@ -41,7 +41,8 @@ FORMAT_TEXT = {
                "negatives, `reason = integrity`) and for passing ones that save nothing.",
     "trajectory": "One record per trial: every journalled step in order (LLM calls with their messages and "
                   "replies, candidates with their screening verdicts, findings and energies, plans, context), "
-                  "for agentic training.",
+                  "for agentic training; `best_candidate` and `reduction` are this export's pick under its "
+                  "filters, `trial_*` the trial's own result.",
 }
 POLICY_TEXT = {
     "recorded": "the trial's own screening verdict",

@@ -196,6 +196,9 @@ class Trajectory(_Strict):
     best_candidate: int
     best_energy_j: float | None
     reduction: float | None
+    trial_best_candidate: int  # the trial's own result (summary, store/headline.py); -1: the source
+    trial_reduction: float  # the trial's saving, confirmed or not (0: none)
+    trial_confirmed: bool
     stop_reason: str
     steps: list[Step]
 
