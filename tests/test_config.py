@@ -325,3 +325,13 @@ def test_confirmation_settings_are_range_checked(tmp_path: Path):
     r = CliRunner().invoke(cli, ["validate", str(p)])
     assert r.exit_code == 2 and "measure.significance" in r.output
     assert not (tmp_path / "out").exists()
+
+
+def test_one_registry_of_platform_facts_covers_every_platform():
+    from lassi_batch.core.config import DEFAULT_COMPILERS, DEFAULT_REPEAT, PLATFORMS
+    from lassi_batch.core.platforms import PLATFORM_FACTS
+
+    assert set(PLATFORM_FACTS) == set(PLATFORMS) == set(DEFAULT_COMPILERS) == set(DEFAULT_REPEAT)
+    for kind, f in PLATFORM_FACTS.items():
+        assert f.kind == kind and f.default_compiler.split()[0] == f.compiler
+        assert bool(f.visible_env) == (kind != "cpu")

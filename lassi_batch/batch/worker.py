@@ -27,6 +27,7 @@ from typing import Any
 
 import submitit
 
+from ..core.platforms import PLATFORM_FACTS
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ..system.devlock import DEVICE_ENV
 from ..system.facts import slurm_job_id as job_id
@@ -37,7 +38,7 @@ from ..pipeline.session import mark_trial as mark
 from .state import read_state
 from .trialproc import ALREADY_DONE, EXIT_BUSY, PARENT_ENV
 
-VISIBLE_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "hip": "ROCR_VISIBLE_DEVICES"}
+VISIBLE_ENV = {k: f.visible_env for k, f in PLATFORM_FACTS.items() if f.visible_env}
 STOP_WAIT_S = 60.0  # how long a stop waits for trials to reach a step boundary (submitit signals 90 s early)
 
 # What one trial program's exit means for the batch.

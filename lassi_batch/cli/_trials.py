@@ -13,6 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..core.config import StudyConfig
+from ..core.platforms import PLATFORM_FACTS
 from ..system.gpus import default_platform_kind
 from ..pipeline.session import run_trial, trial_path
 from ..store.reader import read_trial_summary
@@ -21,8 +22,8 @@ from ..store.reader import read_trial_summary
 def default_platform() -> str:
     """The GPU platform doctor would pick, when its compiler is also here; else cpu."""
     kind = default_platform_kind()
-    compiler = {"cuda": "nvcc", "hip": "hipcc"}.get(kind)
-    return kind if compiler is None or shutil.which(compiler) else "cpu"
+    facts = PLATFORM_FACTS.get(kind)
+    return kind if facts is None or kind == "cpu" or shutil.which(facts.compiler) else "cpu"
 
 
 def _fmt(v: float | None, unit: str, prec: int = 2) -> str:

@@ -32,6 +32,7 @@ else:  # pragma: no cover
 
 from .errors import ConfigError
 from .paths import expand, unset_vars
+from .platforms import PLATFORM_FACTS
 
 PlatformKind = Literal["cuda", "hip", "cpu"]
 MeterName = Literal["auto", "nvml", "amdsmi", "rapl", "estimate"]
@@ -47,13 +48,8 @@ RUNTIMES: tuple[str, ...] = get_args(Runtime)
 SANDBOXES: tuple[str, ...] = get_args(Sandbox)
 PASS_POLICIES: tuple[str, ...] = get_args(PassPolicy)
 
-# Compiler command lines used when a study does not name one. The paper used
-# `nvcc -std=c++14 -Xcompiler -Wall -arch=sm_80 -O3` and `hipcc -std=c++14 -Wall -O3 --offload-arch=gfx908`.
-DEFAULT_COMPILERS = {
-    "cuda": "nvcc -std=c++17 -O3 -Xcompiler -Wall -arch=native",
-    "hip": "hipcc -std=c++17 -Wall -O3 --offload-arch=gfx908",
-    "cpu": "g++ -std=c++17 -O3 -Wall -fopenmp",
-}
+# Compiler command lines used when a study does not name one (core/platforms.py).
+DEFAULT_COMPILERS = {k: f.default_compiler for k, f in PLATFORM_FACTS.items()}
 # Build template: {compiler} is the platform's compiler line, {sources} the app's files, {exe} the output.
 DEFAULT_BUILD = "{compiler} -o {exe} {sources}"
 BUILD_PLACEHOLDERS = ("compiler", "sources", "exe")
@@ -446,9 +442,8 @@ class MeasureConfig:
 
 
 # Measured runs per candidate when [measure].repeat is 0 (docs/trial.md): three on GPUs, whose
-# repeats spread by a few percent; two on CPUs, where a second run already gives the noise
-# estimate the stage-3 test needs.
-DEFAULT_REPEAT = {"cuda": 3, "hip": 3, "cpu": 2}
+# (core/platforms.py)
+DEFAULT_REPEAT = {k: f.default_repeat for k, f in PLATFORM_FACTS.items()}
 
 
 @dataclass(frozen=True, config=_CFG)

@@ -20,6 +20,7 @@ from ..core.config import AppConfig, LLMConfig, StudyConfig
 from ..llm.extract import extract_code, parse_optimizations, parse_verdict
 from ..llm.client import LLMError, is_reasoning_model
 from ..llm.prompts import PromptSet, format_sources
+from ..core.platforms import PLATFORM_FACTS
 from ..core.records import Candidate, LLMCall
 from ..power.stats import Saving, is_lower
 from ..store import headline as hl
@@ -31,8 +32,8 @@ from .screen import Screener
 from ..screening import policy
 from ..screening.verifier import VerifierReport, verify_runs
 
-LANG = {"cuda": "cuda", "hip": "cpp", "cpu": "cpp"}
-MODEL_NAMES = {"cuda": "CUDA", "hip": "HIP", "cpu": "OpenMP C++"}
+LANG = {k: f.code_lang for k, f in PLATFORM_FACTS.items()}
+MODEL_NAMES = {k: f.label for k, f in PLATFORM_FACTS.items()}
 MAX_LOG_CHARS = 12000  # compiler/runtime output quoted back to the LLM
 
 
