@@ -52,6 +52,7 @@ class IsolationReport:
     foreign: list[Seen] = field(default_factory=list)
     busy_before_pct: float | None = None
     polls: int = 0
+    own_seen: int = 0  # processes of the measured run the device listed (the query works)
     error: str = ""  # the process query failed during the window: isolation cannot be shown
 
     @property
@@ -75,7 +76,7 @@ class IsolationReport:
             parts.append(f"device {self.busy_before_pct:g}% busy just before launch")
         if self.error:
             parts.append(f"process query failed during the window ({self.error})")
-        return "; ".join(parts) if parts else f"alone ({self.polls} checks)"
+        return "; ".join(parts) if parts else f"alone ({self.polls} checks, {self.own_seen} own processes listed)"
 
 
 def foreign_pids(listed: Iterable[int], own: Iterable[int]) -> list[int]:
@@ -147,14 +148,19 @@ class ProcessWatch:
         if pids is None:
             return
         self.report.polls += 1
-        self._own |= descendants(self.root)
-        for pid in foreign_pids(pids, self._own):
-            if pid in self._judged:
+        new = [pid for pid in pids if pid not in self._judged]
+        if new:  # the process tree is read only when the device lists someone not yet judged
+            self._own |= descendants(self.root)
+        for pid in new:
+            if pid in self._own:
+                self._judged[pid] = True
+                self.report.own_seen += 1
                 continue
             own = is_own(pid, self.root)
             self._judged[pid] = bool(own)
             if own:
                 self._own.add(pid)
+                self.report.own_seen += 1
             else:
                 self.report.foreign.append(Seen(pid, _name(pid), time.monotonic() - self._t0))
 
