@@ -191,6 +191,11 @@ def measure(
             chan = _channel(inst, avg)
             check = pre_settle_check(t, chan, t0, now, hint_w=hint, tolerance=tol, hold_s=hold,
                                      cold_start_s=cold, strict=floor is not None)
+            if check.settled and hint is None and meter.learns_floor and cold > 0 and \
+                    flat_level(t, chan, now, cold, tol) is None:
+                # no floor known yet: a drop to a stable level may be the post-run state (an H100
+                # holds ~133 W for ~2 s), so the level must stay flat for the cold-start period
+                check = SettleCheck(False, f"{check.reason}; not yet flat for {cold:g} s", check.level_w)
             if check.settled:
                 break
             if now - t0 >= settle_max:
