@@ -9,7 +9,9 @@
 2. the same while a foreign copy of the program (started outside any lock, as another job would)
    loops on the GPU for FOREIGN_S seconds: the measurement must be found contaminated and taken
    again, ending clean once the foreign job has stopped (or with DeviceBusy);
-3. the GPU's idle floor as learnt for the node, and how long settling took.
+3. the GPU's idle floor as learnt for the node, and how long settling took;
+4. the CUPTI work counter on one unmeasured run: launches, and the kernels' time and busy time
+   (the GPU-side cost the differential runs compare for CUDA apps).
 Writes OUT/check_isolation.json and .md.
 """
 
@@ -32,7 +34,7 @@ from lassi_batch.core.errors import DeviceBusy  # noqa: E402
 from lassi_batch.power.base import open_meter  # noqa: E402
 from lassi_batch.power.floor import node_floor  # noqa: E402
 from lassi_batch.power.protocol import measure_alone  # noqa: E402
-from lassi_batch.sandbox import toolchain  # noqa: E402
+from lassi_batch.sandbox import toolchain, work_counter  # noqa: E402
 
 FOREIGN_S = 9.0
 KEYS = ("isolation", "contaminated", "retakes", "retake_reasons", "busy_before_pct", "idle_floor_w", "pre_baseline_w",
@@ -81,6 +83,14 @@ def main() -> int:
     print(json.dumps(rows[-1]), flush=True)
     foreign.wait()
     rows.append({"label": "node floor (instant channel)", "idle_floor_w": node_floor(meter.device_id, "instant")})
+    lib, why = work_counter.build()
+    if lib is None:
+        rows.append({"label": "CUPTI work counter", "error": why})
+    else:
+        counted = toolchain.run_app(app, pcfg, work, app.args, count_work=lib)
+        rows.append({"label": "CUPTI work counter", "isolation": json.dumps(counted.work_counts),
+                     "runtime_s": round(counted.wall_s, 3)})
+    print(json.dumps(rows[-1]), flush=True)
     meter.close()
     (a.out / "check_isolation.json").write_text(json.dumps(rows, indent=1))
     lines = ["| run | net J | runtime s | isolation | retakes | busy before % | floor W | pre-run idle W | settle |",

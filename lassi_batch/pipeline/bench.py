@@ -90,6 +90,8 @@ class ProbeRun:
         d = {"stdout": r.stdout, "returncode": r.returncode, "error": r.error, "cpu_s": r.cpu_s,
              "wall_s": r.wall_s, "timed_out": r.timed_out, "leftovers": [vars(p) for p in self.leftovers],
              "work_counts": dict(self.work_counts)}
+        if "kernel_busy_ns" in self.work_counts:  # the GPU time its kernels took (CUPTI)
+            d["gpu_s"] = self.work_counts["kernel_busy_ns"] / 1e9
         if self.again is not None:
             a = self.again
             d["again"] = {"stdout": a.stdout, "returncode": a.returncode, "error": a.error, "cpu_s": a.cpu_s,
