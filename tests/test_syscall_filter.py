@@ -69,6 +69,10 @@ def test_fails_closed_without_the_filter(no_binding, tmp_path: Path) -> None:
     assert 'sandbox = "none"' in str(e.value)
     probs = check_platform(PlatformConfig(kind="cpu", compiler="/usr/bin/g++"), ContainerConfig())
     assert any("no sandbox for generated code: no seccomp filter" in p for p in probs)
+    with pytest.raises(SandboxUnavailable, match="no seccomp filter"):  # a runner made by hand starts nothing
+        run_process(["/bin/touch", "ran"], tmp_path, Limits(time_s=10), env={"PATH": "/usr/bin:/bin"},
+                    runner=BwrapRunner("cpu"))
+    assert not (tmp_path / "ran").exists()
     assert doctor._filter_check(opted_out=False).status == "fail"
     assert doctor._filter_check(opted_out=True).status == "info"
     none = make_runner(ContainerConfig(sandbox="none"), "cpu")  # only an explicit opt-out runs

@@ -207,7 +207,10 @@ class BwrapRunner:
         env["TMPDIR"] = "/tmp"  # private to the sandbox
         inner, notes = self.bwrap_argv(workdir, env, argv[0] if argv else "", ro_files,
                                        limits.tmp_mb << 20 if limits.tmp_mb > 0 else 0)
-        built = syscall_filter.build(0 if self.drop_root else REPORT_PID)  # checked by check()
+        try:  # check() has built it already where the runner came from make_runner
+            built = syscall_filter.build(0 if self.drop_root else REPORT_PID)
+        except (syscall_filter.FilterUnavailable, OSError) as e:
+            raise SandboxUnavailable(f"no sandbox for generated code: no seccomp filter: {e}") from None
         cg = RunCgroup.create(limits)
         if cg is None:
             notes.append("no cgroup for the run: limits by rlimits, CPU time from the PID namespace")
@@ -298,7 +301,7 @@ def _probe(drop_root: bool, bwrap: str) -> str:
     runner.drop_root = drop_root
     with tempfile.TemporaryDirectory(prefix="lassi-probe-") as tmp:
         launch = runner.launch(["/bin/sh", "-c", "readlink /proc/self/ns/net; echo $$; id -u; "
-                                "sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status"], Path(tmp),
+                                "sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status; echo $PPID"], Path(tmp),
                                {"PATH": os.defpath}, Limits(time_s=30))
         if launch.uid is not None:
             chown_tree(Path(tmp), launch.uid)
@@ -322,5 +325,7 @@ def _probe(drop_root: bool, bwrap: str) -> str:
         if drop_root and lines[2] != str(launch.uid):
             return f"the sandbox did not drop root (uid {lines[2]} inside)"
         if lines[3:4] != ["2"]:  # 2: a filter is loaded (the kernel's seccomp mode "filter")
-            return f"bwrap ran but no seccomp filter was in force inside (Seccomp: {' '.join(lines[3:]) or '?'})"
+            return f"bwrap ran but no seccomp filter was in force inside (Seccomp: {' '.join(lines[3:4]) or '?'})"
+        if lines[4:5] != [str(REPORT_PID)]:  # the filter's signal rules name the shell by this PID
+            return f"the report shell is not PID {REPORT_PID} inside ({' '.join(lines[4:5]) or '?'})"
     return ""
