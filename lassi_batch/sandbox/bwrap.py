@@ -23,7 +23,9 @@ The launch chain, each link a trusted system tool that ends in exec:
   program's reach: another uid cannot signal it, trace it or open its memory.
 - A seccomp filter (syscall_filter.py) on the shell and everything it starts: no tracing, no
   nested namespaces, no sockets but AF_UNIX without connect, no mounts, bpf or keyrings. As a
-  plain user the shell shares the program's uid, so the filter also refuses signals to it.
+  plain user the shell shares the program's uid, so the filter also refuses signals to it, and
+  the shell runs from an execute-only copy of bash, which leaves it not dumpable: its memory
+  (/proc/<pid>/mem) is closed to the program as well.
 """
 
 from __future__ import annotations
@@ -77,6 +79,9 @@ exit $rc
 """
 
 REPORT_SHELL = "/bin/bash"
+# A plain user's sandbox runs the shell from an execute-only copy: the kernel marks a process that
+# execs a file it cannot read as not dumpable, which closes its /proc/<pid>/mem to the same uid.
+SHELL_COPY = "/.lassi-report-shell"
 _UIDS = itertools.count()
 
 
@@ -228,12 +233,16 @@ class BwrapRunner:
             nproc = limits.processes  # the run uid is the program's alone; bwrap and the shell stay root
         else:
             nproc = user_process_count(os.getuid()) + limits.processes + EXTRA_PROCS
-        sfd = syscall_filter.filter_fd(built)
+        fds = [syscall_filter.filter_fd(built)]
+        shell = ["--", REPORT_SHELL]  # bwrap's last options, then the command
+        if not self.drop_root:  # as root the shell is another uid than the program already
+            fds.append(os.open(f"/proc/self/fd/{_shell_image()}", os.O_RDONLY))  # a fresh offset 0
+            shell = ["--perms", "0111", "--ro-bind-data", str(fds[-1]), SHELL_COPY, "--", SHELL_COPY]
         r, w = os.pipe()
         os.set_inheritable(w, True)
-        full = [*prefix, *prlimit_argv(limits, nproc), *inner, "--seccomp", str(sfd), "--", REPORT_SHELL, "-c",
-                REPORT_SCRIPT, "lassi-run", str(w), *drop, *argv]
-        return Launch(argv=full, env=env, pass_fds=(w, sfd), report_fd=r, cgroup=cg, uid=uid, notes=notes,
+        full = [*prefix, *prlimit_argv(limits, nproc), *inner, "--seccomp", str(fds[0]), *shell, "-c", REPORT_SCRIPT,
+                "lassi-run", str(w), *drop, *argv]
+        return Launch(argv=full, env=env, pass_fds=(w, *fds), report_fd=r, cgroup=cg, uid=uid, notes=notes,
                       tools=(inner[0], "prlimit"))
 
     def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -241,6 +250,18 @@ class BwrapRunner:
         needs an open fd): for display only; builds and runs go through launch()."""
         inner, _ = self.bwrap_argv(workdir, env, argv[0] if argv else "")
         return [*inner, "--", *argv], dict(env)
+
+
+@functools.lru_cache(maxsize=1)
+def _shell_image() -> int:
+    """A memfd holding the report shell's binary (read once per process), for SHELL_COPY."""
+    with open(REPORT_SHELL, "rb") as fh:
+        data = fh.read()
+    fd = os.memfd_create("lassi-report-shell")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
 
 
 def _parents(path: str, made: set[str]) -> list[str]:

@@ -15,6 +15,8 @@ Policy: everything not named below is allowed, so compilers and GPU runtimes wor
   `iopl`/`ioperm`, file handles.
 - Namespaces: `setns`; `unshare` and `clone` with any namespace flag; `clone3` answers ENOSYS
   (its flags sit in memory a filter cannot read), and the C library falls back to `clone`.
+  (bubblewrap 0.8's `--disable-userns` covers user namespaces only, and only where bwrap made one:
+  as root it makes none.)
 - Sockets: only AF_UNIX, stream or seqpacket, and `connect` always fails with ENOENT. A socket
   file in a bound folder (a daemon's, world-writable) is reachable by path whatever the mount
   says, and a filter cannot read the path; with no `connect` and no datagrams, nothing outside

@@ -1,5 +1,5 @@
 // Goes after the report shell that started it (its parent): ptrace attach and seize, its memory
-// through /proc, a stop signal. Prints each attempt's outcome, then "still here".
+// and its open files through /proc, a stop signal. Prints each attempt's outcome, then "still here".
 #include <cerrno>
 #include <csignal>
 #include <cstdio>
@@ -21,6 +21,13 @@ int main() {
   int fd = open(mem.c_str(), O_RDWR);
   report("MEM", fd);
   if (fd >= 0) close(fd);
+  int opened = -1, err = 0;  // its open files (the report pipe among them), to write a forged report
+  for (int n = 0; n < 64 && opened < 0; ++n) {
+    opened = open(("/proc/" + std::to_string(parent) + "/fd/" + std::to_string(n)).c_str(), O_WRONLY);
+    if (opened < 0 && errno != ENOENT) err = errno;
+  }
+  if (opened >= 0) { std::printf("FDWRITE DONE\n"); close(opened); }
+  else std::printf("FDWRITE refused: %s\n", std::strerror(err));
   report("STOP", kill(parent, SIGSTOP));
   std::printf("still here\n");
   return 0;
