@@ -78,3 +78,24 @@ def test_fails_closed_without_the_filter(no_binding, tmp_path: Path) -> None:
     none = make_runner(ContainerConfig(sandbox="none"), "cpu")  # only an explicit opt-out runs
     r = run_process(["/bin/sh", "-c", "echo unisolated"], tmp_path, Limits(time_s=10), runner=none)
     assert r.ok and r.stdout == "unisolated\n" and r.runner == "none"
+
+
+def test_calls_this_libseccomp_cannot_name_are_named_by_doctor(monkeypatch) -> None:
+    """An older libseccomp may not know a newer call: the filter is built without it, and the
+    doctor's row turns to a warning that names it."""
+    import pyseccomp
+
+    full = syscall_filter.build().rules
+    real = pyseccomp.resolve_syscall
+    monkeypatch.setattr(pyseccomp, "resolve_syscall",
+                        lambda arch, name: -1 if name == "mount_setattr" else real(arch, name))
+    _forget()
+    try:
+        built = syscall_filter.build()
+        assert built.unknown == ("mount_setattr",) and built.rules == full - 1
+        check = doctor._filter_check(opted_out=False)
+        assert check.status == "warn" and "not filtered: mount_setattr" in check.detail
+    finally:
+        monkeypatch.undo()
+        _forget()
+    assert syscall_filter.build().unknown == ()

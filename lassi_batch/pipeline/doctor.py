@@ -160,9 +160,10 @@ def _filter_check(opted_out: bool) -> Check:
     if why:
         return Check("sandbox", "seccomp filter", "info" if opted_out else "fail", why)
     b = syscall_filter.build()
-    return Check("sandbox", "seccomp filter", "ok",
+    missing = f"; not known to this libseccomp, so not filtered: {', '.join(b.unknown)}" if b.unknown else ""
+    return Check("sandbox", "seccomp filter", "warn" if b.unknown else "ok",
                  f"{b.rules} rules, {b.instructions} BPF instructions ({b.library}): no ptrace, nested namespaces, "
-                 "mounts, bpf or keyrings; sockets AF_UNIX only, without connect")
+                 f"mounts, bpf or keyrings; sockets AF_UNIX only, without connect{missing}")
 
 
 def _llm_checks(llm: LLMConfig) -> list[Check]:

@@ -76,6 +76,7 @@ class Built:
     bpf: bytes
     rules: int  # rules handed to libseccomp
     library: str  # binding and libseccomp version
+    unknown: tuple[str, ...] = ()  # calls this libseccomp cannot name on this architecture (not filtered)
 
     @property
     def instructions(self) -> int:
@@ -115,11 +116,13 @@ def build(guard_pid: int = 0) -> Built:
     f = sc.SyscallFilter(sc.ALLOW)
     f.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # 32-bit calls from a 64-bit program: killed
     n = 0
+    unknown: list[str] = []
 
     def rule(action: int, name: str, *args) -> None:
         nonlocal n
-        if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:
-            return  # not a call of this architecture (umount2 exists, umount does not, on x86_64)
+        if sc.resolve_syscall(sc.Arch.NATIVE, name) < 0:  # not a call of this architecture, or
+            unknown.append(name)  # newer than this libseccomp; doctor names them
+            return
         f.add_rule(action, name, *args)
         n += 1
 
@@ -156,7 +159,8 @@ def build(guard_pid: int = 0) -> Built:
     if not bpf or len(bpf) % 8:
         raise FilterUnavailable(f"libseccomp exported no usable program ({len(bpf)} bytes)")
     return Built(bpf=bpf, rules=n, library=f"pyseccomp {getattr(sc, '__version__', '?')}, "
-                                          f"libseccomp {_libseccomp_version(sc)}")
+                                          f"libseccomp {_libseccomp_version(sc)}",
+                 unknown=tuple(dict.fromkeys(unknown)))
 
 
 def problem() -> str:
