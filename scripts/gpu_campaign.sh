@@ -10,8 +10,9 @@
 # Environment: OUT (output folder, default ./gpu-campaign-out); HECBENCH (a HeCBench checkout, for
 # the hecbench section; default ./.gpu/hecbench); CAMPAIGN_BUDGET_S (stop starting sections after
 # this many seconds, default 560, so that one call stays inside a 10-minute limit).
-# Python packages the machine lacks may sit as wheels in ./.whl and a bubblewrap .deb in ./.gpu:
-# both are installed into /tmp, never into the system.
+# Python packages the machine lacks may sit as wheels in ./.whl (pyseccomp among them: the sandbox's
+# filter needs it, and libseccomp.so.2 on the machine) and a bubblewrap .deb in ./.gpu: both are
+# installed into /tmp, never into the system.
 # The campaign never changes the GPU's clocks, power limit or modes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,7 @@ export PATH=/tmp/bin:$PATH
   nvidia-smi --query-gpu=name,uuid,driver_version,power.limit,temperature.gpu,clocks.sm --format=csv,noheader
   nvcc --version | tail -2
   python3 --version; command -v bwrap && bwrap --version
+  python3 -c "from lassi_batch.sandbox import syscall_filter as f; print('seccomp filter:', f.problem() or f.build().library)"
   git rev-parse --short HEAD 2>/dev/null || true
 } > "$OUT/device.txt" 2>&1
 cat "$OUT/device.txt"
@@ -72,10 +74,15 @@ for s in "${sections[@]}"; do
       run_section energy python3 scripts/bench_energy.py --platform cuda --out "$OUT/raw/energy" --budget-s 240
       cp "$OUT/raw/energy/bench_energy.md" "$OUT/" 2>/dev/null ;;
     sandbox)
+      # Every build and run here goes through bubblewrap and its seccomp filter: the bench builds
+      # with nvcc and starts the CUDA runtime (cudaFree) under it, the doctor builds and runs a
+      # kernel under it. Either fails closed (and says why) where the filter cannot be loaded.
       if [ -f scripts/bench_sandbox.py ]; then
         run_section sandbox python3 scripts/bench_sandbox.py --platform cuda --out "$OUT/raw/sandbox"
         cp "$OUT/raw/sandbox/"*.md "$OUT/" 2>/dev/null
-      else log "SKIP sandbox: scripts/bench_sandbox.py missing"; fi ;;
+      else log "SKIP sandbox: scripts/bench_sandbox.py missing"; fi
+      run_section sandbox-doctor env COLUMNS=200 lassi-batch doctor --platform cuda
+      cp "$OUT/raw/sandbox-doctor.log" "$OUT/sandbox-doctor.txt" 2>/dev/null ;;
     demo)
       if bwrap --unshare-all --die-with-parent --ro-bind / / true 2>"$OUT/bwrap-check.txt"; then
         run_section demo lassi-batch demo --platform cuda ${DEMO_FRESH---fresh} --out "${DEMO_OUT:-$OUT/raw/demo}"

@@ -32,6 +32,7 @@ from ..sandbox.toolchain import (
     prepare_workdir,
     run_app,
 )
+from ..sandbox import syscall_filter
 from ..system.facts import image_digest
 from ..system.gpus import amd_gpus, default_platform_kind, nvidia_gpus
 from ..system.tools import tool_version
@@ -155,6 +156,18 @@ def _meter_checks(kind: str) -> list[Check]:
         return [Check("meter", "power meters", "warn", f"probe failed: {type(e).__name__}: {e}")]
 
 
+def _filter_check(opted_out: bool) -> Check:
+    """The seccomp filter bubblewrap loads for every build and run (fail: nothing would run)."""
+    why = syscall_filter.problem()
+    if why:
+        return Check("sandbox", "seccomp filter", "info" if opted_out else "fail", why)
+    b = syscall_filter.build()
+    missing = f"; not known to this libseccomp, so not filtered: {', '.join(b.unknown)}" if b.unknown else ""
+    return Check("sandbox", "seccomp filter", "warn" if b.unknown else "ok",
+                 f"{b.rules} rules, {b.instructions} BPF instructions ({b.library}): no ptrace, nested namespaces, "
+                 f"mounts, bpf or keyrings; sockets AF_UNIX only, without connect{missing}")
+
+
 def _llm_checks(llm: LLMConfig) -> list[Check]:
     if llm.backend == "replay":
         p = Path(llm.replay_path).expanduser()
@@ -230,9 +243,10 @@ def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfi
         checks.append(Check("slurm", cmd, "ok" if path else "missing", path or "not on PATH"))
 
     why = sandbox_problem(ContainerConfig())
-    checks.append(Check("sandbox", "bubblewrap", "ok" if not why else ("info" if container.runtime == "apptainer"
-                        or container.sandbox == "none" else "fail"),
+    opted_out = container.runtime == "apptainer" or container.sandbox == "none"
+    checks.append(Check("sandbox", "bubblewrap", "ok" if not why else ("info" if opted_out else "fail"),
                         "no network, own PID namespace, read-only system, fresh folder per run" if not why else why))
+    checks.append(_filter_check(opted_out))
 
     checks += _llm_checks(llm or LLMConfig())
     return report
