@@ -34,6 +34,7 @@ from ..power.protocol import measure_repeats
 from ..power.trace import Measurement
 from ..sandbox import toolchain
 from ..sandbox.toolchain import RunResult
+from ..screening.verifier import source_output_problems
 from ..store.measurement import write_measurement
 from ..store.schema import PROFILE_SCHEMA, SCHEMA_VERSION, child_name, put_text
 from ..system.gpus import default_platform_kind
@@ -61,6 +62,8 @@ class ProfileResult:
     summary: dict[str, Summary]
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
+    check_problems: list[str] = field(default_factory=list)
+    """The app's [check] against the successful runs' output (source_output_problems): an error of its description."""
 
     @property
     def failed_runs(self) -> list[int]:
@@ -166,8 +169,10 @@ def profile_app(
         m.close()
     shutil.rmtree(workdir, ignore_errors=True)  # kept only when the build failed (its log is named)
     summary = {f: summarize(meas.figures.get(f, math.nan) for _rr, meas in results) for f in SUMMARY_FIGURES}
+    problems = list(dict.fromkeys(p for rr, _m in results if rr.ok for p in source_output_problems(app.check, rr.stdout)))
     res = ProfileResult(app=app.name, platform=kind, meter=m.name, device=m.device, estimate=m.estimate,
-                        args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes)
+                        args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes,
+                        check_problems=problems)
     try:
         write_profile(res, b.log)
     except OSError as e:
@@ -208,6 +213,7 @@ def write_profile(res: ProfileResult, build_log: RunResult) -> None:
         a["repeat"] = len(res.results)
         a["args_json"] = json.dumps(res.args)
         a["notes_json"] = json.dumps(res.notes)
+        a["check_problems_json"] = json.dumps(res.check_problems)
         for name, s in res.summary.items():
             a[f"mean_{name}"] = s.mean
             a[f"std_{name}"] = s.std
