@@ -212,6 +212,29 @@ def test_profile_fails_a_check_line_the_source_never_prints(hecbench: Path, tmp_
             "check.checksum_regex '^Checksum: (\\\\S+)$' matches no line of the source's output"]
 
 
+@needs_gxx
+def test_validate_run_tries_the_check_lines_without_measuring(hecbench: Path, tmp_path: Path) -> None:
+    env = {"COLUMNS": "200", "OMP_NUM_THREADS": "2", **OMP_ENV}
+    r = CliRunner().invoke(cli, ["validate", str(STUDY), "--apps", "chacha20,pathfinder", "--run", "--platform", "cpu"],
+                           env=env)
+    assert r.exit_code == 0, r.output
+    assert "ran chacha20 (cpu) ./app.exe 100: exit 0 in " in r.output and "its check lines match its output" in r.output
+    assert re.search(r"ran pathfinder \(cpu\) ./app.exe 10000 100 5: exit 0 in [\d.]+ s; no check lines to try", r.output)
+    text = STUDY.read_text().replace('"${HECBENCH}', f'"{HECBENCH}')
+    bad = tmp_path / "study.toml"
+    block = '[apps.check]  # "PASS" when every entropy is within 1e-3 of the host reference\'s\n'
+    assert text.count(block) == 1
+    bad.write_text(text.replace(block, block + 'work_regex = "^Repeats: (\\\\d+)"\n')
+                   .replace('dir = "chacha20-omp"\nfiles = ["main.cpp"]', 'dir = "chacha20-omp"\nfiles = ["main.cpp", "nope.cpp"]'))
+    r = CliRunner().invoke(cli, ["validate", str(bad), "--apps", "entropy", "--run", "--platform", "cpu"], env=env)
+    assert r.exit_code == 2, r.output
+    assert "error: entropy: check.work_regex '^Repeats: (\\\\d+)' matches no line of the source's output; fix the app's [check]" in r.output
+    r = CliRunner().invoke(cli, ["validate", str(bad), "--apps", "chacha20"])
+    assert r.exit_code == 2 and "file 'nope.cpp' not found" in r.output, r.output
+    r = CliRunner().invoke(cli, ["validate", str(STUDY), "--platform", "cpu"])
+    assert r.exit_code == 2 and "--platform applies with --run" in r.output
+
+
 # ---------------------------------------------------------------- the pure parts
 
 

@@ -186,6 +186,43 @@ def profile_app(
     return res
 
 
+@dataclass
+class CheckRun:
+    """One unmeasured build and run of an app (`validate --run`): did it work, do its check lines match?"""
+
+    app: str
+    platform: str
+    args: list[str]
+    run: RunResult | None  # None: the build failed
+    problems: list[str]  # source_output_problems of a successful run
+    build_log: Path | None = None  # kept only when the build failed
+
+
+def check_run(app: AppConfig, platform_cfg: PlatformConfig, args: list[str]) -> CheckRun:
+    """Build `app` for the platform in a temp folder and run it once with `args`, both through the
+    sandbox as a trial would, then try its [check] lines on the output. No meter, no HDF5 file.
+
+    Raises ToolchainError when this machine cannot build or run for the platform at all.
+    """
+    kind = platform_cfg.kind
+    app = app.on(kind)
+    problems = toolchain.check_platform(platform_cfg)
+    if problems:
+        raise ToolchainError("; ".join(problems))
+    workdir = Path(tempfile.mkdtemp(prefix=f"lassi-check-{app.name}-"))
+    toolchain.prepare_workdir(app, kind, workdir)
+    b = toolchain.build(app, platform_cfg, workdir)
+    if not b.ok:
+        log_path = workdir / "build.log"
+        log_path.write_text(f"$ {shlex.join(b.log.argv)}\n{b.log.stdout}{b.log.stderr}", encoding="utf-8")
+        return CheckRun(app.name, kind, args, None, [], log_path)
+    try:
+        rr = toolchain.run_app(app, platform_cfg, workdir, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return CheckRun(app.name, kind, args, rr, source_output_problems(app.check, rr.stdout) if rr.ok else [])
+
+
 def median_repeat(results: list[tuple[RunResult, Measurement]]) -> int:
     """Index of the repeat with the median default energy (the one worth a picture)."""
     vals = [(meas.figures.get("energy_net_j", math.nan), r) for r, (_rr, meas) in enumerate(results)]
