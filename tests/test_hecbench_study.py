@@ -106,6 +106,18 @@ def test_the_paper_line_alone_fails_on_cub_and_validate_says_so(hecbench: Path, 
     assert not b.ok and "requires at least C++17" in b.log.stdout + b.log.stderr
 
 
+@pytest.mark.hipcc
+@pytest.mark.skipif(shutil.which("hipcc") is None, reason="hipcc not installed")
+@pytest.mark.parametrize("app", sorted(NEW_OMP))
+def test_hip_variant_of_a_new_hecbench_entry_builds(hecbench: Path, tmp_path: Path, app: str) -> None:
+    """The HIP entries that take their headers from the CUDA folder (-I<app>-cuda) build too."""
+    study = load_study(STUDY, apps=[app], overrides={"platform": {"kind": "hip"}})
+    wd = tmp_path / "work"
+    prepare_workdir(study.apps[0].app, "hip", wd)
+    b = build(study.apps[0].app, study.platform, wd)
+    assert b.ok, f"{app}: {shlex.join(b.log.argv)}\n{b.log.stderr[-3000:]}"
+
+
 # ---------------------------------------------------------------- validate
 
 
