@@ -4,7 +4,7 @@
 # third-party (HeCBench) profiles. Results land under $OUT (tables as .md/.json, raw files in
 # campaign.tar.gz) and go into docs/benchmarks.md with the device, driver and date.
 #
-#   scripts/gpu_campaign.sh [SECTION ...]     sections: probe energy sandbox demo sharing hecbench
+#   scripts/gpu_campaign.sh [SECTION ...]     sections: isolation probe energy sandbox demo sharing hecbench
 #                                             paper (default: all, in that order)
 #
 # hecbench profiles the apps of datasets/hecbench.toml (paper sizes, 3 repeats); paper profiles
@@ -56,7 +56,7 @@ export PATH=/tmp/bin:$PATH
 cat "$OUT/device.txt"
 
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(probe energy sandbox demo sharing hecbench paper)
+[ ${#sections[@]} -eq 0 ] && sections=(isolation probe energy sandbox demo sharing hecbench paper)
 
 run_section() {
   local name=$1; shift
@@ -70,6 +70,9 @@ run_section() {
 
 for s in "${sections[@]}"; do
   case $s in
+    isolation)
+      run_section isolation python3 scripts/check_isolation.py --out "$OUT/raw/isolation"
+      cp "$OUT/raw/isolation/check_isolation.md" "$OUT/" 2>/dev/null ;;
     probe)
       run_section probe python3 scripts/probe_sensors.py --out "$OUT/raw/probe"
       cp "$OUT/raw/probe/probe_sensors.md" "$OUT/" 2>/dev/null ;;
@@ -83,7 +86,7 @@ for s in "${sections[@]}"; do
       else log "SKIP sandbox: scripts/bench_sandbox.py missing"; fi ;;
     demo)
       if bwrap --unshare-all --die-with-parent --ro-bind / / true 2>"$OUT/bwrap-check.txt"; then
-        run_section demo lassi-batch demo --platform cuda --fresh --out "$OUT/raw/demo"
+        run_section demo lassi-batch demo --platform cuda ${DEMO_FRESH---fresh} --out "${DEMO_OUT:-$OUT/raw/demo}"
       else
         # No usable bubblewrap on this machine: the demo would (rightly) refuse to run generated
         # code. Run the same study with the isolation explicitly waived, labelled as such.

@@ -35,6 +35,7 @@ from ..sandbox.toolchain import (
 from ..system.facts import image_digest
 from ..system.gpus import amd_gpus, default_platform_kind, nvidia_gpus
 from ..system.tools import tool_version
+from ..system.devlock import device_key, run_hold
 
 
 @dataclass
@@ -120,7 +121,8 @@ def smoke_test(platform: PlatformConfig, container: ContainerConfig | None = Non
             return False, str(e)
         if not b.ok:
             return False, f"build failed: {_last_line(b.log.stderr or b.log.stdout or b.log.error)}"
-        r = run_app(app, platform, work, [], runner=runner)
+        with run_hold(device_key(platform.kind, platform.device)):  # never inside a trial's measurement
+            r = run_app(app, platform, work, [], runner=runner)
         if not r.ok or "PASS" not in r.stdout:
             return False, f"run failed: {r.error or _last_line(r.stdout + r.stderr) or f'exit {r.returncode}'}"
         return True, f"built and ran ({_last_line(r.stdout)}; {r.runner})"

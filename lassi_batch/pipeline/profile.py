@@ -38,6 +38,7 @@ from ..screening.verifier import source_output_problems
 from ..store.measurement import write_measurement
 from ..store.schema import PROFILE_SCHEMA, SCHEMA_VERSION, child_name, put_text
 from ..system.gpus import default_platform_kind
+from ..system.devlock import device_key, measurement_lock
 
 # figures summarised over repeats (table and root attributes of the file)
 SUMMARY_FIGURES = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_settled_j", "energy_eq4_paper_j",
@@ -163,8 +164,10 @@ def profile_app(
             why = b.log.error or f"exit {b.log.returncode}"
             raise BuildFailed(f"build of {app.name} for {kind} failed ({why}); log: {log_path}")
         say(f"measuring {repeat} run(s) of ./{Path(b.exe).name} {shlex.join(run_args)} with meter {m.name}")
+        key = device_key(kind, pcfg.device)
         results = measure_repeats(lambda: toolchain.run_app(app, pcfg, workdir, run_args), m,
-                                  cfg=measure_cfg or MeasureConfig(), repeat=repeat, log=say)
+                                  cfg=measure_cfg or MeasureConfig(), repeat=repeat, log=say,
+                                  lock=lambda: measurement_lock(key))
     finally:
         m.close()
     shutil.rmtree(workdir, ignore_errors=True)  # kept only when the build failed (its log is named)

@@ -20,7 +20,7 @@ from typing import Any, Callable
 import psutil
 
 from ..core.config import StudyApp, StudyConfig
-from ..core.errors import ArchiveError, ConfigError, TrialInterrupted
+from ..core.errors import ArchiveError, ConfigError, DeviceBusy, TrialInterrupted
 from ..llm.client import make_backend
 from ..llm.replay import ReplayBackend
 from ..llm.prompts import PromptSet
@@ -267,8 +267,8 @@ def run_trial(
             except TrialInterrupted as e:
                 _record_stop(archive, "interrupted", stop.reason or str(e))
                 raise
-            except ArchiveError as e:  # the archive itself cannot be written (disk full, lease lost)
-                _record_stop(archive, "interrupted", str(e))
+            except (ArchiveError, DeviceBusy) as e:  # the archive cannot be written (disk full, lease
+                _record_stop(archive, "interrupted", str(e))  # lost), or the device is not ours alone
                 raise
             except BaseException as e:  # keep what was written; record why it stopped
                 if isinstance(e, KeyboardInterrupt):
