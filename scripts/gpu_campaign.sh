@@ -5,11 +5,19 @@
 # campaign.tar.gz) and go into docs/benchmarks.md with the device, driver and date.
 #
 #   scripts/gpu_campaign.sh [SECTION ...]     sections: isolation probe energy sandbox demo sharing hecbench
-#                                             (default: all, in that order)
+#                                             paper (default: all, in that order)
+#
+# hecbench profiles the apps of datasets/hecbench.toml (paper sizes, 3 repeats); paper profiles
+# the HeCBench apps of the LASSI-EE study (datasets/lassi-ee-paper.toml: its compiler line, its
+# sizes, 1 repeat as the paper measured) that $HECBENCH holds. profile exits 2 when an app's
+# check lines match nothing its CUDA output prints; those lines are collected in
+# $OUT/hecbench-check-errors.txt (empty: every check line matched).
 #
 # Environment: OUT (output folder, default ./gpu-campaign-out); HECBENCH (a HeCBench checkout, for
-# the hecbench section; default ./.gpu/hecbench); CAMPAIGN_BUDGET_S (stop starting sections after
-# this many seconds, default 560, so that one call stays inside a 10-minute limit).
+# the hecbench and paper sections; default ./.gpu/hecbench); HECBENCH_APPS / PAPER_APPS (the apps
+# to profile, to split the sections over calls); PAPER_TEST_SIZE=1 (the paper section at
+# test_args); CAMPAIGN_BUDGET_S (stop starting sections after this many seconds, default 560, so
+# that one call stays inside a 10-minute limit).
 # Python packages the machine lacks may sit as wheels in ./.whl (pyseccomp among them: the sandbox's
 # filter needs it, and libseccomp.so.2 on the machine) and a bubblewrap .deb in ./.gpu: both are
 # installed into /tmp, never into the system.
@@ -50,7 +58,7 @@ export PATH=/tmp/bin:$PATH
 cat "$OUT/device.txt"
 
 sections=("$@")
-[ ${#sections[@]} -eq 0 ] && sections=(isolation probe energy sandbox demo sharing hecbench)
+[ ${#sections[@]} -eq 0 ] && sections=(isolation probe energy sandbox demo sharing hecbench paper)
 
 run_section() {
   local name=$1; shift
@@ -103,11 +111,22 @@ for s in "${sections[@]}"; do
     hecbench)
       export HECBENCH=${HECBENCH:-$ROOT/.gpu/hecbench}
       if [ -f datasets/hecbench.toml ] && [ -d "$HECBENCH" ]; then
-        for app in layout murmurhash3 pathfinder randomAccess floydwarshall; do
+        for app in ${HECBENCH_APPS:-layout murmurhash3 pathfinder randomAccess floydwarshall chacha20 dense-embedding entropy extrema keogh}; do
           run_section "hecbench-$app" lassi-batch profile --study datasets/hecbench.toml --apps "$app" \
             --platform cuda --repeat 3 --out "$OUT/raw/hecbench-$app.h5"
         done
+        grep -h "^error:" "$OUT"/raw/hecbench-*.log >> "$OUT/hecbench-check-errors.txt" 2>/dev/null || true
       else log "SKIP hecbench: datasets/hecbench.toml or \$HECBENCH missing"; fi ;;
+    paper)
+      export HECBENCH=${HECBENCH:-$ROOT/.gpu/hecbench}
+      if [ -d "$HECBENCH/src" ]; then
+        for app in ${PAPER_APPS:-randomAccess all-pairs-distance marchingCubes chacha20 entropy murmurhash3 floydwarshall layout dense-embedding jaccard keogh extrema pathfinder lid-driven-cavity}; do
+          if [ ! -d "$HECBENCH/src/$app-cuda" ]; then log "SKIP paper-$app: not in \$HECBENCH"; continue; fi
+          run_section "paper-$app" lassi-batch profile --study datasets/lassi-ee-paper.toml --apps "$app" \
+            --repeat 1 ${PAPER_TEST_SIZE:+--test-size} --out "$OUT/raw/paper-$app.h5"
+        done
+        grep -h "^error:" "$OUT"/raw/paper-*.log >> "$OUT/hecbench-check-errors.txt" 2>/dev/null || true
+      else log "SKIP paper: \$HECBENCH/src missing"; fi ;;
     *) log "unknown section $s" ;;
   esac
 done

@@ -34,7 +34,9 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
             plot: str | None, compiler: str | None) -> None:
     """Build an app in a fresh folder and measure REPEAT runs of it.
 
-    The app is APP_DIR, or each app of a study (inline entries need no app.toml).
+    The app is APP_DIR, or each app of a study (inline entries need no app.toml). The app's [check]
+    patterns are tried on the successful runs' output: one that matches nothing (or the source's own
+    failure line) is an error (exit 2), since no candidate could be screened by it.
     """
     if run_args is not None and test_size:
         raise click.UsageError("--args and --test-size exclude each other")
@@ -55,7 +57,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
             jobs.append((a.app, run_args if (run_args is not None or test_size) else a.args))
     else:
         jobs.append((app_dir, run_args))
-    failed_total = 0
+    failed_total = bad_checks = 0
     for app, args in jobs:
         res = profile_app(app, platform=platform, repeat=repeat or 3, meter=meter, args=args, test_size=test_size, out=out, plot=plot, compiler=compiler,
                           measure_cfg=measure, platform_cfg=platform_cfg, log=lambda s: err.print(f"[dim]{s}[/]"))
@@ -66,5 +68,10 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
             codes = ", ".join(str(res.results[r][0].returncode) for r in failed)
             click.echo(f"error: {res.app}: {len(failed)} of {len(res.results)} runs failed (exit {codes}); "
                        f"measurements kept in {res.out}", err=True)
+        for problem in res.check_problems:  # the app's description, not its code, is wrong: exit 2
+            bad_checks += 1
+            click.echo(f"error: {res.app}: {problem}; fix the app's [check] (measurements kept in {res.out})", err=True)
+    if bad_checks:
+        sys.exit(2)
     if failed_total:
         sys.exit(1)
