@@ -44,6 +44,10 @@ fi
 if ! command -v bwrap >/dev/null 2>&1 && ls .gpu/bubblewrap_*.deb >/dev/null 2>&1; then
   dpkg -x .gpu/bubblewrap_*.deb /tmp/bwrap-root && export PATH=/tmp/bwrap-root/usr/bin:$PATH
 fi
+if ! ldconfig -p 2>/dev/null | grep -q 'libseccomp\.so\.2' && ls .gpu/libseccomp2_*.deb >/dev/null 2>&1; then
+  dpkg -x .gpu/libseccomp2_*.deb /tmp/seccomp-root \
+    && export LD_LIBRARY_PATH=/tmp/seccomp-root/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+fi
 mkdir -p /tmp/bin
 printf '#!/bin/sh\nexec python3 -m lassi_batch "$@"\n' > /tmp/bin/lassi-batch && chmod +x /tmp/bin/lassi-batch
 export PATH=/tmp/bin:$PATH
