@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from batchkit import ensure_cluster, release_requeued, run_cli, wait_for, write_study
+from batchkit import REPO, ensure_cluster, release_requeued, run_cli, wait_for, write_study
 from lassi_batch.batch import attempts
 from lassi_batch.batch.manifest import StudyFolder, read_manifest
 from lassi_batch.batch.status import collect
@@ -105,8 +105,11 @@ def test_dry_run_splits_arrays_at_max_array_size_and_writes_nothing(tmp_path, pa
 
 @pytest.mark.parametrize("flags, message", [
     (["--partition", "no-such-partition"], "partition 'no-such-partition' does not exist on this cluster"),
-    (["--gres", "gpu:1"], "sbatch refuses the study's job settings"),
+    (["--gres", "gpu:1"], "[slurm].gres = 'gpu:1': no node of partition"),
+    (["--cpus-per-task", "4096"], "[slurm].cpus_per_task = 4096: the largest node of partition"),
+    (["--slurm", "mem_gb=60000"], "[slurm].mem_gb = 60000: the largest node of partition"),
     (["--account", "no-such-account", "--qos", "no-such-qos"], "sbatch refuses the study's job settings"),
+    (["--slurm", "no_such_key=1"], "slurm.no_such_key: unknown key"),
 ])
 def test_refused_settings_give_one_line_and_write_nothing(tmp_path, partition, flags, message):
     study = write_study(tmp_path, trials=1, slurm_extra=f'partition = "{partition}"')
@@ -196,3 +199,21 @@ def test_cancel_stops_the_study_and_status_reports_it(tmp_path, partition):
     assert r.returncode == 0 and "interrupted" in r.stdout and "cancelled" in r.stdout.lower()
     r = run_cli("cancel", str(root))
     assert r.returncode == 0 and "nothing to cancel" in r.stdout
+
+
+def test_shipped_cpu_demo_study_submits_to_the_bundled_cluster_and_finishes(tmp_path, partition):
+    """`submit datasets/examples/demo.toml --executor slurm` as shipped: no GPU asked for, resources
+    that fit the one-node cluster, the study folder under the working directory (one app, one trial
+    of it here, to keep the test short; the full study is the same command)."""
+    demo = REPO / "datasets" / "examples" / "demo.toml"
+    r = run_cli("submit", str(demo), "--executor", "slurm", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "--gres" not in r.stdout and "#SBATCH --cpus-per-task=2" in r.stdout
+    r = run_cli("submit", str(demo), "--executor", "slurm", "--apps", "rowstats", "--trials", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    root = tmp_path / "runs" / "demo"
+    assert f"folder {root}" in r.stdout and "submitted 1 trial(s)" in r.stdout
+    s = wait_for(_finished(root, 1), 900, "the demo trial to finish", every=3)
+    assert s.totals["done"] == 1, _diagnostics(root)
+    with TrialArchive.open(root / "trials" / "rowstats.cpu.t000.h5", writable=False) as ar:
+        assert ar.status == "done" and ar.result()["source_energy_j"] > 0

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import StudyConfig, retarget
-from ..core.errors import ConfigError
+from ..core.errors import ConfigError, LassiError
+from ..core.resources import data_path
 from ..sandbox.apptainer import apptainer_exec_argv
 from ..sandbox.toolchain import EXE_NAME, build_argv
 from ..system.facts import DIGEST_ENV, digest_hint
@@ -85,6 +86,41 @@ def resolve_executor(name: str) -> str:
     return name
 
 
+def shipped_study(path: Path) -> bool:
+    """Whether `path` is one of the study files shipped with the package (its data folder)."""
+    try:
+        shipped = data_path("datasets").resolve()
+    except LassiError:
+        return False
+    return path.resolve().is_relative_to(shipped)
+
+
+def defaults_for(data: dict[str, Any], study: StudyConfig, path: Path, cwd: Path) -> dict[str, Any]:
+    """Settings a study gets from where and how it runs, as overrides (the file wins where it says):
+
+    - a CPU study asks Slurm for no GPU unless its [slurm] table names a gres;
+    - a shipped study's relative `out` is a folder of the working directory, not of the
+      installed package (which may be read-only, and is no place for results).
+    """
+    over: dict[str, Any] = {}
+    slurm_table = data.get("slurm") if isinstance(data.get("slurm"), dict) else {}
+    if study.platform.kind == "cpu" and "gres" not in slurm_table:
+        over["slurm"] = {"gres": ""}
+    out = shipped_out(data, path, cwd)
+    if out:
+        over["study"] = {"out": out}
+    return over
+
+
+def shipped_out(data: dict[str, Any], path: Path, cwd: Path) -> str | None:
+    """A shipped study's relative [study].out made a folder of `cwd`; None for any other study."""
+    study_table = data.get("study") if isinstance(data.get("study"), dict) else {}
+    out = study_table.get("out")
+    if isinstance(out, str) and not Path(out).expanduser().is_absolute() and shipped_study(path):
+        return str((cwd / out).resolve())
+    return None
+
+
 def load(req: Request) -> tuple[StudyConfig, Settings, str]:
     path = req.study_file.expanduser().resolve()
     if not path.is_file():
@@ -92,6 +128,10 @@ def load(req: Request) -> tuple[StudyConfig, Settings, str]:
     data = retarget(study_data(path), req.overrides)
     settings = Settings(data=data, base=str(path.parent), source=str(path), apps=req.apps)
     study = settings.study()
+    extra = defaults_for(data, study, path, Path.cwd())
+    if extra:
+        settings.data = retarget(settings.data, extra)
+        study = settings.study()
     # Freeze the output folder as an absolute path: workers run elsewhere (another cwd, node).
     settings.data = retarget(settings.data, {"study": {"out": str(study.out.resolve())}})
     return study, settings, file_sha256(path)
@@ -166,6 +206,7 @@ def prepare(req: Request) -> Prepared:
             accounting = slurm.accounting_enabled(conf)
             prep.max_array = slurm.max_array_size(conf)
             slurm.check_partition(cfg.partition)
+            slurm.check_resources(cfg)
         else:
             prep.max_array = 1001
         prep.spec = slurm.JobSpec.of(cfg, f"lassi-{study.name}", cfg.trials_per_node, cfg.array_parallelism)
@@ -182,7 +223,7 @@ def prepare(req: Request) -> Prepared:
             prep.scripts.append(slurm.sbatch_script(prep.spec, folder.slurm_dir / "%j", len(chunk)))
         if prep.scripts and slurm.have_slurm():
             for s in {s for s in prep.scripts}:
-                slurm.test_only(s)
+                slurm.test_only(s, slurm.asked(cfg))
     return prep
 
 

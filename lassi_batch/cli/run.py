@@ -12,6 +12,8 @@ from rich.console import Console
 
 from ..core.config import METERS, PLATFORMS, StudyApp, StudyConfig, load_app, load_study, parse_study
 from ..core.errors import ConfigError
+from ..batch.manifest import study_data
+from ..batch.submit import shipped_out
 from ..core.paths import ensure_writable_dir
 from ..pipeline.session import trial_path, with_llm
 from ._select import app_names, apps_option
@@ -75,6 +77,10 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
         raise click.UsageError("--apps selects apps of a --study (without APP_DIR)")
     over = _overrides(platform, meter, repeat, trials, out)
     if study_file:
+        if not out:  # a shipped study writes under the working directory, not into the package
+            shipped = shipped_out(study_data(Path(study_file)), Path(study_file), Path.cwd())
+            if shipped:
+                over["study"]["out"] = shipped
         study = load_study(study_file, apps=[] if app_dir else names, overrides=over)
         if app_dir:
             app_path = Path(app_dir).resolve()

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import sys
 import threading
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,7 +31,13 @@ from ._trials import archive_row, summary_table
 @click.option("--qos", help="Slurm QOS.")
 @click.option("--time", "time_limit", help="Time limit per job, e.g. 04:00:00.")
 @click.option("--gres", help="Generic resources per job, e.g. gpu:1 ('' for none).")
+@click.option("--cpus-per-task", type=click.IntRange(min=1), help="CPUs per job (default: the study's [slurm].cpus_per_task).")
+@click.option("--mem-gb", type=click.IntRange(min=0), help="Memory per job in GB, 0 = the partition's default.")
 @click.option("--exclusive/--shared", default=None, help="Whole nodes per job (default from the study).")
+@click.option("--slurm", "slurm_kv", multiple=True, metavar="KEY=VALUE",
+              help="Any [slurm] key of the study, e.g. --slurm max_restarts=5 --slurm 'extra=[\"--constraint=a100\"]' "
+                   "(VALUE is read as TOML, else as text); repeatable.")
+@click.option("--trials", type=click.IntRange(min=1), help="Trials per app (default: the study's [study].trials).")
 @click.option("--apps", "only_apps", help="Comma-separated subset of the study's apps.")
 @click.option("--out", type=click.Path(file_okay=False), help="Study folder (default: the study's [study].out).")
 @click.option("--array-parallelism", type=click.IntRange(min=1), help="At most N array tasks at once (%N).")
@@ -36,22 +47,41 @@ from ._trials import archive_row, summary_table
 @click.option("--fresh", is_flag=True, help="Start the selected trials over, discarding their archives.")
 @click.option("--dry-run", is_flag=True, help="Print the sbatch script(s) and container command lines; submit nothing.")
 def command(study_file: str, executor: str, partition: str | None, account: str | None, qos: str | None,
-            time_limit: str | None, gres: str | None, exclusive: bool | None, only_apps: str | None, out: str | None,
-            array_parallelism: int | None, trials_per_node: int | None, retry_failed: bool, fresh: bool,
-            dry_run: bool) -> None:
+            time_limit: str | None, gres: str | None, cpus_per_task: int | None, mem_gb: int | None,
+            exclusive: bool | None, slurm_kv: tuple[str, ...], trials: int | None, only_apps: str | None,
+            out: str | None, array_parallelism: int | None, trials_per_node: int | None, retry_failed: bool,
+            fresh: bool, dry_run: bool) -> None:
     """Submit every trial of STUDY_FILE; again later to resume what did not finish."""
     over: dict[str, Any] = {}
-    slurm_over = {k: v for k, v in (("partition", partition), ("account", account), ("qos", qos),
-                                     ("time", time_limit), ("gres", gres), ("exclusive", exclusive)) if v is not None}
+    slurm_over = key_values(slurm_kv, "--slurm")
+    slurm_over.update({k: v for k, v in (("partition", partition), ("account", account), ("qos", qos),
+                                         ("time", time_limit), ("gres", gres), ("cpus_per_task", cpus_per_task),
+                                         ("mem_gb", mem_gb), ("exclusive", exclusive)) if v is not None})
     if slurm_over:
         over["slurm"] = slurm_over
     if out:
         over["study"] = {"out": str(Path(out).resolve())}
+    if trials:
+        over.setdefault("study", {})["trials"] = trials
     apps = [a.strip() for a in only_apps.split(",") if a.strip()] if only_apps else None
     req = sub.Request(Path(study_file), executor=executor, overrides=over, apps=apps,
                       array_parallelism=array_parallelism, trials_per_node=trials_per_node,
                       retry_failed=retry_failed, fresh=fresh, dry_run=dry_run)
     sys.exit(run_request(req, Console()))
+
+
+def key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
+    """`KEY=VALUE` pairs as a dict; VALUE is read as a TOML value (5, true, "a", [..]) or else kept as text."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.UsageError(f"{option} '{item}': expected KEY=VALUE, e.g. {option} cpus_per_task=2")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def run_request(req: sub.Request, console: Console) -> int:
