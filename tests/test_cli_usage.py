@@ -72,3 +72,42 @@ def test_usage_errors_are_one_line_exit_2(tmp_path, args, message):
     line = one_error_line(cli(*args, cwd=tmp_path))
     assert message in line
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- container studies checked first
+
+
+def _container_study(tmp_path: Path, image: Path) -> Path:
+    text = DEMO.read_text().replace('replay_path = "transcripts"', f'replay_path = "{DEMO.parent / "transcripts"}"')
+    for app in ("heat2d", "nbody-forces", "rowstats"):
+        text = text.replace(f'path = "{app}"', f'path = "{DEMO.parent / app}"')
+    text = text.replace('out = "runs/demo"', f'out = "{tmp_path / "out"}"')
+    study = tmp_path / "c.toml"
+    study.write_text(text + f'\n[container]\nruntime = "apptainer"\nimage = "{image}"\n')
+    return study
+
+
+def test_submit_refuses_a_file_that_is_not_an_apptainer_image(tmp_path):
+    fake = tmp_path / "fake.sif"
+    fake.write_bytes(bytes(range(256)) * 64)
+    line = one_error_line(cli("submit", str(_container_study(tmp_path, fake)), "--executor", "local", cwd=tmp_path))
+    assert f"{fake} is not an Apptainer image (no SIF header)" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_submit_refuses_apptainer_studies_where_apptainer_is_missing(tmp_path, monkeypatch):
+    img = tmp_path / "ok.sif"  # the header of a SIF file (launch line, magic); apptainer itself is absent
+    img.write_bytes(b"#!/usr/bin/env run-singularity\n".ljust(32, b"\0") + b"SIF_MAGIC\0" + bytes(200))
+    monkeypatch.setenv("PATH", str(tmp_path / "no-tools"))
+    line = one_error_line(cli("submit", str(_container_study(tmp_path, img)), "--executor", "local", cwd=tmp_path))
+    assert "'apptainer' not found on PATH" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_doctor_fails_a_random_bytes_image(tmp_path):
+    fake = tmp_path / "fake.sif"
+    fake.write_bytes(bytes(range(256)) * 64)
+    r = cli("doctor", "--study", str(_container_study(tmp_path, fake)), "--platform", "cpu", cwd=tmp_path)
+    assert r.exit_code == 1
+    assert "image ok" not in " ".join(r.stdout.split())
+    assert "not an Apptainer image" in r.stdout

@@ -22,7 +22,7 @@ from typing import Any
 from ..core.config import StudyConfig, retarget
 from ..core.errors import ConfigError, LassiError
 from ..core.resources import data_path
-from ..sandbox.apptainer import apptainer_exec_argv
+from ..sandbox.apptainer import apptainer_exec_argv, image_problem
 from ..sandbox.toolchain import EXE_NAME, build_argv
 from ..system.facts import DIGEST_ENV, digest_hint
 from . import attempts, slurm
@@ -193,8 +193,13 @@ def prepare(req: Request) -> Prepared:
     prep.study = replace(study, slurm=cfg)
     cont = study.container
     if cont.runtime == "apptainer":
-        if "://" not in cont.image and not Path(cont.image).expanduser().is_file():
-            raise ConfigError(f"[container].image: image not found: {cont.image} (build it with containers/Apptainer.def)")
+        why = image_problem(cont.image)
+        if why:
+            raise ConfigError(f"[container].image: {why} (build it with containers/Apptainer.def)")
+        if not req.dry_run and not shutil.which("apptainer") and not (executor == "slurm" and study.slurm.setup):
+            # under Slurm, [slurm].setup may make it available on the nodes (module load apptainer)
+            raise ConfigError("[container].runtime = \"apptainer\": 'apptainer' not found on PATH "
+                              "(install it, or add [slurm].setup = [\"module load apptainer\"] for the nodes)")
         if not req.dry_run:
             prep.image_hint = digest_hint(cont.image)  # hashed once here, not by every trial
     accounting = True
