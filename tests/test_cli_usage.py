@@ -111,3 +111,96 @@ def test_doctor_fails_a_random_bytes_image(tmp_path):
     assert r.exit_code == 1
     assert "image ok" not in " ".join(r.stdout.split())
     assert "not an Apptainer image" in r.stdout
+
+
+# ---------------------------------------------------------------- off a terminal: whole values, JSON
+
+LONG_APP = "an-app-with-a-rather-long-name-that-an-80-column-table-would-cut"
+
+
+def _pending_study(tmp_path: Path) -> Path:
+    """A submitted study whose trials have not started (the folder, manifest and settings only)."""
+    from batchkit import write_study
+    from lassi_batch.batch.submit import Request, commit, prepare
+
+    study = write_study(tmp_path, trials=2)
+    text = study.read_text().replace('name = "app0"', f'name = "{LONG_APP}"')
+    study.write_text(text)
+    app_toml = tmp_path / "app0" / "app.toml"
+    app_toml.write_text(app_toml.read_text().replace('name = "app0"', f'name = "{LONG_APP}"'))
+    prep = prepare(Request(study, executor="local"))
+    commit(prep)
+    return prep.folder.root
+
+
+def test_status_off_a_terminal_keeps_every_value_whole(tmp_path, monkeypatch):
+    monkeypatch.delenv("COLUMNS", raising=False)
+    root = _pending_study(tmp_path)
+    r = cli("status", str(root))
+    assert r.exit_code == 0, r.output
+    assert LONG_APP in r.stdout and "interrupted" in r.stdout and str(root) in r.stdout
+    assert "…" not in r.stdout
+
+
+def test_status_watch_off_a_terminal_prints_as_it_goes(tmp_path, monkeypatch):
+    """Not a live display that only shows its last frame: dated blocks, here one, since every
+    trial has ended (given up) before the first look."""
+    from lassi_batch.batch import attempts
+    from lassi_batch.batch.manifest import StudyFolder, read_manifest
+
+    monkeypatch.delenv("COLUMNS", raising=False)
+    root = _pending_study(tmp_path)
+    folder = StudyFolder(root)
+    for t in read_manifest(folder).trials:
+        attempts.append(folder.attempts(t), event="gave_up", reason="test")
+    r = cli("status", str(root), "--watch", "--interval", "1")
+    assert r.exit_code == 0, r.output
+    assert r.stdout.startswith("--- ") and r.stdout.count("--- ") == 1
+    assert LONG_APP in r.stdout and "failed" in r.stdout
+
+
+def test_aggregate_json(tmp_path):
+    import json
+
+    from test_analysis_aggregate import golden_study
+    golden_study(tmp_path / "study")
+    r = cli("aggregate", str(tmp_path / "study"), "--json", "--bootstrap", "100")
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.stdout)
+    assert data["trials"] == 6 and data["skipped"] == [] and data["out"] == str(tmp_path / "study" / "study.h5")
+    assert data["cross_app"] and data["cross_app"][0]["platform"] == "cuda"
+
+
+@pytest.mark.parametrize("command", [["doctor", "--platform", "cpu"], ["validate", str(DEMO)]])
+def test_json_of_doctor_and_validate(command, tmp_path):
+    import json
+    r = cli(*command, "--json", cwd=tmp_path)
+    data = json.loads(r.stdout)
+    if command[0] == "doctor":
+        assert r.exit_code == (0 if data["ready"] else 1)
+        assert {"area", "check", "status", "detail"} <= set(data["checks"][0])
+    else:
+        assert r.exit_code == 0 and data["ok"] and [a["name"] for a in data["apps"]] == ["heat2d", "nbody-forces", "rowstats"]
+        assert data["out"] == str(tmp_path / "runs" / "demo")
+
+
+def test_validate_json_lists_the_problems_with_exit_2(tmp_path):
+    import json
+    bad = tmp_path / "x.h5"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)))
+    r = cli("validate", str(bad), "--json")
+    data = json.loads(r.stdout)
+    assert r.exit_code == 2 and data["ok"] is False and "not a TOML file" in data["problems"][0]
+
+
+def test_profile_json(tmp_path):
+    import json
+
+    from batchkit import write_study
+    write_study(tmp_path, trials=1, args='"20000", "2"')
+    r = cli("profile", str(tmp_path / "app0"), "--platform", "cpu", "--repeat", "1", "--meter", "estimate",
+            "--compiler", "g++ -O1", "--out", str(tmp_path / "p.h5"), "--json", cwd=tmp_path)
+    assert r.exit_code == 0, r.output
+    [rep] = json.loads(r.stdout)
+    assert rep["app"] == "app0" and rep["estimate"] is True and len(rep["runs"]) == 1 and rep["runs"][0]["ok"]
+    assert rep["summary"]["energy_net_j"]["mean"] > 0 and rep["out"] == str(tmp_path / "p.h5")

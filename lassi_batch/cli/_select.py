@@ -18,3 +18,15 @@ def app_names(only_apps: str | None) -> list[str] | None:
     if not names:
         raise click.UsageError("--apps needs at least one app name")
     return names
+
+
+def shipped_overrides(study_file: str) -> dict:
+    """For a study shipped with the package: its relative `out` under the working directory."""
+    from pathlib import Path
+
+    from ..batch.manifest import study_data
+    from ..batch.submit import shipped_out
+
+    p = Path(study_file)
+    out = shipped_out(study_data(p), p, Path.cwd()) if p.is_file() else None
+    return {"study": {"out": out}} if out else {}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..core.errors import ConfigError
 from ..export import FORMATS, ExportOptions, export_study
 from ..export.trust import POLICIES
+from . import _out
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -56,7 +56,7 @@ def command(study_dir: Path, out: Path, fmt: str, seed: int, min_reduction: floa
         max_pairs_per_trial=max_pairs, license=license_,
     )
     res = export_study(study_dir, out, opts)
-    c = Console()
+    c = _out.console()
     t = Table(title=f"{fmt} export -> {res.out}")
     t.add_column("split")
     t.add_column("records", justify="right")

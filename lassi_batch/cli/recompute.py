@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..analysis.aggregate import Options, parse_k
 from ..analysis.recompute import ENERGY_METHODS, IDLE_CHOICES, PASS_POLICIES, TAIL_CHOICES, Choices, recompute_study
@@ -15,6 +14,7 @@ from ..analysis.study import StudyFile, is_study_file
 from ..analysis.trials import trial_files
 from ..core.errors import ConfigError
 from .aggregate import print_skipped, progress_wrap
+from . import _out
 
 
 def study_paths(source: str) -> list[Path]:
@@ -42,16 +42,23 @@ def study_paths(source: str) -> list[Path]:
 @click.option("--k", "k_text", default="1,3,5", show_default=True)
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True)
 @click.option("--include-running", is_flag=True, help="Also recompute trials that have not finished.")
+@_out.json_option
 def command(source: str, out: str, energy_method: str, tail: str, idle: str, pass_policy: str, k_text: str,
-            resamples: int, include_running: bool) -> None:
+            resamples: int, include_running: bool, as_json: bool) -> None:
     """Re-derive every energy of the trials in SOURCE from their raw traces, and every metric from
     those; trial files are only read. Exit 1 when any file was skipped."""
     choices = Choices(energy=energy_method, idle=idle, tail=tail, pass_policy=pass_policy)
     options = Options(k=parse_k(k_text), resamples=resamples)
     paths = study_paths(source)
     out_dir = Path(out)
-    wrap = progress_wrap(Console(stderr=True), "recomputing")
+    wrap = progress_wrap(_out.console(stderr=True), "recomputing")
     cmp, skipped, n = recompute_study(wrap(paths), choices, out_dir, options, include_running)
+    if as_json:
+        _out.print_json({"out": [out_dir / "recompute.h5", out_dir / "recompute.md"], "trials": n,
+                         "choices": choices.describe(),
+                         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+                         "cross_app": [r for r in cmp.rows if r["app"] == "cross-app average"]})
+        sys.exit(1 if skipped else 0)
     for r in cmp.rows:
         if r["app"] != "cross-app average":
             continue

@@ -6,13 +6,13 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..analysis.aggregate import Options, load_prices, parse_k
 from ..analysis.report import build_report, write_html, write_markdown
 from ..analysis.study import StudyFile, aggregate_study, is_study_file
 from ..core.errors import ConfigError
 from .aggregate import print_skipped, progress_wrap
+from . import _out
 
 
 @click.command("report")
@@ -39,7 +39,7 @@ def command(source: str, out: str, k_text: str, prices: str | None, resamples: i
     else:
         _, _, skipped = aggregate_study(src, out_dir / "study.h5", options=options, prices=price_table,
                                         include_running=include_running,
-                                        wrap=progress_wrap(Console(stderr=True), "reading trials"))
+                                        wrap=progress_wrap(_out.console(stderr=True), "reading trials"))
         study = StudyFile(out_dir / "study.h5")
     groups = study.groups(price_table)
     rep = build_report(groups, study.paths, out_dir, options, max_trials=max_trials)

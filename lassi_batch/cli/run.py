@@ -8,16 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from ..core.config import METERS, PLATFORMS, StudyApp, StudyConfig, load_app, load_study, parse_study
 from ..core.errors import ConfigError
-from ..batch.manifest import study_data
-from ..batch.submit import shipped_out
 from ..core.paths import ensure_writable_dir
 from ..pipeline.session import trial_path, with_llm
-from ._select import app_names, apps_option
+from ._select import app_names, apps_option, shipped_overrides
 from ._trials import default_platform, report_failures, run_study_trials, summary_table
+from . import _out
 
 
 def _overrides(platform: str | None, meter: str | None, repeat: int | None, trials: int | None,
@@ -69,7 +67,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     With --study and no APP_DIR, every app of the study runs (or those named by --apps), each
     from its study entry; inline entries need no app.toml.
     """
-    console = Console()
+    console = _out.console()
     names = app_names(only_apps)
     if app_dir is None and study_file is None:
         raise click.UsageError("give an APP_DIR or --study FILE")
@@ -78,9 +76,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     over = _overrides(platform, meter, repeat, trials, out)
     if study_file:
         if not out:  # a shipped study writes under the working directory, not into the package
-            shipped = shipped_out(study_data(Path(study_file)), Path(study_file), Path.cwd())
-            if shipped:
-                over["study"]["out"] = shipped
+            over["study"].update(shipped_overrides(study_file).get("study", {}))
         study = load_study(study_file, apps=[] if app_dir else names, overrides=over)
         if app_dir:
             app_path = Path(app_dir).resolve()

@@ -20,6 +20,7 @@ from ..batch import submit as sub
 from ..batch.manifest import TrialRef
 from ..store.summary import EXIT_FAILED
 from ._trials import archive_row, summary_table
+from . import _out
 
 
 @click.command("submit")
@@ -67,7 +68,7 @@ def command(study_file: str, executor: str, partition: str | None, account: str 
     req = sub.Request(Path(study_file), executor=executor, overrides=over, apps=apps,
                       array_parallelism=array_parallelism, trials_per_node=trials_per_node,
                       retry_failed=retry_failed, fresh=fresh, dry_run=dry_run)
-    sys.exit(run_request(req, Console()))
+    sys.exit(run_request(req, _out.console()))
 
 
 def key_values(items: tuple[str, ...], option: str) -> dict[str, Any]:
