@@ -204,3 +204,36 @@ def test_profile_json(tmp_path):
     [rep] = json.loads(r.stdout)
     assert rep["app"] == "app0" and rep["estimate"] is True and len(rep["runs"]) == 1 and rep["runs"][0]["ok"]
     assert rep["summary"]["energy_net_j"]["mean"] > 0 and rep["out"] == str(tmp_path / "p.h5")
+
+
+# ---------------------------------------------------------------- a failed trial says why
+
+
+def test_run_shows_the_recorded_reason_with_its_evidence(tmp_path):
+    """The source outruns its time limit: the trial fails at stage 0, and `run` prints the
+    archive's reason with the candidate's own error (the kill), not "no reason recorded"."""
+    from batchkit import run_cli, write_study
+    write_study(tmp_path, trials=1, args='"400000000", "50"')
+    toml = tmp_path / "app0" / "app.toml"
+    toml.write_text(toml.read_text().replace("time_limit_s = 30", "time_limit_s = 1"))
+    r = run_cli("run", str(tmp_path / "app0"), "--platform", "cpu", "--meter", "estimate",
+                "--llm", f"replay:{tmp_path / 'sumapp.jsonl'}", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("failed app0 trial 0:"))
+    assert "source code failed to run; see candidate 0: " in line and "time limit" in line, line
+    assert "no reason recorded" not in r.stdout
+    s = run_cli("status", str(tmp_path / "out"), cwd=tmp_path)  # not a submitted study: one line, exit 2
+    assert s.returncode == 2 and "no study here" in s.stderr
+
+
+def test_submit_and_status_show_the_compiler_error_of_a_source_that_does_not_build(tmp_path):
+    from batchkit import run_cli, write_study
+
+    from lassi_batch.batch.status import collect
+    study = write_study(tmp_path, trials=1, crash=True)
+    r = run_cli("submit", str(study), "--executor", "local", cwd=tmp_path)
+    assert r.returncode == 1
+    line = next(ln for ln in r.stdout.splitlines() if ln.startswith("failed app0.cpu.t000:"))
+    assert "source code failed to build; see candidate 0: " in line and "error" in line.split("candidate 0: ", 1)[1]
+    s = collect(tmp_path / "study-out")
+    assert "see candidate 0: " in s.triage[0].reason and "error" in s.triage[0].reason

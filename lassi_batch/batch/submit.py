@@ -29,7 +29,7 @@ from . import attempts, slurm
 from .manifest import (STUDY_COPY, Manifest, Settings, StudyFolder, Submission, TrialRef, check_folder,
                        file_sha256, now_iso, read_manifest, study_data, trial_list, write_json_atomic,
                        write_manifest)
-from .state import read_state
+from .state import explained_reason, read_state
 from .worker import GroupRunner, NodeWorker, TrialResult
 
 EXECUTORS = ("auto", "slurm", "local")
@@ -351,8 +351,8 @@ def failed_reasons(folder: StudyFolder, results: list[TrialResult]) -> list[tupl
     out = []
     for r in results:
         if r.outcome in ("failed", "crashed", "gave up", "config error"):
-            reason = r.reason or read_state(folder.archive(r.trial)).reason
-            if not reason:
+            reason = explained_reason(folder.archive(r.trial), r.reason or read_state(folder.archive(r.trial)).reason)
+            if not reason or reason == "no reason recorded":
                 tail = attempts.tail(folder.stderr(r.trial), 1)
                 reason = tail[0] if tail else f"exit {r.exit}"
             out.append((r.trial, reason))

@@ -27,7 +27,7 @@ from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupte
 from ..pipeline.session import run_trial, trial_path
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .manifest import Settings
-from .state import read_state, mark
+from .state import explained_reason, mark, read_state
 
 EXIT_BUSY = 73
 PARENT_ENV = "LASSI_PARENT_PID"
@@ -62,8 +62,7 @@ def _die_with_parent() -> None:
 
 
 def _reason(path: Path) -> str:
-    st = read_state(path)
-    return st.reason or "no reason recorded"
+    return explained_reason(path)
 
 
 def main(argv: list[str]) -> int:

@@ -32,7 +32,7 @@ from ..system.devlock import DEVICE_ENV
 from ..system.gpus import GpuInfo, amd_gpus, nvidia_gpus, pci_order, visible_devices
 from . import attempts
 from .manifest import StudyFolder, TrialRef
-from .state import mark, read_state
+from .state import explained_reason, mark, read_state
 from .trialproc import ALREADY_DONE, EXIT_BUSY, PARENT_ENV
 
 VISIBLE_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "hip": "ROCR_VISIBLE_DEVICES"}
@@ -199,7 +199,9 @@ class GroupRunner:
         if rc == EXIT_OK and attempts.tail(out_p, 1) and attempts.tail(out_p, 1)[0].startswith(ALREADY_DONE):
             outcome = "already done"
         reason = ""
-        if outcome in ("failed", "interrupted"):
+        if outcome == "failed":
+            reason = explained_reason(path)
+        elif outcome == "interrupted":
             reason = read_state(path).reason
         elif outcome in ("crashed", "config error", "busy"):
             last = attempts.tail(err_p, 1)

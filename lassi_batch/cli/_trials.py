@@ -12,6 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..batch.state import explained_reason
 from ..core.config import StudyConfig
 from ..system.gpus import default_platform_kind
 from ..pipeline.session import run_trial, trial_path
@@ -126,8 +127,7 @@ def _status_of(path: Path) -> str:
 
 
 def _reason_of(path: Path) -> str:
-    with TrialArchive.open(path, writable=False) as ar:
-        return str(ar.meta.get("error") or "no reason recorded")
+    return explained_reason(path)
 
 
 def report_failures(rows: list[dict[str, Any]], console: Console) -> int:
