@@ -222,6 +222,8 @@ def test_run_shows_the_recorded_reason_with_its_evidence(tmp_path):
     line = next(ln for ln in r.stdout.splitlines() if ln.startswith("failed app0 trial 0:"))
     assert "source code failed to run; see candidate 0: " in line and "time limit" in line, line
     assert "no reason recorded" not in r.stdout
+    assert "  app0 trial 0: stage0_profile (0:0" in r.stdout  # off a terminal: a line per stage, with its time
+    assert "app0 trial 0: failed after " in r.stdout
     s = run_cli("status", str(tmp_path / "out"), cwd=tmp_path)  # not a submitted study: one line, exit 2
     assert s.returncode == 2 and "no study here" in s.stderr
 
@@ -237,3 +239,20 @@ def test_submit_and_status_show_the_compiler_error_of_a_source_that_does_not_bui
     assert "source code failed to build; see candidate 0: " in line and "error" in line.split("candidate 0: ", 1)[1]
     s = collect(tmp_path / "study-out")
     assert "see candidate 0: " in s.triage[0].reason and "error" in s.triage[0].reason
+
+
+# ---------------------------------------------------------------- progress of long work
+
+
+def test_submit_here_shows_each_trials_stages_and_its_log_says_what_it_did(tmp_path):
+    from batchkit import run_cli, write_study
+    study = write_study(tmp_path, trials=1, delay_s=1.0)  # LLM replies 1 s apart: stages last seconds
+    r = run_cli("submit", str(study), "--executor", "local", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for stage in ("stage0_profile", "stage3_iterate"):
+        assert f"  app0.cpu.t000: {stage} (" in r.stdout, r.stdout
+    assert "  app0.cpu.t000: done after " in r.stdout
+    log = (tmp_path / "study-out" / "logs" / "app0.cpu.t000.out").read_text()
+    for words in ("trial app0 0 of study bt: pending", " stage stage0_profile", "build, run and measure s0/eval",
+                  "LLM zero_shot call", " stage stage4_report", "ended done: source "):
+        assert words in log, log

@@ -20,8 +20,10 @@ import ctypes
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupted
 from ..pipeline.session import run_trial, trial_path
@@ -61,6 +63,54 @@ def _die_with_parent() -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
+STAGE_MARK = " stage "  # in a progress line of logs/<trial>.out: the trial entered a stage
+
+
+def elapsed(seconds: float) -> str:
+    """1:02:03 / 2:03: a duration as a reader scans it."""
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def describe(ev: dict[str, Any]) -> str:
+    """One trial event as words (for logs/<trial>.out and the local executor's progress)."""
+    kind = ev.get("event", "")
+    key = ev.get("key", "")
+    if kind == "stage":
+        return f"stage {ev.get('stage')}"
+    if kind == "llm":
+        return f"LLM {ev.get('kind')} call ({ev.get('model')}) for {key}"
+    if kind == "evaluate":
+        return f"build, run and measure {key}"
+    if kind == "probes":
+        return "source runs on the unseen probe inputs"
+    if kind == "self_correct":
+        return f"self-correction {ev.get('attempt')} ({key})"
+    if kind == "iteration":
+        return f"iteration {ev.get('iteration')}"
+    if kind == "best":
+        e = ev.get("energy_j")
+        return f"best so far: candidate {ev.get('candidate')}" + (f", {e:.4g} J" if isinstance(e, (int, float)) else "")
+    if kind == "decision":
+        return f"candidate {ev.get('candidate')} against {ev.get('against')}: {ev.get('reason')}"
+    if kind == "remeasure":
+        return f"re-measure candidate {ev.get('candidate')} on this device ({key})"
+    if kind == "confirm":
+        return f"confirmation {key}: candidate {ev.get('candidate')}, {ev.get('repeats')} interleaved runs each"
+    if kind in ("confirmed", "not_confirmed"):
+        red = ev.get("reduction")
+        saving = f", saving {100 * red:.1f}%" if isinstance(red, (int, float)) and red == red else ""
+        return f"{key}: candidate {ev.get('candidate')} {kind.replace('_', ' ')}{saving}"
+    return " ".join(str(x) for x in (kind, key) if x)
+
+
+def _logger(t0: float):  # noqa: ANN202
+    def log(ev: dict[str, Any]) -> None:
+        line = describe(ev)
+        print(f"{time.strftime('%H:%M:%S')} +{elapsed(time.monotonic() - t0)} {line}", flush=True)
+    return log
+
+
 def _reason(path: Path) -> str:
     return explained_reason(path)
 
@@ -84,7 +134,14 @@ def main(argv: list[str]) -> int:
         if read_state(path).status == "done":
             print(f"{ALREADY_DONE}: {path}")
             return EXIT_OK
-        path, out = run_trial(study, sapp, index)
+        t0 = time.monotonic()
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} trial {app} {index} of study {study.name}: "
+              f"{read_state(path).status}, archive {path}", flush=True)
+        path, out = run_trial(study, sapp, index, progress=_logger(t0))
+        print(f"{time.strftime('%H:%M:%S')} +{elapsed(time.monotonic() - t0)} ended {out.status}: "
+              + (f"source {out.source_energy_j:.4g} J, best {out.best_energy_j:.4g} J"
+                 if out.source_energy_j is not None and out.best_energy_j is not None else "no energies")
+              + (f", {out.candidates} candidates" if out.candidates else ""), flush=True)
     except (Stop, TrialInterrupted) as e:
         # Stop: a signal before the trial took over its own (the archive may not exist yet);
         # TrialInterrupted: the trial stopped on a step boundary and recorded it itself.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -17,7 +18,9 @@ import click
 from rich.console import Console
 
 from ..batch import submit as sub
+from ..batch import attempts
 from ..batch.manifest import TrialRef
+from ..batch.trialproc import STAGE_MARK, elapsed
 from ..store.summary import EXIT_FAILED
 from ._trials import archive_row, summary_table
 from . import _out
@@ -123,20 +126,47 @@ def run_request(req: sub.Request, console: Console) -> int:
     return _run_here(prep, settings, console)
 
 
+STAGE_POLL_S = 2.0  # how often the running trials' logs are looked at for a new stage
+
+
 def _run_here(prep: sub.Prepared, settings: Path, console: Console) -> int:
     parallel = prep.study.slurm.trials_per_node
     lock = threading.Lock()
     tally: Counter[str] = Counter()
+    running: dict[str, list[Any]] = {}  # trial key -> [start time, log path, last stage shown]
 
     def on_event(kind: str, t: TrialRef, info: dict[str, Any]) -> None:
         with lock:
-            if kind == "end":
+            if kind == "start":
+                running[t.key] = [time.monotonic(), prep.folder.stdout(t), ""]
+            elif kind == "end":
+                t0 = running.pop(t.key, [time.monotonic()])[0]
                 tally[info["outcome"]] += 1
                 why = f": {info['reason']}" if info.get("reason") and info["outcome"] != "done" else ""
-                console.print(f"  {t.key}: {info['outcome']}{why}", highlight=False)
+                console.print(f"  {t.key}: {info['outcome']} after {elapsed(time.monotonic() - t0)}{why}", highlight=False)
 
-    console.print(f"running {len(prep.to_run)} trial(s) here, {parallel} at a time")
-    results = sub.run_local(prep, settings, parallel, on_event)
+    def follow(stop: threading.Event) -> None:
+        """A line per trial and stage, with the time since the trial started (from logs/<trial>.out)."""
+        while not stop.wait(STAGE_POLL_S):
+            with lock:
+                for key, entry in running.items():
+                    t0, log, shown = entry
+                    stages = [ln for ln in attempts.tail(log, 40) if STAGE_MARK in ln]
+                    stage = stages[-1].split(STAGE_MARK, 1)[1].strip() if stages else ""
+                    if stage and stage != shown:
+                        entry[2] = stage
+                        console.print(f"  {key}: {stage} ({elapsed(time.monotonic() - t0)} so far)", highlight=False)
+
+    console.print(f"running {len(prep.to_run)} trial(s) here, {parallel} at a time; each trial's steps in "
+                  f"{prep.folder.root / 'logs'}/<trial>.out")
+    stop = threading.Event()
+    watcher = threading.Thread(target=follow, args=(stop,), daemon=True)
+    watcher.start()
+    try:
+        results = sub.run_local(prep, settings, parallel, on_event)
+    finally:
+        stop.set()
+        watcher.join(STAGE_POLL_S + 1)
     failed = sub.failed_reasons(prep.folder, results)
     rows = [archive_row(prep.folder.archive(r.trial), r.trial.app, r.trial.index) for r in results
             if prep.folder.archive(r.trial).exists() and r.outcome in ("done", "failed", "already done")]
