@@ -256,3 +256,105 @@ def test_submit_here_shows_each_trials_stages_and_its_log_says_what_it_did(tmp_p
     for words in ("trial app0 0 of study bt: pending", " stage stage0_profile", "build, run and measure s0/eval",
                   "LLM zero_shot call", " stage stage4_report", "ended done: source "):
         assert words in log, log
+
+
+# ---------------------------------------------------------------- outputs: never someone else's file
+
+
+@pytest.fixture()
+def golden(tmp_path):
+    from test_analysis_aggregate import golden_study
+    golden_study(tmp_path / "study")
+    return tmp_path / "study"
+
+
+def test_aggregate_never_replaces_a_file_it_did_not_write_without_force(golden, tmp_path):
+    mine = tmp_path / "f.txt"
+    mine.write_text("my notes\n")
+    line = one_error_line(cli("aggregate", str(golden), "-o", str(mine), "--bootstrap", "100"))
+    assert "exists and is not an earlier output of this command" in line and "--force" in line
+    assert mine.read_text() == "my notes\n"
+    one_error_line(cli("aggregate", str(golden), "-o", str(tmp_path / "s.h5"), "--md", str(mine), "--bootstrap", "100"))
+    assert mine.read_text() == "my notes\n" and not (tmp_path / "s.h5").exists()
+    r = cli("aggregate", str(golden), "-o", str(tmp_path / "s.h5"), "--md", str(tmp_path / "s.md"), "--bootstrap", "100")
+    assert r.exit_code == 0, r.output
+    r = cli("aggregate", str(golden), "-o", str(tmp_path / "s.h5"), "--md", str(tmp_path / "s.md"), "--bootstrap", "100")
+    assert r.exit_code == 0, r.output  # its own earlier outputs are replaced
+    r = cli("aggregate", str(golden), "-o", str(mine), "--force", "--bootstrap", "100")
+    assert r.exit_code == 0 and mine.read_bytes()[:4] == b"\x89HDF"
+
+
+@pytest.mark.parametrize("command", ["recompute", "report"])
+def test_recompute_and_report_leave_a_folder_of_other_files_alone(golden, tmp_path, command):
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "a.txt").write_text("keep")
+    line = one_error_line(cli(command, str(golden), "-o", str(other)))
+    assert "a folder of other files" in line
+    assert sorted(p.name for p in other.iterdir()) == ["a.txt"]
+
+
+@pytest.mark.parametrize("command", ["aggregate", "recompute", "report", "export"])
+def test_unwritable_output_is_one_line(golden, command):
+    extra = {"export": ["--format", "trl-sft"]}.get(command, [])
+    line = one_error_line(cli(command, str(golden), "-o", "/proc/lassi-out/x", *extra))
+    assert "cannot" in line and "/proc" in line
+
+
+@pytest.mark.parametrize("command", ["aggregate", "recompute", "report", "export"])
+def test_empty_folder_is_refused_and_nothing_is_written(tmp_path, command):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    extra = {"aggregate": [], "export": ["-o", str(tmp_path / "o"), "--format", "trl-sft"]}.get(command, ["-o", str(tmp_path / "o")])
+    line = one_error_line(cli(command, str(empty), *extra))
+    assert "no trial files" in line
+    assert list(empty.iterdir()) == [] and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["recompute", "report"])
+def test_a_source_that_is_not_hdf5_is_refused_and_nothing_is_written(tmp_path, command):
+    src = tmp_path / "notes.txt"
+    src.write_text("not a study\n")
+    line = one_error_line(cli(command, str(src), "-o", str(tmp_path / "o")))
+    assert "not an HDF5 file" in line and not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("command", ["aggregate", "recompute", "report"])
+@pytest.mark.parametrize("k, message", [("1,,3", "expected whole numbers"), ("0", "expected whole numbers"),
+                                        ("1,1", "given twice"), ("1000", "larger than the 6 trial file(s)")])
+def test_bad_k_is_refused(golden, tmp_path, command, k, message):
+    extra = [] if command == "aggregate" else ["-o", str(tmp_path / "o")]
+    line = one_error_line(cli(command, str(golden), "--k", k, *extra))
+    assert message in line
+    assert not (golden / "study.h5").exists() and not (tmp_path / "o").exists()
+
+
+def test_export_exits_1_when_a_trial_file_cannot_be_read(export_study, tmp_path):
+    import shutil
+    study = tmp_path / "study"
+    shutil.copytree(export_study.study_dir, study)
+    (study / "trials" / "broken.h5").write_bytes(bytes(range(256)) * 16)
+    r = cli("export", str(study), "-o", str(tmp_path / "ds"), "--format", "trl-sft")
+    assert r.exit_code == 1, r.output
+    assert "1 trial file(s) could not be read" in r.stdout and (tmp_path / "ds" / "manifest.jsonl").exists()
+
+
+def test_a_newer_schema_archive_is_not_counted_done(tmp_path):
+    from test_analysis_aggregate import make_trial
+
+    from lassi_batch.batch.manifest import StudyFolder, read_manifest
+    from lassi_batch.batch.status import collect
+    root = _pending_study(tmp_path)
+    folder = StudyFolder(root)
+    t = read_manifest(folder).trials[0]
+    make_trial(folder.archive(t), version=99, app=t.app, platform="cpu", status="done", trial_index=0)
+    s = collect(root)
+    row = next(r for r in s.rows if r.key == t.key)
+    assert row.status == "failed" and "schema version 99 is newer" in row.reason
+    r = cli("submit", str(tmp_path / "bt.toml"), "--executor", "local", "--dry-run", cwd=tmp_path)
+    assert r.exit_code == 0 and f"{t.key}: skipped (failed (archive schema version 99" in " ".join(r.stdout.split())
+
+
+def test_doctor_with_an_app_the_study_lacks_is_a_usage_error(tmp_path):
+    line = one_error_line(cli("doctor", "--study", str(DEMO), "--apps", "nope", cwd=tmp_path))
+    assert "'nope' is not an app of" in line

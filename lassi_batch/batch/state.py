@@ -13,11 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import h5py
+import numpy as np
 
 from ..core.errors import ArchiveError
 from ..store.archive import TrialArchive
+from ..store.schema import SCHEMA_VERSION
 from ..store.summary import TrialSummary, read_summary
 
+UNREADABLE = "archive unreadable"
 STALE_REASON = "stopped without recording why (process killed or node lost); resumes from its journal"
 
 
@@ -36,6 +39,11 @@ def read_state(path: Path) -> TrialState:
         return TrialState("pending")
     try:
         with h5py.File(path, "r", locking=False) as f:
+            version = f.attrs.get("schema_version")
+            if isinstance(version, (int, np.integer)) and int(version) > SCHEMA_VERSION:
+                # what aggregate refuses is not "done" here either
+                return TrialState("failed", f"archive schema version {int(version)} is newer than this lassi-batch "
+                                            f"reads ({SCHEMA_VERSION}); upgrade lassi-batch")
             try:
                 s = read_summary(f)
             except KeyError:
@@ -49,7 +57,7 @@ def read_state(path: Path) -> TrialState:
             # a file from before the summary group: its root attributes say as much
             return TrialState(_text(f.attrs.get("status")) or "running", _text(f.attrs.get("error")))
     except (OSError, ArchiveError) as e:
-        return TrialState("failed", f"archive unreadable: {e}")
+        return TrialState("failed", f"{UNREADABLE}: {e}")
 
 
 def _text(v: object) -> str:

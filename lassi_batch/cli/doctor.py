@@ -52,6 +52,10 @@ def command(kind: str | None, study: str | None, only_apps: str | None, as_json:
         raise click.UsageError("--apps selects apps of a --study")
     if study:
         cfg = load_study(study, apps=[], overrides={"platform": {"kind": kind}} if kind else None)
+        unknown = [n for n in app_names(only_apps) or [] if n not in study_app_names(study)]
+        if unknown:
+            raise ConfigError(f"--apps: '{unknown[0]}' is not an app of {study} "
+                              f"(apps: {', '.join(study_app_names(study))})")
         platform, container, llm = cfg.platform, cfg.container, cfg.llm
         app_checks, app_problems = _app_checks(study, app_names(only_apps), kind)
     elif kind:

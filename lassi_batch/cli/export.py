@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 from rich.table import Table
 
+from ..batch.state import UNREADABLE, read_state
 from ..core.errors import ConfigError
+from ..core.paths import ensure_writable_dir
 from ..export import FORMATS, ExportOptions, export_study
 from ..export.trust import POLICIES
-from . import _out
+from . import _files, _out
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -55,6 +58,12 @@ def command(study_dir: Path, out: Path, fmt: str, seed: int, min_reduction: floa
         fractions=_fractions(split), near_dup_threshold=None if near_dup >= 1.0 else near_dup,
         max_pairs_per_trial=max_pairs, license=license_,
     )
+    if not study_dir.is_dir():
+        raise ConfigError(f"study folder not found: {study_dir}")
+    sources = _files.trial_sources(study_dir)  # an empty folder is an input error, not an empty dataset
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out}: exists and is not a folder")
+    ensure_writable_dir(out, "-o")
     res = export_study(study_dir, out, opts)
     c = _out.console()
     t = Table(title=f"{fmt} export -> {res.out}")
@@ -69,3 +78,7 @@ def command(study_dir: Path, out: Path, fmt: str, seed: int, min_reduction: floa
     for line in res.skipped:
         c.print(f"[yellow]skipped[/] {line}")
     c.print(f"dataset card: {res.out / 'README.md'}; manifest: {res.out / 'manifest.jsonl'}")
+    unreadable = [p for p in sources if read_state(p).reason.startswith(UNREADABLE)]
+    if unreadable:  # as aggregate: a damaged file left out is worth a non-zero exit
+        c.print(f"[red]{len(unreadable)} trial file(s) could not be read[/] (listed above); exit 1")
+        sys.exit(1)
