@@ -121,8 +121,9 @@ def test_refused_settings_give_one_line_and_write_nothing(tmp_path, partition, f
     assert not (tmp_path / "study-out").exists()
 
 
-def _slow_study(tmp: Path, partition: str) -> tuple[Path, Path, str]:
+def _slow_study(tmp: Path, partition: str, confirm_repeats: int = 3) -> tuple[Path, Path, str]:
     study = write_study(tmp, trials=1, delay_s=0.4, slurm_extra=f'partition = "{partition}"')
+    study.write_text(study.read_text().replace("repeat = 1\n", f"repeat = 1\nconfirm_repeats = {confirm_repeats}\n", 1))
     r = run_cli("submit", str(study), "--executor", "slurm", cwd=tmp)
     assert r.returncode == 0, r.stderr
     root = tmp / "study-out"
@@ -149,11 +150,30 @@ def _mid_run(path: Path, n: int = 6) -> None:
     wait_for(some_steps, 120, f"{n} steps in {path.name}")
 
 
+def _in_confirmation(log: Path) -> None:
+    """Until the trial's log says the stage-4 confirmation has begun (logs/<trial>.out)."""
+    def confirming():
+        return log.exists() and "confirmation s4/confirm0" in log.read_text(errors="replace")
+    wait_for(confirming, 300, f"the confirmation to begin ({log.name})", every=0.2)
+
+
 @pytest.mark.parametrize("how", ["scontrol-requeue", "usr2"])
-def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partition, how):
-    study, root, job = _slow_study(tmp_path, partition)
+@pytest.mark.parametrize("when", ["mid-run", "confirmation"])
+def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partition, how, when):
+    """Requeued mid-run or during the stage-4 confirmation, the trial resumes and runs to its end.
+
+    The end of stage 4 depends on the measurements, not on the requeue: the last step is
+    `s4/report` when a candidate's saving was confirmed by the interleaved re-measurement, and the
+    last confirmation tried when none was (on a loaded machine the interval may include no saving;
+    the trial is then done with the source as its result). Either way the result names it.
+    """
+    # more confirmation runs in the second case: a window of seconds for the signal to land in
+    study, root, job = _slow_study(tmp_path, partition, confirm_repeats=12 if when == "confirmation" else 3)
     arc = root / "trials" / "app0.cpu.t000.h5"
-    _mid_run(arc)
+    if when == "confirmation":
+        _in_confirmation(root / "logs" / "app0.cpu.t000.out")
+    else:
+        _mid_run(arc)
     before = _steps(arc)
     if how == "usr2":  # what Slurm sends signal_delay_s before the time limit (and on preemption)
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
@@ -168,7 +188,19 @@ def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partitio
     # Nothing lost: every step recorded before the stop is still there, first and in order.
     # Nothing repeated: each step once. (Which steps follow depends on measured energies.)
     assert after[:len(before)] == before
-    assert len(after) == len(set(after)) and after[-1] == "s4/report"
+    assert len(after) == len(set(after))
+    with TrialArchive.open(arc, writable=False) as ar:
+        result, stages = ar.result(), ar.stage_times()
+    assert "stage4_report" in stages, stages  # stage 4 ran to its end in the resumed attempt
+    tried = int(result["confirm_tried"])
+    assert tried >= 1 and [s for s in after if s.startswith("s4/confirm")] == [f"s4/confirm{i}" for i in range(tried)]
+    if result["confirmed"]:
+        assert after[-1] == "s4/report", (after, result["confirm_notes"])
+    else:  # no saving confirmed: no report to ask for, the source is the result
+        assert after[-1] == f"s4/confirm{tried - 1}" and "s4/report" not in after, (after, result["confirm_notes"])
+        assert result["best_candidate"] == result["source_candidate"] and not result["improved"]
+    if when == "confirmation":
+        assert "s4/report" not in before and any(s.startswith("s4/confirm") for s in after)
     with TrialArchive.open(arc, writable=False) as ar:
         keys = [c.key for c in ar.llm_calls() if c.ok]
     assert len(keys) == len(set(keys))  # no LLM call made twice for one step
