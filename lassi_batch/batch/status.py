@@ -79,7 +79,9 @@ def collect(root: Path, tail_lines: int = 5, ask_scheduler: bool = True) -> Stud
         status = st.status
         reason = explained_reason(path, st.reason) if st.status == "failed" else st.reason
         if status == "running" and not slurm.is_active(js) and not info.running_here():
-            status, reason = "interrupted", STALE_REASON
+            # what the trial program said when its archive could not record it (disk full), if it said
+            told = info.last_reason if info.last_event == "end" and info.last_outcome == "interrupted" else ""
+            status, reason = "interrupted", told or STALE_REASON
         if status == "pending" and slurm.is_active(js) and js.startswith("RUNNING"):
             status = "running"  # started, archive not created yet
         if status == "pending" and info.last_event == "gave_up":

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..core.config import StudyConfig, retarget
 from ..core.errors import ConfigError, LassiError
+from ..core.paths import check_workdir
 from ..core.resources import data_path
 from ..sandbox.apptainer import apptainer_exec_argv, image_problem
 from ..sandbox.toolchain import EXE_NAME, build_argv
@@ -202,6 +203,8 @@ def prepare(req: Request) -> Prepared:
                               "(install it, or add [slurm].setup = [\"module load apptainer\"] for the nodes)")
         if not req.dry_run:
             prep.image_hint = digest_hint(cont.image)  # hashed once here, not by every trial
+    if executor == "local":
+        check_workdir()  # under Slurm it names a folder of the nodes; the trial program checks it there
     accounting = True
     if executor == "slurm":
         if not slurm.have_slurm() and not req.dry_run:

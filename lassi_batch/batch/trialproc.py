@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupted
+from ..core.paths import check_workdir
 from ..pipeline.session import run_trial, trial_path
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .manifest import Settings
@@ -125,6 +126,7 @@ def main(argv: list[str]) -> int:
     settings_path, app, index_s = argv
     path: Path | None = None
     try:
+        check_workdir()  # a usage error, never a trial marked failed
         study = Settings.load(Path(settings_path)).study()
         sapp = next((a for a in study.apps if a.app.name == app), None)
         if sapp is None:
@@ -156,7 +158,11 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except ArchiveError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BUSY if "being written" in str(e) else EXIT_FAILED
+        if "being written" in str(e):
+            return EXIT_BUSY
+        # the archive could not take a commit (disk full, I/O error) while the trial ran: every
+        # earlier step is kept in its journal, so the trial is interrupted, not failed
+        return EXIT_INTERRUPTED if path is not None and read_state(path).status in ("running", "interrupted") else EXIT_FAILED
     except LassiError as e:
         print(f"error: {e}", file=sys.stderr)
         return _by_archive(path, EXIT_FAILED)

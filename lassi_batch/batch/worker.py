@@ -203,6 +203,9 @@ class GroupRunner:
             reason = explained_reason(path)
         elif outcome == "interrupted":
             reason = read_state(path).reason
+            last = attempts.tail(err_p, 1)
+            if (not reason or read_state(path).status == "running") and last and last[0].startswith("error: "):
+                reason = last[0].removeprefix("error: ")  # the archive could not record it (disk full)
         elif outcome in ("crashed", "config error", "busy"):
             last = attempts.tail(err_p, 1)
             sig = f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_ else f"exit {rc}"

@@ -11,7 +11,7 @@ import click
 
 from ..core.config import METERS, PLATFORMS, StudyApp, StudyConfig, load_app, load_study, parse_study
 from ..core.errors import ConfigError
-from ..core.paths import ensure_writable_dir
+from ..core.paths import check_workdir, ensure_writable_dir
 from ..pipeline.session import trial_path, with_llm
 from ._select import app_names, apps_option, shipped_overrides
 from ._trials import default_platform, report_failures, run_study_trials, summary_table
@@ -99,6 +99,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     if study.llm.backend == "replay" and not study.llm.replay_path:
         raise ConfigError("no LLM transcript given: use --llm replay:PATH or --llm openai[:MODEL]")
     ensure_writable_dir(study.out / "trials", "--out" if out else "output folder")
+    check_workdir()
     names_line = ", ".join(a.app.name for a in study.apps)
     console.print(f"[bold]lassi-batch run[/]: {names_line} on {study.platform.kind}, "
                   f"{study.trials} trial(s), LLM {study.llm.backend}, out {study.out}")
