@@ -202,3 +202,58 @@ def test_a_workdir_that_does_not_exist_is_a_usage_error_and_marks_no_trial(tmp_p
                 "--out", str(tmp_path / "run-out"), cwd=tmp_path, env=env)
     assert r.returncode == 2 and "LASSI_WORKDIR" in r.stderr and "Traceback" not in r.stderr, r.stdout + r.stderr
     assert not list((tmp_path / "run-out").rglob("*.h5"))
+
+
+def test_kill_9_of_run_leaves_no_scratch_folder_after_the_resume(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    write_study(tmp_path, trials=1, delay_s=0.5)
+    args = ["run", str(tmp_path / "app0"), "--platform", "cpu", "--meter", "estimate",
+            "--llm", f"replay:{tmp_path / 'sumapp.jsonl'}", "--out", str(tmp_path / "out")]
+    exe = shutil.which("lassi-batch") or str(Path(sys.executable).parent / "lassi-batch")
+    env = {**os.environ, "LASSI_WORKDIR": str(work)}
+    proc = subprocess.Popen([exe, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: list(work.glob("lassi-app0-t0-*/s*")), 120, "the trial's first build folder")
+    proc.kill()
+    proc.wait()
+    assert list(work.glob("lassi-app0-t0-*"))  # what a kill -9 leaves
+    r = run_cli(*args, cwd=tmp_path, env={"LASSI_WORKDIR": str(work)})
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert list(work.iterdir()) == []
+
+
+STOP_NOISE = r"""
+import os, signal, sqlite3, sys
+from lassi_batch.batch import trialproc
+
+def held(conn):  # a lock's internal generator whose cleanup needs its connection
+    try:
+        yield
+    finally:
+        conn.set_progress_handler(None, 0)
+
+if sys.argv[1] == "stop":
+    signal.signal(signal.SIGTERM, trialproc._on_signal)
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+        signal.pause()
+    except trialproc.Stop:
+        pass
+conn = sqlite3.connect(":memory:")
+g = held(conn)
+next(g)
+conn.close()
+del g
+print("end", flush=True)
+"""
+
+
+@pytest.mark.parametrize("stopped", [True, False])
+def test_a_stopped_trial_program_keeps_the_closed_lock_finalizer_out_of_its_stderr(stopped):
+    r = subprocess.run([sys.executable, "-c", STOP_NOISE, "stop" if stopped else "plain"], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "end", r.stderr
+    if stopped:
+        assert r.stderr == ""
+    else:  # the control: without a stop the message is printed as Python prints it
+        assert "Exception ignored" in r.stderr and "closed database" in r.stderr

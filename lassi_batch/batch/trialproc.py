@@ -19,6 +19,7 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sqlite3
 import sys
 import time
 import traceback
@@ -48,7 +49,22 @@ def _on_signal(signum: int, frame: object) -> None:
     if _stopped_by:
         return  # one stop is enough; let the cleanup that the first one started finish
     _stopped_by.append(signal.Signals(signum).name)
+    sys.unraisablehook = _quiet_after_stop
     raise Stop(_stopped_by[0])
+
+
+def _quiet_after_stop(u: sys.UnraisableHookArgs) -> None:
+    """After a stop signal: drop the one known finalizer message it can cause.
+
+    The stop is raised wherever the trial is, also inside filelock's SQLite lock while it
+    acquires; that lock's internal generator is then finalized after its connection was closed and
+    prints "Exception ignored ... Cannot operate on a closed database" into the trial's stderr,
+    which `status` would show as the last stderr of an interrupted trial. The lock is released
+    all the same (the connection is closed). Anything else is printed as usual.
+    """
+    if isinstance(u.exc_value, sqlite3.ProgrammingError) and "closed database" in str(u.exc_value):
+        return
+    sys.__unraisablehook__(u)
 
 
 def _die_with_parent() -> None:
