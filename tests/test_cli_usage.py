@@ -358,3 +358,40 @@ def test_a_newer_schema_archive_is_not_counted_done(tmp_path):
 def test_doctor_with_an_app_the_study_lacks_is_a_usage_error(tmp_path):
     line = one_error_line(cli("doctor", "--study", str(DEMO), "--apps", "nope", cwd=tmp_path))
     assert "'nope' is not an app of" in line
+
+
+# ---------------------------------------------------------------- names and help
+
+
+def test_every_option_of_every_command_says_what_it_does():
+    import click
+    missing = [f"{name} {p.opts[0]}" for name, cmd in main.commands.items() for p in cmd.params
+               if isinstance(p, click.Option) and not p.hidden and not (p.help or "").strip()]
+    assert missing == []
+
+
+def test_pass_policy_is_spelled_the_same_on_recompute_and_export():
+    import click
+    choices = {name: next(p for p in main.commands[name].params if p.name == "pass_policy").type.choices
+               for name in ("recompute", "export")}
+    assert list(choices["recompute"]) == list(choices["export"])
+    assert "judge_and_verifier" in choices["export"] and "both" in choices["export"]
+    assert isinstance(main.commands["demo"].params[0], click.Parameter)
+    demo_opts = {o for p in main.commands["demo"].params for o in p.opts}
+    assert "--trials-per-node" in demo_opts  # as submit names it
+
+
+@pytest.mark.parametrize("policy", ["judge_and_verifier", "both"])
+def test_recompute_takes_either_spelling(golden, tmp_path, policy):
+    r = cli("recompute", str(golden), "-o", str(tmp_path / f"o-{policy}"), "--pass-policy", policy, "--bootstrap", "100")
+    assert r.exit_code in (0, 1) and "Traceback" not in r.output, r.output  # golden trials hold no traces: skipped
+    assert "invalid" not in r.stderr.lower()
+
+
+def test_report_title_is_the_studys_name(tmp_path):
+    from test_analysis_aggregate import golden_study
+    root = _pending_study(tmp_path)
+    golden_study(root)
+    r = cli("report", str(root), "-o", str(tmp_path / "rep"), "--bootstrap", "100")
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "rep" / "report.md").read_text().splitlines()[0] == "# lassi-batch study report: bt"

@@ -59,7 +59,7 @@ def _p(v: float | None) -> str:
 
 @click.command("aggregate")
 @click.argument("study_dir", type=click.Path())
-@click.option("-o", "--out", default=None, type=click.Path(),
+@click.option("-o", "--out", default=None, type=click.Path(), metavar="FILE.h5",
               help="Study file (HDF5) to write (default: STUDY_DIR/study.h5).")
 @_files.k_option
 @click.option("--csv", "csv_dir", type=click.Path(), help="Also write every table as CSV into this folder.")

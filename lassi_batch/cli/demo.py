@@ -30,8 +30,8 @@ NEXT_STEPS = (("aggregate", "aggregate (pass@k, energy-reduction@k tables)"), ("
 @click.option("--apps", "only_apps", help="Comma-separated subset of the demo's apps.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/demo).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per app (default 3).")
-@click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Trials run at once (their measured runs still take turns).")
+@click.option("--trials-per-node", "--parallel", "parallel", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Trials run at once, as submit's --trials-per-node (their measured runs still take turns).")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming trials already in the output folder.")
 @click.pass_context
 def command(ctx: click.Context, platform: str | None, only_apps: str | None, out: str | None, trials: int | None,

@@ -12,8 +12,8 @@ from ..batch.state import UNREADABLE, read_state
 from ..core.errors import ConfigError
 from ..core.paths import ensure_writable_dir
 from ..export import FORMATS, ExportOptions, export_study
-from ..export.trust import POLICIES
 from . import _files, _out
+from ._select import pass_policy_option
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -33,12 +33,12 @@ def _fractions(value: str) -> tuple[float, float, float]:
 
 @click.command("export")
 @click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created; an earlier export there is replaced).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), metavar="DIR", help="Output folder (created; an earlier export there is replaced).")
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Record format.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and of pair sampling.")
 @click.option("--min-reduction", type=float, default=0.0, show_default=True, help="Minimum energy saving (fraction of the source's energy) of a preferred candidate.")
 @click.option("--significant", is_flag=True, help="Prefer only savings outside the noise interval (needs confirmed intervals).")
-@click.option("--pass-policy", type=click.Choice(POLICIES), default="recorded", show_default=True, help="What counts as passing screening.")
+@pass_policy_option()
 @click.option("--platforms", help="Comma-separated platforms to keep (cuda, hip, cpu).")
 @click.option("--models", help="Comma-separated generator model patterns to keep (shell globs).")
 @click.option("--apps", help="Comma-separated app name patterns to keep (shell globs).")

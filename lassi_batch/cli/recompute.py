@@ -9,9 +9,10 @@ from pathlib import Path
 import click
 
 from ..analysis.aggregate import Options, parse_k
-from ..analysis.recompute import ENERGY_METHODS, IDLE_CHOICES, PASS_POLICIES, TAIL_CHOICES, Choices, recompute_study
+from ..analysis.recompute import ENERGY_METHODS, IDLE_CHOICES, TAIL_CHOICES, Choices, recompute_study
 from ..analysis.study import StudyFile, is_study_file
 from ..core.errors import ConfigError
+from ._select import pass_policy_option
 from .aggregate import print_skipped, progress_wrap
 from . import _files, _out
 
@@ -29,7 +30,8 @@ def study_paths(source: str) -> list[Path]:
 
 @click.command("recompute")
 @click.argument("source", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(), help="Output folder (recompute.h5, recompute.md, csv/).")
+@click.option("-o", "--out", required=True, type=click.Path(), metavar="DIR",
+              help="Output folder (recompute.h5, recompute.md, csv/).")
 @click.option("--energy-method", type=click.Choice(ENERGY_METHODS), default="auto", show_default=True,
               help="auto: as the trial measured; counter / instant: that source, net of idle; paper-eq4: the "
                    "paper's Eq. 4 on the 1 s averaged power.")
@@ -37,8 +39,7 @@ def study_paths(source: str) -> list[Path]:
               help="Count the energy between exit and settling.")
 @click.option("--idle", type=click.Choice(IDLE_CHOICES), default="auto", show_default=True,
               help="Idle baseline: pre-run, post-run, both (their mean, the paper's).")
-@click.option("--pass-policy", type=click.Choice(PASS_POLICIES), default="recorded", show_default=True,
-              help="Re-decide passes from the stored verdicts (strict: judge VALID and a clean verifier pass).")
+@pass_policy_option({"judge_and_verifier": "both"})
 @_files.k_option
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples for the confidence intervals.")

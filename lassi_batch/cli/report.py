@@ -10,6 +10,7 @@ import click
 from ..analysis.aggregate import Options, load_prices, parse_k
 from ..analysis.report import build_report, write_html, write_markdown
 from ..analysis.study import StudyFile, aggregate_study, is_study_file
+from ..batch.manifest import StudyFolder, read_manifest
 from ..core.errors import ConfigError
 from .aggregate import print_skipped, progress_wrap
 from . import _files, _out
@@ -17,7 +18,7 @@ from . import _files, _out
 
 @click.command("report")
 @click.argument("source", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(), help="Output folder (report.md, report.html, PNG plots, study.h5).")
+@click.option("-o", "--out", required=True, type=click.Path(), metavar="DIR", help="Output folder (report.md, report.html, PNG plots, study.h5).")
 @_files.k_option
 @click.option("--prices", type=click.Path(dir_okay=False), help="Price table (TOML), as for aggregate.")
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True,
@@ -51,9 +52,18 @@ def command(source: str, out: str, k_text: str, prices: str | None, resamples: i
     groups = study.groups(price_table)
     rep = build_report(groups, study.paths, out_dir, options, max_trials=max_trials)
     rep.notes += [f"skipped {s.path}: {s.reason}" for s in study.skipped]
-    title = f"lassi-batch study report: {Path(study.source).name or study.source}"
+    title = f"lassi-batch study report: {_study_name(src, study.source)}"
     md = write_markdown(rep, out_dir, title)
     page = write_html(rep, out_dir, title)
     print_skipped(skipped)
     click.echo(f"{len(study.paths)} trials, {len(rep.plots)} plots -> {md}, {page}")
     sys.exit(1 if skipped else 0)
+
+
+def _study_name(src: Path, source: str) -> str:
+    """The study's own name (its folder's manifest), else the folder's name."""
+    for folder in (src if src.is_dir() else src.parent, Path(source)):
+        m = read_manifest(StudyFolder(folder)) if folder.is_dir() else None
+        if m is not None:
+            return m.study_name
+    return Path(source).name or source

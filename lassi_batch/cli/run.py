@@ -55,7 +55,8 @@ def _with_folder(study: StudyConfig, app_path: Path, study_file: str, over: dict
 @click.option("--llm", help="replay:PATH (transcript .jsonl, folder, or trial .h5) or openai[:MODEL].")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials to run (default: study's, else 1).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: the study's, else runs/<app>).")
-@click.option("--meter", type=click.Choice(METERS), default=None)
+@click.option("--meter", type=click.Choice(METERS), default=None,
+              help="Power source (default: the study's, else auto = nvml (cuda), amdsmi (hip), rapl (cpu), falling back to estimate).")
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help="Measured runs per candidate.")
 @click.option("--test-size", is_flag=True, help="Use the apps' quick test arguments instead of the measurement ones.")
 @click.option("--fresh", is_flag=True, help="Start the trials over instead of resuming (or reusing) their archives.")
