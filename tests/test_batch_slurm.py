@@ -50,9 +50,19 @@ def finished(tmp_path_factory, partition):
     r = run_cli("submit", str(study), "--executor", "slurm", cwd=tmp)
     assert r.returncode == 0, r.stderr
     assert "submitted 2 trial(s) as 1 job array(s)" in r.stdout
+    # what the array's %N says, not the study's array_parallelism (8) that submitit caps at the array size
+    assert "at most 2 task(s) of each array at once (array_parallelism 8; arrays here hold at most 2 tasks)" in r.stdout
     root = tmp / "study-out"
     s = wait_for(_finished(root, 2), 480, "the study's jobs to finish", every=2)
     return tmp, study, root, s
+
+
+def test_openmp_threads_follow_the_allocation(finished):
+    """cpus_per_task = 1 on a 2-CPU node: the trial's programs run with OMP_NUM_THREADS=1."""
+    tmp, study, root, s = finished
+    with TrialArchive.open(root / "trials" / "app0.cpu.t000.h5", writable=False) as ar:
+        env = ar.environment()
+    assert env["env"].get("OMP_NUM_THREADS") == "1" and env["env"].get("SLURM_CPUS_PER_TASK") == "1", env["env"]
 
 
 def test_submitted_study_finishes_with_one_archive_per_trial(finished):

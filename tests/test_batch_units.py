@@ -234,3 +234,11 @@ def test_site_examples_are_valid_slurm_tables(site, tmp_path):
         (tmp_path / app).symlink_to(REPO / "datasets" / "examples" / app)
     cfg = load_study(study)
     assert cfg.slurm.trials_per_node >= 1 and slurm.JobSpec.of(cfg.slurm, "x", 1, 1).params["time"] > 0
+
+
+def test_openmp_threads_come_from_the_allocation_unless_set():
+    from lassi_batch.batch.worker import omp_threads
+    assert omp_threads({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4"}) == "4"
+    assert omp_threads({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4", "OMP_NUM_THREADS": "2"}) == ""  # the user's wins
+    assert omp_threads({"SLURM_CPUS_PER_TASK": "4"}) == ""  # not a Slurm job
+    assert omp_threads({"SLURM_JOB_ID": "7"}) == ""  # no CPUs given: OpenMP's own default

@@ -235,6 +235,18 @@ def prepare(req: Request) -> Prepared:
     return prep
 
 
+def at_once(prep: Prepared) -> str:
+    """How many array tasks may run at once, as the sbatch scripts say it (%N): submitit caps
+    array_parallelism at the array's size, and arrays hold at most MaxArraySize tasks."""
+    cfg = prep.study.slurm
+    sizes = [len(c) for c in slurm.split(slurm.split(prep.to_run, cfg.trials_per_node), prep.max_array or 1)]
+    n = min(cfg.array_parallelism, max(sizes, default=1))
+    text = f"at most {n} task(s) of each array at once"
+    if n < cfg.array_parallelism:
+        text += f" (array_parallelism {cfg.array_parallelism}; arrays here hold at most {max(sizes, default=1)} tasks)"
+    return text
+
+
 def container_lines(study: StudyConfig, trial: TrialRef) -> list[str]:
     """The `apptainer exec` lines a trial runs for a build and a measured run (for --dry-run)."""
     cont = study.container

@@ -57,6 +57,16 @@ def node_gpus(platform_kind: str) -> list[str]:
     return [d.uuid for d in visible]
 
 
+def omp_threads(env: dict[str, str]) -> str:
+    """OpenMP threads for a trial under Slurm: the job's CPUs per task, unless OMP_NUM_THREADS is
+    set already (by the user or a [slurm].setup line). Without it OpenMP starts a thread per CPU
+    of the node, whatever the allocation ('' outside Slurm: nothing to set)."""
+    if env.get("OMP_NUM_THREADS") or not env.get("SLURM_JOB_ID"):
+        return ""
+    cpus = env.get("SLURM_CPUS_PER_TASK", "")
+    return cpus if cpus.isdigit() and int(cpus) > 0 else ""
+
+
 def job_id() -> str:
     """This Slurm job's id as sacct spells it (array tasks as ARRAY_TASK), '' outside Slurm."""
     arr, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
@@ -170,6 +180,9 @@ class GroupRunner:
             return TrialResult(t, "gave up", None, why)
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
+        threads = omp_threads(env)
+        if threads:
+            env["OMP_NUM_THREADS"] = threads
         if gpu and self.platform_kind in VISIBLE_ENV:
             env[VISIBLE_ENV[self.platform_kind]] = gpu
             env[DEVICE_ENV] = gpu

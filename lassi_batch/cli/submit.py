@@ -120,7 +120,7 @@ def run_request(req: sub.Request, console: Console) -> int:
     if prep.executor == "slurm":
         arrays = sub.submit_slurm(prep, submission, settings)
         console.print(f"submitted {len(prep.to_run)} trial(s) as {len(arrays)} job array(s): {', '.join(arrays)} "
-                      f"(trials per node {study.slurm.trials_per_node}, at most {study.slurm.array_parallelism} at once)")
+                      f"(trials per node {study.slurm.trials_per_node}, {sub.at_once(prep)})")
         console.print(f"follow with: lassi-batch status {prep.folder.root}")
         return 0
     return _run_here(prep, settings, console)
