@@ -87,6 +87,7 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
         done = sum(r.outcome == "done" for r in results)
         src: dict[str, list[float]] = {}
         waits, llm, rep_cv = [], 0, []
+        retaken = confirmed = improved = 0
         for r in results:
             path = StudyFolder(folder).archive(r.trial)
             if r.outcome != "done":
@@ -99,10 +100,14 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
                 res = ar.result()
                 if res.get("source_energy_j"):
                     src.setdefault(r.trial.app, []).append(float(res["source_energy_j"]))
+                if float(res.get("reduction") or 0.0) > 0:
+                    improved += 1
+                    confirmed += bool(res.get("confirmed"))
                 llm += len(ar.llm_calls())
                 for c in ar.candidates():
                     ms = ar.measurements(c.id, traces=False)
                     waits += [float(m.attrs.get("lock_wait_s", 0.0)) for m in ms]
+                    retaken += sum(int(m.attrs.get("retakes", 0)) for m in ms)  # contaminated or unsettled tries
                     groups: dict[tuple[str, str], list[float]] = {}  # one program's runs in one series
                     for m in ms:
                         key = (str(m.attrs.get("phase", "select")), str(m.attrs.get("confirm_tag", "")))
@@ -119,7 +124,9 @@ def throughput(kind: str, trials: int, delay: float, parallels: list[int], out: 
                      # repeats, or one side of a stage-4 confirmation)
                      "source_energy_cv": _mean_cv(src),
                      "repeat_cv_median": round(statistics.median(rep_cv), 4) if rep_cv else None,
-                     "repeats_with_cv": len(rep_cv)})
+                     "repeats_with_cv": len(rep_cv),
+                     "savings_confirmed": f"{confirmed}/{improved}",
+                     "measurements_retaken": retaken})
         print(json.dumps(rows[-1]), flush=True)
     base = rows[0]["trials_per_node_hour"]
     for r in rows:

@@ -21,7 +21,7 @@ from lassi_batch.batch.submit import container_lines
 from lassi_batch.batch.worker import node_gpus
 from lassi_batch.core.config import SlurmConfig, load_study
 from lassi_batch.core.errors import ConfigError
-from lassi_batch.system.devlock import busy_lock, device_key, measurement_lock
+from lassi_batch.system.devlock import build_hold, device_key, measurement_lock, run_hold
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,11 +64,15 @@ def test_lock_of_a_killed_holder_is_released_by_the_kernel(tmp_path):
     assert _kill_holder_then_measure(_hold, tmp_path, "GPU-x") < 5
 
 
-def _busy(folder: str, key: str, ready, seconds: float, log) -> None:
-    with busy_lock(key, Path(folder)) as hold:
+def _busy(folder: str, key: str, ready, seconds: float, log, hold_of=build_hold) -> None:
+    with hold_of(key, Path(folder)) as hold:
         log.put(("busy", time.monotonic(), hold.wait_s))
         ready.set()
         time.sleep(seconds)
+
+
+def _unmeasured_run(folder: str, key: str, ready, seconds: float, log) -> None:
+    _busy(folder, key, ready, seconds, log, hold_of=run_hold)
 
 
 def _measure(folder: str, key: str, ready, seconds: float, log) -> None:
@@ -79,31 +83,39 @@ def _measure(folder: str, key: str, ready, seconds: float, log) -> None:
     log.put(("measure_done", time.monotonic(), 0.0))
 
 
-def test_a_cpu_measurement_waits_for_other_trials_builds_and_holds_new_ones_back(tmp_path):
-    """On the CPU, unmeasured work (builds, probe runs) and measurements exclude each other, and a
-    waiting measurement keeps a later build from starting before it (it would wait for ever on a
-    busy node otherwise)."""
+def _order_of_holds(folder: Path, key: str, shared) -> list[tuple[str, float, float]]:
+    """Shared hold 1 (1.5 s), then a measurement (1 s) that must wait for it, then shared hold 2
+    asked for while the measurement waits; the events in the order they happened."""
     ctx = mp.get_context("fork")
     log = ctx.Queue()
     r1, w, r2 = ctx.Event(), ctx.Event(), ctx.Event()
-    build1 = ctx.Process(target=_busy, args=(str(tmp_path), "cpu", r1, 1.5, log))
-    build1.start()
+    first = ctx.Process(target=shared, args=(str(folder), key, r1, 1.5, log))
+    first.start()
     assert r1.wait(10)
-    meas = ctx.Process(target=_measure, args=(str(tmp_path), "cpu", w, 1.0, log))
+    meas = ctx.Process(target=_measure, args=(str(folder), key, w, 1.0, log))
     meas.start()
-    time.sleep(0.4)  # the measurement now waits for build 1
-    build2 = ctx.Process(target=_busy, args=(str(tmp_path), "cpu", r2, 0.1, log))
-    build2.start()
-    for p in (build1, meas, build2):
+    time.sleep(0.4)  # the measurement now waits for shared hold 1
+    second = ctx.Process(target=shared, args=(str(folder), key, r2, 0.1, log))
+    second.start()
+    for p in (first, meas, second):
         p.join(30)
         assert p.exitcode == 0
-    events = sorted((log.get(timeout=5) for _ in range(4)), key=lambda e: e[1])
+    return sorted((log.get(timeout=5) for _ in range(4)), key=lambda e: e[1])
+
+
+@pytest.mark.parametrize("key, shared", [("cpu", _busy), ("GPU-x", _unmeasured_run), ("cpu", _unmeasured_run)],
+                         ids=["cpu-build", "gpu-unmeasured-run", "cpu-unmeasured-run"])
+def test_a_measurement_waits_for_unmeasured_work_and_holds_new_work_back(tmp_path, key, shared):
+    """Unmeasured work on the measured device (a build on a CPU-measured node; any program run on
+    a GPU) and a measurement exclude each other, and a waiting measurement keeps later work from
+    starting before it (a stream of probe runs would starve it otherwise)."""
+    events = _order_of_holds(tmp_path, key, shared)
     assert [e[0] for e in events] == ["busy", "measure", "measure_done", "busy"]
-    assert events[1][2] > 0.8  # the measurement waited for build 1 to end
-    assert events[3][2] > 0.8  # build 2 waited for the measurement, though build 1's hold was shared
+    assert events[1][2] > 0.8  # the measurement waited for shared hold 1 to end
+    assert events[3][2] > 0.8  # shared hold 2 waited for the measurement, though hold 1 was shared
 
 
-def test_busy_lock_is_a_no_op_for_gpu_measurements_and_released_by_a_kill(tmp_path):
+def test_builds_overlap_gpu_measurements_and_killed_holders_release(tmp_path):
     ctx = mp.get_context("fork")
     log = ctx.Queue()
     ready = ctx.Event()
@@ -115,14 +127,16 @@ def test_busy_lock_is_a_no_op_for_gpu_measurements_and_released_by_a_kill(tmp_pa
     os.kill(p.pid, signal.SIGKILL)
     p.join()
     assert _kill_holder_then_measure(_busy, tmp_path, "cpu", log) < 5
+    assert _kill_holder_then_measure(_unmeasured_run, tmp_path, "GPU-y", log) < 5
 
 
-def test_a_measurement_inside_a_busy_hold_is_refused_not_deadlocked(tmp_path):
-    with busy_lock("cpu", tmp_path):
-        with pytest.raises(RuntimeError, match="busy lock"):
-            with measurement_lock("cpu", tmp_path):
+@pytest.mark.parametrize("hold_of, key", [(build_hold, "cpu"), (run_hold, "GPU-x")])
+def test_a_measurement_inside_a_shared_hold_is_refused_not_deadlocked(tmp_path, hold_of, key):
+    with hold_of(key, tmp_path):
+        with pytest.raises(RuntimeError, match="shared hold"):
+            with measurement_lock(key, tmp_path):
                 pass
-    with measurement_lock("cpu", tmp_path) as hold:  # released: no longer refused
+    with measurement_lock(key, tmp_path) as hold:  # released: no longer refused
         assert hold.wait_s < 5
 
 
@@ -227,9 +241,18 @@ def test_apptainer_definition_takes_its_base_from_a_build_argument():
 def test_site_examples_are_valid_slurm_tables(site, tmp_path):
     text = (REPO / "slurm" / "sites" / site).read_text()
     demo = (REPO / "datasets" / "examples" / "demo.toml").read_text()
+    demo = re.sub(r"\n\[slurm\].*?(?=\n\[|\Z)", "\n", demo, flags=re.S)  # the site's table replaces the demo's
     study = tmp_path / "s.toml"
     study.write_text(demo.replace("[platform]", text + "\n[platform]", 1))
     for app in ("heat2d", "nbody-forces", "rowstats", "transcripts"):
         (tmp_path / app).symlink_to(REPO / "datasets" / "examples" / app)
     cfg = load_study(study)
     assert cfg.slurm.trials_per_node >= 1 and slurm.JobSpec.of(cfg.slurm, "x", 1, 1).params["time"] > 0
+
+
+def test_openmp_threads_come_from_the_allocation_unless_set():
+    from lassi_batch.batch.worker import omp_threads
+    assert omp_threads({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4"}) == "4"
+    assert omp_threads({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4", "OMP_NUM_THREADS": "2"}) == ""  # the user's wins
+    assert omp_threads({"SLURM_CPUS_PER_TASK": "4"}) == ""  # not a Slurm job
+    assert omp_threads({"SLURM_JOB_ID": "7"}) == ""  # no CPUs given: OpenMP's own default

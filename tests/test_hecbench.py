@@ -18,7 +18,12 @@ from lassi_batch.core.config import load_study
 ROOT = Path(__file__).resolve().parents[1]
 HECBENCH = Path(__file__).resolve().parents[2] / "shared" / "hecbench"
 STUDY = ROOT / "datasets" / "hecbench.toml"
-APPS = ["randomAccess", "murmurhash3", "floydwarshall", "layout", "pathfinder"]
+APPS = ["randomAccess", "murmurhash3", "floydwarshall", "layout", "pathfinder", "chacha20", "dense-embedding", "entropy",
+        "extrema", "keogh"]
+# Variants that include a header of the CUDA folder (HeCBench builds them with -I../<app>-cuda): the
+# entry stays at src/ and names each file with its folder.
+SHARED_HEADERS = {("hip", "chacha20"), ("hip", "entropy"), ("cpu", "entropy"), ("hip", "extrema"), ("cpu", "extrema"),
+                  ("hip", "keogh"), ("cpu", "keogh")}
 needs_gxx = pytest.mark.skipif(shutil.which("g++") is None, reason="g++ not installed")
 
 
@@ -35,11 +40,19 @@ def test_every_entry_points_at_its_variant_folders(hecbench: Path) -> None:
         study = load_study(STUDY, overrides={"platform": {"kind": kind}})
         assert [a.app.name for a in study.apps] == APPS
         for a in study.apps:
-            assert a.app.path == (hecbench / "src" / f"{a.app.name}-{suffix}").resolve()
             pb = a.app.build_for(kind)
-            assert all((a.app.path / f).is_file() for f in pb.files)
+            if (kind, a.app.name) in SHARED_HEADERS:
+                assert a.app.path == (hecbench / "src").resolve()
+                assert [Path(f).parent.name for f in pb.files] == [f"{a.app.name}-{suffix}"]
+                assert {Path(f).parent.name for f in pb.extra_files} == {f"{a.app.name}-cuda"}
+                assert f"-I{a.app.name}-cuda " in pb.build
+            else:
+                assert a.app.path == (hecbench / "src" / f"{a.app.name}-{suffix}").resolve()
+            assert all((a.app.path / f).is_file() for f in pb.files + pb.extra_files)
             assert a.args == a.app.args != a.app.test_args
-            if a.app.name != "pathfinder":  # it prints no verdict (see the study's comment)
+            if a.app.name == "extrema":  # a verdict on failure only (see the study's comment)
+                assert a.app.check.fail_regex and not a.app.check.pass_regex
+            elif a.app.name != "pathfinder":  # it prints no verdict (see the study's comment)
                 assert a.app.check.pass_regex and a.app.check.fail_regex
 
 
@@ -49,12 +62,14 @@ def test_layout_carries_its_own_scaling_bound(hecbench: Path) -> None:
     assert bounds.pop("layout") == 0.02 and set(bounds.values()) == {0.1}
 
 
-def test_validate_the_hecbench_study_warns_only_about_pathfinder(hecbench: Path) -> None:
-    r = CliRunner().invoke(cli, ["validate", str(STUDY)])
+def test_validate_the_hecbench_study_warns_only_about_pathfinder_and_extrema(hecbench: Path) -> None:
+    r = CliRunner().invoke(cli, ["validate", str(STUDY)], env={"COLUMNS": "400"})
     assert r.exit_code == 0, r.output
-    assert "5 apps x 3 trials on cuda" in r.output
+    assert "10 apps x 3 trials on cuda" in r.output
     warnings = [ln for ln in r.output.splitlines() if ln.startswith("warning:")]
-    assert len(warnings) == 1 and warnings[0].startswith("warning: app 'pathfinder': no self-check line")
+    assert len(warnings) == 2, r.output
+    assert warnings[0].startswith("warning: app 'pathfinder': no self-check line")
+    assert warnings[1].startswith("warning: app 'extrema': no self-check line or checksum, only its failure line")
 
 
 def test_validate_the_paper_study_for_two_apps_present(hecbench: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,8 +135,9 @@ def test_network_connections_fail(tmp_path: Path) -> None:
     try:
         r = run_app(app, CPU, wd, [str(port)])
         assert r.ok, r.error
-        assert "loopback blocked: Connection refused" in r.stdout  # its own loopback: nothing listens there
-        assert "internet blocked: Network is unreachable" in r.stdout
+        # the filter refuses the socket itself; the network namespace would stop it next
+        assert "loopback socket failed: Address family not supported by protocol" in r.stdout
+        assert "internet socket failed: Address family not supported by protocol" in r.stdout
         assert "CONNECTED" not in r.stdout
         with pytest.raises(socket.timeout):
             srv.accept()  # the host's listener never saw it
@@ -207,12 +208,154 @@ def test_writes_outside_the_run_folder_fail_or_stay_private(tmp_path: Path) -> N
     goes_on(tmp_path)
 
 
-def test_killing_the_parent_is_a_recorded_failure_and_lassi_batch_lives(tmp_path: Path) -> None:
+def same_uid_runner(**kw) -> BwrapRunner:
+    """bubblewrap as a plain user runs it: no uid change, so the report shell shares the program's
+    uid and only the filter keeps the program off it (here: root with every capability dropped)."""
+    runner = BwrapRunner("cpu", **kw)
+    runner.drop_root = False
+    return runner
+
+
+@pytest.mark.parametrize("uid", ["run uid", "same uid"])
+def test_killing_the_parent_is_refused_and_the_run_goes_on(tmp_path: Path, uid: str) -> None:
+    """The report shell is out of reach: another uid (root drops to a run uid after it), or the
+    filter refuses signals to it, its process group and -1 (a plain user's sandbox)."""
     app, wd = make(tmp_path, "killer")
+    r = run_app(app, CPU, wd, [], runner=BwrapRunner("cpu") if uid == "run uid" else same_uid_runner())
+    assert r.ok and r.stopped == "" and r.error == "", (r.error, r.stderr)
+    assert r.stdout == "parent 2\nstill here\n"
+    goes_on(tmp_path)
+
+
+def test_a_program_that_ends_its_report_shell_is_a_recorded_failure(tmp_path: Path) -> None:
+    """Should the shell die anyway (here by a trusted hand, from the host), the run is failed."""
+    app, wd = make(tmp_path, "shot", source=OK_SRC)
+    (wd / "app.exe").rename(wd / "inner.exe")
+    (wd / "app.exe").write_text("#!/bin/sh\n./inner.exe\nexec sleep 3105\n")
+    (wd / "app.exe").chmod(0o755)
+    box: dict[str, object] = {}
+
+    def shoot() -> None:
+        deadline = time.monotonic() + 20
+        while not (pids := alive_with("sleep 3105")) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for pid in pids:  # the shell is the sleeper's parent
+            ppid = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+            box["shell"] = Path(f"/proc/{ppid}/comm").read_text().strip()
+            os.kill(ppid, signal.SIGKILL)
+
+    import threading
+
+    t = threading.Thread(target=shoot)
+    t.start()
+    r = run_app(app, CPU, wd, [], limits=Limits(time_s=20))
+    t.join()
+    assert box.get("shell") == "bash"
+    assert not r.ok and r.stopped == "supervisor" and r.error == "the program ended its sandbox supervisor"
+    goes_on(tmp_path)
+
+
+@pytest.fixture
+def host_sockets(tmp_path: Path):
+    """World-writable unix sockets a host daemon might leave in a folder the sandbox binds read-only:
+    a stream listener and a datagram receiver in a study-bound tool folder, and (where the test
+    may write there) a stream listener in /opt, a system tree. Yields (paths, listeners)."""
+    tool = tmp_path / "tool"
+    tool.mkdir()
+    tool.chmod(0o755)
+    made: list[tuple[socket.socket, Path]] = []
+
+    def listen(path: Path, kind: int) -> None:
+        s = socket.socket(socket.AF_UNIX, kind)
+        s.bind(str(path))
+        path.chmod(0o777)
+        if kind == socket.SOCK_STREAM:
+            s.listen(8)
+        s.settimeout(0.5)
+        made.append((s, path))
+
+    listen(tool / "x.sock", socket.SOCK_STREAM)
+    listen(tool / "d.sock", socket.SOCK_DGRAM)
+    if os.access("/opt", os.W_OK):
+        listen(Path(f"/opt/lassi-test-{os.getpid()}.sock"), socket.SOCK_STREAM)
+    try:
+        yield tool, made
+    finally:
+        for s, path in made:
+            s.close()
+            path.unlink(missing_ok=True)
+
+
+@pytest.mark.parametrize("uid", ["run uid", "same uid"])
+def test_unix_sockets_in_bound_folders_cannot_be_reached(tmp_path: Path, host_sockets, uid: str) -> None:
+    tool, made = host_sockets
+    paths = [str(p) for _, p in made]
+    app, wd = make(tmp_path, "unix_connect")
+    runner = BwrapRunner("cpu", binds=[str(tool)]) if uid == "run uid" else same_uid_runner(binds=[str(tool)])
+    r = run_app(app, CPU, wd, paths, runner=runner)
+    assert r.ok, (r.error, r.stderr)
+    for p in paths:
+        assert f"STREAM {p} blocked: No such file or directory" in r.stdout  # connect() never gets through
+        assert f"DGRAM {p} socket failed: Permission denied" in r.stdout  # no datagram sockets at all
+    assert "CONNECTED" not in r.stdout and "SENT" not in r.stdout
+    assert "PAIR ok" in r.stdout  # socketpair needs no address and stays
+    for s, p in made:
+        with pytest.raises(socket.timeout):
+            s.accept() if s.type == socket.SOCK_STREAM else s.recv(16)  # the daemon heard nothing
+    control = run_app(app, CPU, wd, paths, runner=HostRunner())  # the same program unsandboxed reaches them
+    assert f"STREAM {paths[0]} CONNECTED" in control.stdout and f"DGRAM {paths[1]} SENT" in control.stdout
+    goes_on(tmp_path)
+
+
+@pytest.mark.parametrize("uid", ["run uid", "same uid"])
+def test_tracing_the_report_shell_is_refused_and_the_run_goes_on(tmp_path: Path, uid: str) -> None:
+    app, wd = make(tmp_path, "ptrace_parent")
+    r = run_app(app, CPU, wd, [], runner=BwrapRunner("cpu") if uid == "run uid" else same_uid_runner())
+    assert r.ok and r.leftovers == 0, (r.error, r.stderr)
+    assert "parent 2\n" in r.stdout and "still here" in r.stdout
+    assert "ATTACH refused: Operation not permitted" in r.stdout
+    assert "SEIZE refused: Operation not permitted" in r.stdout
+    assert "STOP refused: Operation not permitted" in r.stdout
+    # its memory: another uid's, or (same uid) a process that runs an execute-only file, not dumpable
+    assert "MEM refused: Permission denied" in r.stdout
+    assert "FDWRITE refused: Permission denied" in r.stdout  # nor its report pipe
+    assert " DONE" not in r.stdout
+    goes_on(tmp_path)
+
+
+def test_new_namespaces_are_refused_and_threads_still_work(tmp_path: Path) -> None:
+    app, wd = make(tmp_path, "unshare")
     r = run_app(app, CPU, wd, [])
-    assert not r.ok and r.stopped == "supervisor"
-    assert r.error == "the program ended its sandbox supervisor"
-    assert "still here" not in r.stdout
+    assert r.ok, (r.error, r.stderr)
+    for what in ("UNSHARE_USER_PID", "UNSHARE_USER", "UNSHARE_MOUNT", "CLONE_NEWUSER"):
+        assert f"{what} refused: Operation not permitted" in r.stdout, r.stdout
+    assert "CLONE3 refused: Function not implemented" in r.stdout  # the C library falls back to clone
+    assert "SETNS refused:" in r.stdout
+    assert "THREAD ok" in r.stdout and "FORK ok" in r.stdout
+    assert "DONE" not in r.stdout
+    goes_on(tmp_path)
+
+
+def test_reading_a_sibling_process_memory_is_refused(tmp_path: Path) -> None:
+    app, wd = make(tmp_path, "vm_read")
+    r = run_app(app, CPU, wd, ["sibling-canary-31"])
+    assert r.ok and r.leftovers == 0, (r.error, r.stderr)
+    assert "VM_READ refused: Operation not permitted" in r.stdout
+    assert "ATTACH refused: Operation not permitted" in r.stdout
+    assert "sibling-canary-31" not in r.stdout and r.stdout.endswith("done\n")
+    control = run_app(app, CPU, wd, ["sibling-canary-31"], runner=HostRunner())
+    assert "READ sibling-canary-31" in control.stdout  # unsandboxed, the same program reads it
+    goes_on(tmp_path)
+
+
+def test_calls_that_widen_the_kernel_surface_are_refused(tmp_path: Path) -> None:
+    app, wd = make(tmp_path, "kernel")
+    r = run_app(app, CPU, wd, [])
+    assert r.ok, (r.error, r.stderr)
+    for what in ("BPF", "PERF", "USERFAULTFD", "IO_URING", "KEYCTL", "MOUNT", "KEXEC"):
+        assert f"{what} refused: Operation not permitted" in r.stdout, r.stdout
+    for what in ("INET", "INET6", "NETLINK"):
+        assert f"{what} refused: Address family not supported by protocol" in r.stdout
     goes_on(tmp_path)
 
 

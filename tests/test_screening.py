@@ -114,6 +114,45 @@ def test_scaling_is_not_judged_when_the_source_barely_grows() -> None:
     assert dif.scaling_findings({"below": 1.0}, {"below": 1.0}, {}) == []
 
 
+def _probe_run(cpu_s: float, gpu_s: float | None = None) -> dict:
+    run = {"cpu_s": cpu_s, "returncode": 0}
+    if gpu_s is not None:
+        run["gpu_s"] = gpu_s
+    return run
+
+
+def test_gpu_apps_are_judged_on_kernel_time_when_every_run_has_it() -> None:
+    """A GPU program's host CPU time mostly counts waiting and copies: an honest rewrite that
+    launches the same kernels but waits less grows 4% of the source's CPU time (below an app's
+    10% bar) while its kernel time grows alike. With CUPTI's kernel time on every probe run the
+    check reads the GPU; one run without it puts every run back on CPU time."""
+    src = {"below": _probe_run(0.30, 0.100), "scale": _probe_run(0.97, 0.600)}
+    cand = {"below": _probe_run(0.05, 0.098), "scale": _probe_run(0.077, 0.590)}
+    knobs = {"below": 375, "scale": 625}
+    assert dif.cost_metric([*src.values(), *cand.values()]) == "gpu_s"
+    s, c = dif.Costs(metric="gpu_s"), dif.Costs(metric="gpu_s")
+    for label in src:
+        s.add(label, src[label])
+        c.add(label, cand[label])
+    on_gpu = dif.cost_findings(s, c, knobs, None, [], [])
+    assert [f.severity for f in on_gpu] == ["info"] and "GPU kernel time grows" in on_gpu[0].message
+    cand["scale"].pop("gpu_s")  # e.g. a program that left by _exit, skipping the counter's exit handler
+    assert dif.cost_metric([*src.values(), *cand.values()]) == "cpu_s"
+    s, c = dif.Costs(), dif.Costs()
+    for label in src:
+        s.add(label, src[label])
+        c.add(label, cand[label])
+    on_cpu = dif.cost_findings(s, c, knobs, None, [], [])
+    assert on_cpu[0].severity == "fail" and "CPU time" in on_cpu[0].message
+    # and a cheat that skips the kernels fails on the GPU figure too
+    lazy = {"below": _probe_run(0.05, 0.010), "scale": _probe_run(0.06, 0.011)}
+    s, c = dif.Costs(metric="gpu_s"), dif.Costs(metric="gpu_s")
+    for label in src:
+        s.add(label, src[label])
+        c.add(label, lazy[label])
+    assert dif.cost_findings(s, c, knobs, None, [], [])[0].severity == "fail"
+
+
 def test_much_cheaper_at_the_measured_arguments_fails() -> None:
     fs = dif.measured_point_findings(src_k0=0.20, cand_k0=0.002, src_below=0.16, cand_below=0.05, k0=20, k_below=15)
     assert _sev(fs) == {"fail"} and "measured arguments" in fs[0].message

@@ -203,6 +203,9 @@ class OutputCheck:
                "or check.checksum_regex (a printed result)")
         if self.pass_regex or self.checksum_regex:
             return None
+        if self.fail_regex:  # a verdict printed on failure only: a run that drops the comparison passes
+            return (f"no self-check line or checksum, only its failure line (check.fail_regex) and the numbers it "
+                    f"prints screen candidates, so a run that skips the check passes; {add}")
         if not self.compare_numbers:
             return f"no deterministic check, only the exit status screens candidates; {add}"
         return f"no self-check line or checksum, only the numbers it prints are compared (it may print none); {add}"
@@ -721,6 +724,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{path}: is a folder, expected a TOML file")
     except tomllib.TOMLDecodeError as e:
         problems.append(f"{path}: invalid TOML: {e}")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not a TOML file (not UTF-8 text; a study or app.toml is expected)")
     except OSError as e:
         problems.append(f"{path}: cannot read: {e.strerror}")
     return None
@@ -930,3 +935,54 @@ def load_study(path: str | Path, *, apps: list[str] | None = None,
     if overrides:
         data = retarget(data, overrides)
     return parse_study(data, p.resolve().parent, source=p.resolve(), apps=apps, where=str(path))
+
+
+# ---------------------------------------------------------------- C++ standard of a build line
+
+# Headers of CUDA's C++ core libraries (Thrust, CUB, libcu++): from CUDA 13 on they stop with
+# "#error ... requires at least C++17" below that standard; CUDA 12 only deprecates C++14.
+CCCL_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*[<"](?:thrust|cub|cuda)/', re.MULTILINE)
+_STD_FLAG = re.compile(r"^--?std(?:=(.*))?$")
+_STD_ALIASES = {"1y": 14, "1z": 17, "2a": 20, "2b": 23, "2c": 26}
+
+
+def cxx_standard(argv: list[str]) -> int | None:
+    """The C++ standard (11, 14, 17, ...) the last -std/--std flag of a command line selects; None without one.
+
+    nvcc, g++ and clang take the last flag given, so a per-app `-std=c++17` after the study's
+    compiler line wins. c++98/c++03 read as 3.
+    """
+    found: int | None = None
+    for i, arg in enumerate(argv):
+        m = _STD_FLAG.match(arg)
+        if not m:
+            continue
+        value = m.group(1) if m.group(1) is not None else (argv[i + 1] if i + 1 < len(argv) else "")
+        v = re.fullmatch(r"(?:c|gnu)\+\+(\w\w)", value)
+        if v:
+            year = v.group(1)
+            found = _STD_ALIASES.get(year) or (3 if year in ("98", "03") else int(year) if year.isdigit() else found)
+    return found
+
+
+def cuda_release(version_line: str) -> tuple[int, int] | None:
+    """(major, minor) from nvcc's version line ('Cuda compilation tools, release 13.0, V13.0.88')."""
+    m = re.search(r"release (\d+)\.(\d+)", version_line)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def std_warning(argv: list[str], release: tuple[int, int] | None, sources: dict[str, str]) -> str | None:
+    """Why a CUDA build line's C++ standard is older than the installed CUDA's headers need, or None.
+
+    Knowable only when the CUDA release is known and a source includes Thrust, CUB or libcu++
+    (CUDA 13 requires C++17 for them); a line without -std gets nvcc's default (C++17), so it passes.
+    """
+    std = cxx_standard(argv)
+    if release is None or release[0] < 13 or std is None or std >= 17:
+        return None
+    users = sorted(name for name, text in sources.items() if CCCL_INCLUDE.search(text))
+    if not users:
+        return None
+    return (f"the build line compiles with C++{std:02d}, but CUDA {release[0]}.{release[1]}'s Thrust/CUB/libcu++ "
+            f"headers (included by {', '.join(users)}) need C++17 or newer; add -std=c++17 to the app's build "
+            f"line (build = \"{{compiler}} -std=c++17 -o {{exe}} {{sources}}\") or to the study's compiler")

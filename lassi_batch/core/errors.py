@@ -31,6 +31,11 @@ class ArchiveError(LassiError):
     """A trial archive is missing, unreadable, or of an unknown schema version."""
 
 
+class DeviceBusy(MeterError):
+    """A measurement could not be taken alone on its device (other processes on it, or it never
+    settled) after its retakes. The trial stops `interrupted`: a resubmission resumes it."""
+
+
 class MeterUnavailable(MeterError):
     """This meter cannot be used on this machine; the message is the one-line reason."""
 

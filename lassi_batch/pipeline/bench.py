@@ -18,7 +18,7 @@ from ..power.trace import Measurement
 from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
 from ..screening.differential import PROBE_ENV, Probe
 from ..screening.processes import Leftover, reap_leftovers
-from ..system.devlock import LockHold, busy_lock, device_key, measurement_lock
+from ..system.devlock import LockHold, build_hold, device_key, measurement_lock, run_hold
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
 
@@ -90,6 +90,8 @@ class ProbeRun:
         d = {"stdout": r.stdout, "returncode": r.returncode, "error": r.error, "cpu_s": r.cpu_s,
              "wall_s": r.wall_s, "timed_out": r.timed_out, "leftovers": [vars(p) for p in self.leftovers],
              "work_counts": dict(self.work_counts)}
+        if "kernel_busy_ns" in self.work_counts:  # the GPU time its kernels took (CUPTI)
+            d["gpu_s"] = self.work_counts["kernel_busy_ns"] / 1e9
         if self.again is not None:
             a = self.again
             d["again"] = {"stdout": a.stdout, "returncode": a.returncode, "error": a.error, "cpu_s": a.cpu_s,
@@ -133,12 +135,16 @@ class Bench:
             shutil.rmtree(wd)  # our own scratch folder from an interrupted attempt
         wd.mkdir(parents=True)
         prepare_workdir(self.app, self.platform.kind, wd, overrides=files)
-        with self._busy():
+        with self._building():
             return wd, build(self.app, self.platform, wd, runner=self.runner)
 
-    def _busy(self) -> AbstractContextManager[LockHold]:
-        """Unmeasured CPU work: waits while a CPU measurement of another trial on this node runs."""
-        return busy_lock(self._device)
+    def _building(self) -> AbstractContextManager[LockHold]:
+        """A build: waits while another trial measures this node's CPU (a no-op on GPUs)."""
+        return build_hold(self._device)
+
+    def _running(self) -> AbstractContextManager[LockHold]:
+        """An unmeasured run of a program on the measured device: never inside a measurement."""
+        return run_hold(self._device)
 
     @property
     def _device(self) -> str:
@@ -147,7 +153,7 @@ class Bench:
     def _measure_once(self, wd: Path, index: int) -> tuple[RunResult, Measurement]:
         delay = protocol.repeat_delay(self.rng, self.measure, index)
         with measurement_lock(self._device) as hold:
-            run, m = protocol.measure(
+            run, m = protocol.measure_alone(
                 lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
                 self.meter, self.measure, repeat_index=index,
             )
@@ -176,7 +182,7 @@ class Bench:
             if not run.ok:
                 break
         if self.counter_lib and out.ran:  # a separate, unmeasured run of the same binary
-            with self._busy():
+            with self._running():
                 counted = run_app(self.app, self.platform, wd, self.args, runner=self.runner,
                                   count_work=self.counter_lib)
             out.work_counts = counted.work_counts or {}
@@ -218,7 +224,7 @@ class Bench:
             shutil.rmtree(wd)
         wd.mkdir(parents=True)
         prepare_workdir(self.app, self.platform.kind, wd, overrides=files)
-        with self._busy():
+        with self._building():
             b = build(self.app, self.platform, wd, runner=self.runner)
         return wd / EXE_NAME if b.ok and (wd / EXE_NAME).is_file() else None
 
@@ -232,7 +238,7 @@ class Bench:
         prepare_workdir(self.app, self.platform.kind, pd, overrides=files)
         shutil.copy2(exe, pd / EXE_NAME)
         extra = {**PROBE_ENV, **probe.env}
-        with self._busy():
+        with self._running():
             run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
                           count_work=self.counter_lib)
             left = _leftovers(pd / EXE_NAME, run)

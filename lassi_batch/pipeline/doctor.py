@@ -24,6 +24,7 @@ from ..core.config import (
 from ..core.errors import LassiError
 from ..core.secrets import env_secret_available
 from ..power.base import probe_meters
+from ..sandbox.apptainer import image_problem
 from ..sandbox.toolchain import (
     build,
     check_platform,
@@ -32,9 +33,11 @@ from ..sandbox.toolchain import (
     prepare_workdir,
     run_app,
 )
+from ..sandbox import syscall_filter
 from ..system.facts import image_digest
 from ..system.gpus import amd_gpus, default_platform_kind, nvidia_gpus
 from ..system.tools import tool_version
+from ..system.devlock import device_key, run_hold
 
 
 @dataclass
@@ -120,7 +123,8 @@ def smoke_test(platform: PlatformConfig, container: ContainerConfig | None = Non
             return False, str(e)
         if not b.ok:
             return False, f"build failed: {_last_line(b.log.stderr or b.log.stdout or b.log.error)}"
-        r = run_app(app, platform, work, [], runner=runner)
+        with run_hold(device_key(platform.kind, platform.device)):  # never inside a trial's measurement
+            r = run_app(app, platform, work, [], runner=runner)
         if not r.ok or "PASS" not in r.stdout:
             return False, f"run failed: {r.error or _last_line(r.stdout + r.stderr) or f'exit {r.returncode}'}"
         return True, f"built and ran ({_last_line(r.stdout)}; {r.runner})"
@@ -151,6 +155,18 @@ def _meter_checks(kind: str) -> list[Check]:
         return [Check("meter", "power meters", "info", "power module not available")]
     except Exception as e:  # a meter probe must not take the doctor down
         return [Check("meter", "power meters", "warn", f"probe failed: {type(e).__name__}: {e}")]
+
+
+def _filter_check(opted_out: bool) -> Check:
+    """The seccomp filter bubblewrap loads for every build and run (fail: nothing would run)."""
+    why = syscall_filter.problem()
+    if why:
+        return Check("sandbox", "seccomp filter", "info" if opted_out else "fail", why)
+    b = syscall_filter.build()
+    missing = f"; not known to this libseccomp, so not filtered: {', '.join(b.unknown)}" if b.unknown else ""
+    return Check("sandbox", "seccomp filter", "warn" if b.unknown else "ok",
+                 f"{b.rules} rules, {b.instructions} BPF instructions ({b.library}): no ptrace, nested namespaces, "
+                 f"mounts, bpf or keyrings; sockets AF_UNIX only, without connect{missing}")
 
 
 def _llm_checks(llm: LLMConfig) -> list[Check]:
@@ -218,19 +234,20 @@ def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfi
     checks.append(Check("container", "apptainer", "ok" if appt else ("fail" if needed else "missing"),
                         appt or "not on PATH"))
     if needed:
-
-        digest = image_digest(container.image)
-        checks.append(Check("container", "image", "ok" if digest or "://" in container.image else "fail",
-                            f"{container.image} sha256:{digest[:12]}" if digest else container.image))
+        bad = image_problem(container.image)
+        digest = "" if bad else image_digest(container.image)
+        checks.append(Check("container", "image", "fail" if bad else "ok",
+                            bad or (f"{container.image} sha256:{digest[:12]}" if digest else container.image)))
 
     for cmd in ("sbatch", "squeue", "sacct", "scontrol"):
         path = shutil.which(cmd)
         checks.append(Check("slurm", cmd, "ok" if path else "missing", path or "not on PATH"))
 
     why = sandbox_problem(ContainerConfig())
-    checks.append(Check("sandbox", "bubblewrap", "ok" if not why else ("info" if container.runtime == "apptainer"
-                        or container.sandbox == "none" else "fail"),
+    opted_out = container.runtime == "apptainer" or container.sandbox == "none"
+    checks.append(Check("sandbox", "bubblewrap", "ok" if not why else ("info" if opted_out else "fail"),
                         "no network, own PID namespace, read-only system, fresh folder per run" if not why else why))
+    checks.append(_filter_check(opted_out))
 
     checks += _llm_checks(llm or LLMConfig())
     return report

@@ -34,9 +34,11 @@ from ..power.protocol import measure_repeats
 from ..power.trace import Measurement
 from ..sandbox import toolchain
 from ..sandbox.toolchain import RunResult
+from ..screening.verifier import source_output_problems
 from ..store.measurement import write_measurement
 from ..store.schema import PROFILE_SCHEMA, SCHEMA_VERSION, child_name, put_text
 from ..system.gpus import default_platform_kind
+from ..system.devlock import device_key, measurement_lock
 
 # figures summarised over repeats (table and root attributes of the file)
 SUMMARY_FIGURES = ("runtime_s", "energy_net_j", "energy_gross_j", "energy_eq4_settled_j", "energy_eq4_paper_j",
@@ -61,6 +63,8 @@ class ProfileResult:
     summary: dict[str, Summary]
     plot: Path | None = None
     notes: list[str] = field(default_factory=list)
+    check_problems: list[str] = field(default_factory=list)
+    """The app's [check] against the successful runs' output (source_output_problems): an error of its description."""
 
     @property
     def failed_runs(self) -> list[int]:
@@ -160,14 +164,18 @@ def profile_app(
             why = b.log.error or f"exit {b.log.returncode}"
             raise BuildFailed(f"build of {app.name} for {kind} failed ({why}); log: {log_path}")
         say(f"measuring {repeat} run(s) of ./{Path(b.exe).name} {shlex.join(run_args)} with meter {m.name}")
+        key = device_key(kind, pcfg.device)
         results = measure_repeats(lambda: toolchain.run_app(app, pcfg, workdir, run_args), m,
-                                  cfg=measure_cfg or MeasureConfig(), repeat=repeat, log=say)
+                                  cfg=measure_cfg or MeasureConfig(), repeat=repeat, log=say,
+                                  lock=lambda: measurement_lock(key))
     finally:
         m.close()
     shutil.rmtree(workdir, ignore_errors=True)  # kept only when the build failed (its log is named)
     summary = {f: summarize(meas.figures.get(f, math.nan) for _rr, meas in results) for f in SUMMARY_FIGURES}
+    problems = list(dict.fromkeys(p for rr, _m in results if rr.ok for p in source_output_problems(app.check, rr.stdout)))
     res = ProfileResult(app=app.name, platform=kind, meter=m.name, device=m.device, estimate=m.estimate,
-                        args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes)
+                        args=run_args, out=out_path, workdir=workdir, results=results, summary=summary, notes=notes,
+                        check_problems=problems)
     try:
         write_profile(res, b.log)
     except OSError as e:
@@ -179,6 +187,43 @@ def profile_app(
         plot_measurement(results[r][1], plot, title=title)
         res.plot = Path(plot)
     return res
+
+
+@dataclass
+class CheckRun:
+    """One unmeasured build and run of an app (`validate --run`): did it work, do its check lines match?"""
+
+    app: str
+    platform: str
+    args: list[str]
+    run: RunResult | None  # None: the build failed
+    problems: list[str]  # source_output_problems of a successful run
+    build_log: Path | None = None  # kept only when the build failed
+
+
+def check_run(app: AppConfig, platform_cfg: PlatformConfig, args: list[str]) -> CheckRun:
+    """Build `app` for the platform in a temp folder and run it once with `args`, both through the
+    sandbox as a trial would, then try its [check] lines on the output. No meter, no HDF5 file.
+
+    Raises ToolchainError when this machine cannot build or run for the platform at all.
+    """
+    kind = platform_cfg.kind
+    app = app.on(kind)
+    problems = toolchain.check_platform(platform_cfg)
+    if problems:
+        raise ToolchainError("; ".join(problems))
+    workdir = Path(tempfile.mkdtemp(prefix=f"lassi-check-{app.name}-"))
+    toolchain.prepare_workdir(app, kind, workdir)
+    b = toolchain.build(app, platform_cfg, workdir)
+    if not b.ok:
+        log_path = workdir / "build.log"
+        log_path.write_text(f"$ {shlex.join(b.log.argv)}\n{b.log.stdout}{b.log.stderr}", encoding="utf-8")
+        return CheckRun(app.name, kind, args, None, [], log_path)
+    try:
+        rr = toolchain.run_app(app, platform_cfg, workdir, args)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return CheckRun(app.name, kind, args, rr, source_output_problems(app.check, rr.stdout) if rr.ok else [])
 
 
 def median_repeat(results: list[tuple[RunResult, Measurement]]) -> int:
@@ -208,6 +253,7 @@ def write_profile(res: ProfileResult, build_log: RunResult) -> None:
         a["repeat"] = len(res.results)
         a["args_json"] = json.dumps(res.args)
         a["notes_json"] = json.dumps(res.notes)
+        a["check_problems_json"] = json.dumps(res.check_problems)
         for name, s in res.summary.items():
             a[f"mean_{name}"] = s.mean
             a[f"std_{name}"] = s.std

@@ -123,7 +123,7 @@ class Screener:
                                                 "for its differential runs")))
             return out
         findings: list[Finding] = []
-        src_cost, cand_cost = dif.Costs(), dif.Costs()
+        pairs: list[tuple[dif.Probe, dict[str, Any], dict[str, Any]]] = []
         knobs: dict[str, int] = {}
         for p in probes:
             srun = plan["runs"].get(p.label)
@@ -144,10 +144,14 @@ class Screener:
             findings += dif.output_findings(p.label, p.args, rep.findings)
             findings += _leftover_findings(f"unseen input {p.label}", [crun["leftovers"]])
             if crun["returncode"] == 0:
-                src_cost.add(p.label, srun)
-                cand_cost.add(p.label, crun)
+                pairs.append((p, srun, crun))
             if p.knob is not None:
                 knobs[p.label] = p.knob
+        metric = dif.cost_metric([r for _p, srun, crun in pairs for r in (srun, crun)])
+        src_cost, cand_cost = dif.Costs(metric=metric), dif.Costs(metric=metric)
+        for p, srun, crun in pairs:
+            src_cost.add(p.label, srun)
+            cand_cost.add(p.label, crun)
         k0 = dif.knob_of(self.app.probe, self.measured_args)
         s_meas, c_meas = _runs(source).get("cpu_s", []), _runs(cand).get("cpu_s", [])
         costs = dif.cost_findings(src_cost, cand_cost, knobs, k0, s_meas, c_meas, self.app.probe.min_scaling)

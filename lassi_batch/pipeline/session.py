@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -21,7 +22,7 @@ from typing import Any, Callable
 import psutil
 
 from ..core.config import StudyApp, StudyConfig
-from ..core.errors import ArchiveError, ConfigError, TrialInterrupted
+from ..core.errors import ArchiveError, ConfigError, DeviceBusy, TrialInterrupted
 from ..llm.client import make_backend
 from ..llm.replay import ReplayBackend
 from ..llm.prompts import PromptSet
@@ -267,8 +268,7 @@ def run_trial(
         with StopOnSignals(archive) as stop:
             try:
                 meter = open_meter(study.platform.meter, study.platform)
-                workroot = Path(tempfile.mkdtemp(prefix=f"lassi-{sapp.app.name}-t{index}-",
-                                                 dir=os.environ.get("LASSI_WORKDIR")))
+                workroot = _scratch(sapp.app.name, index, path)
                 bench = Bench(sapp.app, study.platform, study.measure, sapp.args, meter, workroot,
                               runner=runner, counter_lib=counter_lib)
                 try:
@@ -281,8 +281,8 @@ def run_trial(
             except TrialInterrupted as e:
                 _record_stop(archive, "interrupted", stop.reason or str(e))
                 raise
-            except ArchiveError as e:  # the archive itself cannot be written (disk full, lease lost)
-                _record_stop(archive, "interrupted", str(e))
+            except (ArchiveError, DeviceBusy) as e:  # the archive cannot be written (disk full, lease
+                _record_stop(archive, "interrupted", str(e))  # lost), or the device is not ours alone
                 raise
             except BaseException as e:  # keep what was written; record why it stopped
                 if isinstance(e, KeyboardInterrupt):
@@ -291,6 +291,26 @@ def run_trial(
                     _record_stop(archive, "failed", _one_line(e))
                 raise
     return path, outcome
+
+
+SCRATCH_OWNER = ".lassi-archive"  # in a trial's scratch folder: the archive it works for
+
+
+def _scratch(app: str, index: int, archive_path: Path) -> Path:
+    """A fresh scratch folder for the trial. Those left by earlier attempts of the same archive
+    (a kill -9 skips the cleanup) are removed first: the archive's lease is held here, so no live
+    attempt owns them."""
+    base = Path(os.environ.get("LASSI_WORKDIR") or tempfile.gettempdir())
+    for old in base.glob(f"lassi-{app}-t{index}-*"):
+        try:
+            owner = (old / SCRATCH_OWNER).read_text().strip()
+        except OSError:
+            continue
+        if owner == str(archive_path.resolve()):
+            shutil.rmtree(old, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix=f"lassi-{app}-t{index}-", dir=base))
+    (d / SCRATCH_OWNER).write_text(str(archive_path.resolve()))
+    return d
 
 
 def _one_line(e: BaseException) -> str:

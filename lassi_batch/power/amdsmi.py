@@ -87,6 +87,7 @@ class AmdSmiMeter(ChannelMeter):
     name = "amdsmi"
     counter_interval_s = 0.05
     cold_start_s = 3.0
+    learns_floor = True
     settle_hold_s = 0.3
 
     def __init__(self, lib: Any, handle: Any, gpu: GpuInfo, check_s: float = CHECK_WINDOW_S) -> None:
@@ -253,6 +254,28 @@ class AmdSmiMeter(ChannelMeter):
         limit = valid_number(self._power_info().get("power_limit"))  # W
         out["power_limit_w"] = limit if math.isfinite(limit) and limit > 0 else NAN
         return out
+
+    def device_processes(self) -> list[int] | None:
+        lib, h = self._lib, self._h
+        try:
+            listed = lib.amdsmi_get_gpu_process_list(h)
+        except Exception:
+            return None  # not supported by this library or driver
+        pids: set[int] = set()
+        for item in listed or []:
+            try:  # ROCm 6.1+ lists info dicts; older versions list handles to look up
+                info = item if isinstance(item, Mapping) else lib.amdsmi_get_gpu_process_info(h, item)
+                pids.add(int(info["pid"]))
+            except Exception:
+                return None  # an entry we cannot attribute: cannot tell who is on the device
+        return sorted(pids)
+
+    def busy_pct(self) -> float | None:
+        try:
+            v = valid_number(self._lib.amdsmi_get_gpu_activity(self._h).get("gfx_activity"))
+        except Exception:
+            return None
+        return v if math.isfinite(v) else None
 
     def close(self) -> None:
         if self._lib is not None:

@@ -79,6 +79,9 @@ class Meter(ABC):
     wait_cap_s: float | None = None
     # Rolling window over which "back at idle" is judged (s); a few sensor updates.
     settle_hold_s: float = 0.3
+    # Settle to the device's idle floor kept for the node (power.floor): GPUs, whose post-run
+    # state looks idle but is not; CPU meters have no such state to wait out.
+    learns_floor: bool = False
 
     def __init__(self, device: str, device_id: str = "", estimate: bool = False) -> None:
         self.device = device
@@ -112,6 +115,16 @@ class Meter(ABC):
         for what this meter cannot tell. Read at the start and end of every measurement, so
         that a warm-GPU or throttling bias can be seen afterwards."""
         return dict.fromkeys(DEVICE_STATE, NAN)
+
+    def device_processes(self) -> list[int] | None:
+        """Host PIDs of every process the device reports running on it (compute, graphics), or
+        None when this meter cannot tell (CPU meters, a driver without the query). Polled during
+        each measurement, so that a foreign program in the window is seen (power.isolation)."""
+        return None
+
+    def busy_pct(self) -> float | None:
+        """The device's utilisation now (%), or None when this meter cannot tell."""
+        return None
 
     def close(self) -> None:
         """Release the vendor library."""

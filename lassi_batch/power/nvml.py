@@ -84,6 +84,7 @@ class NvmlMeter(ChannelMeter):
     counter_interval_s = 0.1
     counter_update_s = 0.1  # H100: a new total-energy value every ~100 ms
     cold_start_s = 3.0  # H100: ~133 W for ~2 s after a CUDA process ends, idle after ~2.8 s
+    learns_floor = True
     settle_hold_s = 0.3
 
     def __init__(self, nv: Any, handle: Any, gpu: GpuInfo) -> None:
@@ -201,6 +202,28 @@ class NvmlMeter(ChannelMeter):
             except (nv.NVMLError, AttributeError, TypeError, ValueError):
                 pass  # not supported on this GPU/driver: stays NaN
         return out
+
+    def device_processes(self) -> list[int] | None:
+        nv, h = self._nv, self._h
+        pids: set[int] = set()
+        answered = False
+        for query in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses",
+                      "nvmlDeviceGetMPSComputeRunningProcesses"):
+            fn = getattr(nv, query, None)
+            if fn is None:
+                continue
+            try:
+                pids.update(int(p.pid) for p in fn(h))
+                answered = True
+            except (nv.NVMLError, AttributeError, TypeError, ValueError):
+                continue  # this list is not supported here; the others still count
+        return sorted(pids) if answered else None
+
+    def busy_pct(self) -> float | None:
+        try:
+            return float(self._nv.nvmlDeviceGetUtilizationRates(self._h).gpu)
+        except (self._nv.NVMLError, AttributeError, TypeError, ValueError):
+            return None
 
     def close(self) -> None:
         if self._nv is not None:

@@ -19,19 +19,24 @@ Every wait actually spent is recorded in Measurement.attrs, next to the paper's 
 
 from __future__ import annotations
 
+import json
 import math
 import random
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..core.config import MeasureConfig
+from ..core.errors import DeviceBusy
 from ..sandbox.toolchain import RunResult
 from . import energy
 from .base import DEVICE_STATE, Meter
 from .estimate import EstimateMeter, cpu_model_energy
+from .floor import DRIFT_MAX, node_floor, record_idle
+from .isolation import ProcessWatch
 from .sampler import Sampler
 from .trace import Measurement, Window
 
@@ -49,6 +54,9 @@ MACHINE_FIGURES = ("energy_counter_j", "energy_counter_net_j", "energy_counter_p
                    "energy_eq4_instant_j", "idle_counter_w", "idle_counter_precision_w", "idle_sensor_offset_w")
 CPU_TICK_S = 0.01  # resolution of the CPU time the runner reports (clock ticks)
 IDLE_WINDOW_CAPS = {"rapl": 0.5, "estimate": 0.2}  # CPU meters: no GPU to cool, keep waits short
+DRIFT_FLAT_S = 5.0  # a level flat this long at the settle timeout is idle drift (an H100's post-run state lasts ~2 s)
+RETAKES = 3  # a measurement not taken alone or on a settled device is taken again up to this many times
+RETAKE_PAUSE_S = (2.0, 5.0, 10.0)  # waits before the retakes: a foreign job may end meanwhile
 
 Log = Callable[[str], None]
 
@@ -70,8 +78,13 @@ def pre_settle_check(
     tolerance: float,
     hold_s: float,
     cold_start_s: float,
+    strict: bool = False,
 ) -> SettleCheck:
-    """Is the device at idle at `now`, judging from samples since `t_start`? (pure)"""
+    """Is the device at idle at `now`, judging from samples since `t_start`? (pure)
+
+    `strict`: `hint_w` is the device's known floor (power.floor) and only a level within
+    `tolerance` of it counts; a stable level above it is a device still busy or still in its
+    post-run state, however flat it looks."""
     t = np.asarray(t, dtype=float)
     p = np.asarray(p, dtype=float)
     m = (t >= t_start) & (t <= now) & np.isfinite(p)
@@ -86,7 +99,10 @@ def pre_settle_check(
     level = float(np.median(recent))
     limit = 1.0 + tolerance
     if hint_w is not None and math.isfinite(hint_w) and level <= hint_w * limit:
-        return SettleCheck(True, f"at the known idle level {hint_w:.1f} W", level)
+        what = "the device's idle floor" if strict else "the known idle level"
+        return SettleCheck(True, f"at {what} {hint_w:.1f} W", level)
+    if strict and hint_w is not None and math.isfinite(hint_w):
+        return SettleCheck(False, f"at {level:.1f} W, waiting for the idle floor {hint_w:.1f} W", level)
     floor = energy.idle_baseline(t, p, t_start, now, tolerance)
     before = p[(t >= now - 2 * hold_s) & (t < now - hold_s)]
     # stable: at the lowest level seen, and not still falling from the hold period before
@@ -105,6 +121,18 @@ def pre_settle_check(
             why += f", above the earlier idle {hint_w:.1f} W (drift)"
         return SettleCheck(True, why, level)
     return SettleCheck(False, f"at {level:.1f} W, lowest so far {floor:.1f} W", level)
+
+
+def flat_level(t: np.ndarray, p: np.ndarray, now: float, span_s: float, tolerance: float) -> float | None:
+    """The median power over the last `span_s` when every sample there lies within `tolerance`
+    of it (a level that is not moving), else None (pure)."""
+    t = np.asarray(t, dtype=float)
+    p = np.asarray(p, dtype=float)
+    m = (t >= now - span_s) & (t <= now) & np.isfinite(p)
+    if m.sum() < 3 or float(t[m].min()) > now - 0.9 * span_s:
+        return None
+    level = float(np.median(p[m]))
+    return level if np.all(np.abs(p[m] - level) <= tolerance * level) else None
 
 
 def _channel(inst: np.ndarray, avg: np.ndarray) -> np.ndarray:
@@ -138,13 +166,17 @@ def measure(
     hold = meter.settle_hold_s
     settle_max, idle_window, post_max = _caps(meter, cfg)
     notes: list[str] = []
+    unsettled = False
     sampler = Sampler(meter, cfg.sample_interval_s, slow_counter_interval_s=SLOW_COUNTER_S)
     sampler.start()
+    watch = ProcessWatch(meter)
     try:
-        # 1. settle
+        # 1. settle: to the device's floor on this node when one is known
         t0 = sampler.t_start
         check = SettleCheck(False, "not checked", NAN)
         cold = meter.cold_start_s
+        floor: float | None = None
+        floor_channel = ""
         while True:
             time.sleep(POLL_S if settle_max > 0 else 0.0)
             now = time.monotonic()
@@ -152,21 +184,41 @@ def measure(
             if settle_max <= 0:
                 check = SettleCheck(True, "no settling for this meter", NAN)
                 break
-            check = pre_settle_check(t, _channel(inst, avg), t0, now, hint_w=meter.idle_hint_w,
-                                     tolerance=tol, hold_s=hold, cold_start_s=cold)
+            if meter.learns_floor and not floor_channel and t.size:
+                floor_channel = "instant" if energy.has_data(inst) else "average"
+                floor = node_floor(meter.device_id, floor_channel)
+            hint = floor if floor is not None else meter.idle_hint_w
+            chan = _channel(inst, avg)
+            check = pre_settle_check(t, chan, t0, now, hint_w=hint, tolerance=tol, hold_s=hold,
+                                     cold_start_s=cold, strict=floor is not None)
+            if check.settled and hint is None and meter.learns_floor and cold > 0 and \
+                    flat_level(t, chan, now, cold, tol) is None:
+                # no floor known yet: a drop to a stable level may be the post-run state (an H100
+                # holds ~133 W for ~2 s), so the level must stay flat for the cold-start period
+                check = SettleCheck(False, f"{check.reason}; not yet flat for {cold:g} s", check.level_w)
             if check.settled:
                 break
             if now - t0 >= settle_max:
-                notes.append(f"device not settled after {settle_max:g} s ({check.reason}); measured anyway")
+                flat = flat_level(t, chan, now, min(DRIFT_FLAT_S, settle_max), tol) if floor is not None else None
+                if flat is not None and flat <= floor * DRIFT_MAX:
+                    check = SettleCheck(True, f"flat at {flat:.1f} W for {min(DRIFT_FLAT_S, settle_max):g} s, "
+                                              f"above the idle floor {floor:.1f} W: taken as idle drift", flat)
+                    break
+                unsettled = True
+                notes.append(f"device not settled after {settle_max:g} s ({check.reason})")
                 break
         t_settle_done = time.monotonic()
+        watch.start()  # from the idle window to the tail's end: nothing else may run on the device
         say(f"settled: {check.reason}")
         # the idle level comes from the counter too (same sensor as the run's gross energy):
         # read it at its own rate through the idle window and into the launch
         sampler.fast_counter(idle_window + EDGE_S, burst_s=_burst(meter))
 
         # 2. idle window (the settle hold already counts)
-        t_idle_start = max(t0, t_settle_done - hold) if check.settled else t_settle_done
+        # a counter's idle level needs its full-rate reads, which start now; a meter without one
+        # may count the settle hold towards the window
+        held = check.settled and not meter.has_counter
+        t_idle_start = max(t0, t_settle_done - hold) if held else t_settle_done
         wait_until = t_idle_start + idle_window
         while time.monotonic() < wait_until:
             time.sleep(min(POLL_S, max(wait_until - time.monotonic(), 0.0)))
@@ -179,6 +231,7 @@ def measure(
         # the counter is read at full rate only around the window's edges, at every sample just after them
         sampler.fast_counter(EDGE_S, burst_s=_burst(meter))
         state_start = _device_state(meter)
+        watch.before_launch()
         t_before = time.monotonic()
         rr = run()
         t_after = time.monotonic()
@@ -222,6 +275,7 @@ def measure(
             time.sleep(min(POLL_S * 4, max(paper_until - time.monotonic(), 0.0)))
     finally:
         trace = sampler.stop()
+        isolation = watch.stop()
     t_end = float(trace.t[-1]) if trace.t.size else time.monotonic()
     t_settled = min(t_settled, t_end) if math.isfinite(t_settled) else t_end
     window = Window(t_idle_start=t_idle_start, t_launch=t_launch, t_exit=t_exit, t_settled=t_settled, t_end=t_end)
@@ -234,8 +288,13 @@ def measure(
     trace.notes.extend(notes + analysis.notes)
     # the hint is compared with the power channel when settling, so it is that channel's idle
     chan_idle = figures["idle_post_w"] if analysis.idle_source == "post" else figures["idle_pre_w"]
-    if post_settled and math.isfinite(chan_idle):
+    clean = not isolation.contaminated and not unsettled
+    if post_settled and clean and math.isfinite(chan_idle):
         meter.idle_hint_w = chan_idle
+    if clean and check.settled and floor_channel and math.isfinite(baseline):
+        record_idle(meter.device_id, floor_channel, baseline)
+    if isolation.contaminated:
+        trace.notes.append(f"CONTAMINATED: {isolation.describe()}")
 
     wall = time.monotonic() - t_call
     runtime = figures["runtime_s"]
@@ -247,6 +306,12 @@ def measure(
         "estimate": bool(meter.estimate),
         "settle_reason": check.reason,
         "settled_before": bool(check.settled),
+        "unsettled": bool(unsettled),
+        "idle_floor_w": floor if floor is not None else NAN,
+        "isolation_checked": bool(isolation.checked),
+        "contaminated": bool(isolation.contaminated),
+        "isolation": isolation.describe(),
+        "busy_before_pct": isolation.busy_before_pct if isolation.busy_before_pct is not None else NAN,
         "settled_after": bool(post_settled),
         "settle_tolerance": tol,
         "settle_hold_s": hold,
@@ -344,6 +409,51 @@ def _apply_cpu_model(
     return f"estimate:{method}"
 
 
+def retake_reason(m: Measurement) -> str:
+    """Why a measurement must be taken again ("" when it stands): it saw another program on the
+    device, or started from a device that never settled. A failed run stands: its failure is
+    the result."""
+    a = m.attrs
+    if not a.get("run_ok", True):
+        return ""
+    if a.get("contaminated"):
+        return f"contaminated: {a.get('isolation', '')}"
+    if a.get("unsettled"):
+        return "device not settled before the run" + (
+            f" (idle floor {a['idle_floor_w']:.1f} W, read {a['pre_baseline_w']:.1f} W)"
+            if math.isfinite(a.get("idle_floor_w", NAN)) else "")
+    return ""
+
+
+def measure_alone(
+    run: Callable[[], RunResult],
+    meter: Meter,
+    cfg: MeasureConfig,
+    repeat_index: int = 0,
+    *,
+    log: Log | None = None,
+    retakes: int = RETAKES,
+) -> tuple[RunResult, Measurement]:
+    """`measure`, taken again (up to `retakes` times, after growing pauses) while it was not
+    alone on its device or started from an unsettled one. The measurement kept records every
+    discarded try (`retakes`, `retake_reasons`). Raises DeviceBusy when no try was clean."""
+    say = log or (lambda s: None)
+    reasons: list[str] = []
+    for attempt in range(retakes + 1):
+        rr, m = measure(run, meter, cfg, repeat_index, log=log)
+        why = retake_reason(m)
+        if not why:
+            m.attrs["retakes"] = attempt
+            m.attrs["retake_reasons"] = json.dumps(reasons)
+            return rr, m
+        reasons.append(why)
+        say(f"measurement taken again: {why}")
+        if attempt < retakes:
+            time.sleep(RETAKE_PAUSE_S[min(attempt, len(RETAKE_PAUSE_S) - 1)])
+    raise DeviceBusy(f"{meter.device} {meter.device_id}: no measurement taken alone in {retakes + 1} tries "
+                     f"(last: {reasons[-1]})")
+
+
 def measure_repeats(
     run: Callable[[], RunResult],
     meter: Meter,
@@ -352,16 +462,18 @@ def measure_repeats(
     *,
     log: Log | None = None,
     rng: random.Random | None = None,
+    lock: Callable[[], AbstractContextManager[object]] | None = None,
 ) -> list[tuple[RunResult, Measurement]]:
     """`repeat` measurements (default cfg.repeat) with a random delay of up to
     cfg.random_delay_s before each one after the first, so that repeats do not share the
-    sensor's update phase."""
+    sensor's update phase. `lock`: held around each measurement (the device's lock)."""
     n = (cfg.repeat or 1) if repeat is None else repeat
     rng = rng or random.Random()
     out: list[tuple[RunResult, Measurement]] = []
     for r in range(n):
         delay = repeat_delay(rng, cfg, r)
-        rr, m = measure(run, meter, cfg, r, log=log)
+        with lock() if lock is not None else nullcontext():
+            rr, m = measure_alone(run, meter, cfg, r, log=log)
         m.attrs["random_delay_s"] = delay
         out.append((rr, m))
     return out

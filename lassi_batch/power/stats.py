@@ -11,9 +11,8 @@ Two questions are asked of repeated measurements, and both must respect the meas
   method, stays honest when the denominator is noisy (it becomes unbounded when mean(A) is
   not significantly above zero).
 
-The Student t distribution is computed here (regularised incomplete beta function by its
-continued fraction) so that the package needs no SciPy; tests check it against tabulated
-quantiles.
+Energy is never negative, so the ratio's interval is clipped at zero: a saving's interval never
+reaches past 100%, and a side whose mean energy is not positive gives no interval at all.
 """
 
 from __future__ import annotations
@@ -22,85 +21,27 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from scipy.stats import norm as _norm
+from scipy.stats import t as _t
+
 NAN = math.nan
 
 
 # ------------------------------------------------------------------ Student's t distribution
 
 
-def _betacf(a: float, b: float, x: float) -> float:
-    """Continued fraction of the incomplete beta function (modified Lentz evaluation)."""
-    tiny = 1e-300
-    qab, qap, qam = a + b, a + 1.0, a - 1.0
-    c = 1.0
-    d = 1.0 - qab * x / qap
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
-    for m in range(1, 400):
-        m2 = 2 * m
-        num = m * (b - m) * x / ((qam + m2) * (a + m2))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + num / c
-        c = c if abs(c) > tiny else tiny
-        h *= d * c
-        num = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
-        d = 1.0 + num * d
-        d = 1.0 / (d if abs(d) > tiny else tiny)
-        c = 1.0 + num / c
-        c = c if abs(c) > tiny else tiny
-        delta = d * c
-        h *= delta
-        if abs(delta - 1.0) < 1e-15:
-            break
-    return h
-
-
-def betainc(a: float, b: float, x: float) -> float:
-    """Regularised incomplete beta function I_x(a, b) for a, b > 0 and 0 <= x <= 1."""
-    if x <= 0.0:
-        return 0.0
-    if x >= 1.0:
-        return 1.0
-    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
-    front = math.exp(ln)
-    if x < (a + 1.0) / (a + b + 2.0):
-        return front * _betacf(a, b, x) / a
-    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
-
-
 def t_cdf(t: float, df: float) -> float:
     """P(T <= t) for Student's t with `df` (> 0, not necessarily whole) degrees of freedom."""
     if math.isnan(t) or not df > 0:
         return NAN
-    if math.isinf(t):
-        return 1.0 if t > 0 else 0.0
-    tail = 0.5 * betainc(df / 2.0, 0.5, df / (df + t * t))
-    return 1.0 - tail if t > 0 else tail
+    return float(_t.cdf(t, df))
 
 
 def t_ppf(q: float, df: float) -> float:
-    """Quantile of Student's t: the t with t_cdf(t, df) = q (bisection on the monotone CDF)."""
+    """Quantile of Student's t: the t with t_cdf(t, df) = q."""
     if not (0.0 < q < 1.0) or not df > 0:
         return NAN
-    if q == 0.5:
-        return 0.0
-    if q < 0.5:
-        return -t_ppf(1.0 - q, df)
-    lo, hi = 0.0, 1.0
-    while t_cdf(hi, df) < q:
-        hi *= 2.0
-        if hi > 1e12:
-            return math.inf
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if t_cdf(mid, df) < q:
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo < 1e-12 * max(1.0, hi):
-            break
-    return (lo + hi) / 2.0
+    return float(_t.ppf(q, df))
 
 
 # ------------------------------------------------------------------ samples
@@ -210,34 +151,26 @@ def saving_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95)
     vA, vB, the interval is the set of r with (mB - r mA)^2 <= t^2 (vB + r^2 vA), t the
     (1 + level)/2 quantile of Student's t with Welch-Satterthwaite degrees of freedom. It is
     bounded only when mA^2 > t^2 vA; otherwise the bounds are infinite. Needs >= 2 values per
-    side; the reduction interval is 1 - (the ratio interval).
+    side. Energy is never negative, so the ratio's lower bound is clipped at 0: the saving's
+    interval (1 - the ratio's) ends at 100% at most. A side whose mean is not positive was not
+    measured against a settled idle level and gives no interval (NaN) and no point saving.
     """
     sa, sb = sample(a), sample(b)
-    red = 1.0 - sb.mean / sa.mean if sa.n and sb.n and sa.mean != 0 else NAN
+    if sa.n and sb.n and not (sa.mean > 0 and sb.mean > 0):
+        return Saving(NAN, NAN, NAN, level, sa.n, sb.n, sa.mean, sb.mean, "fieller-welch: a mean energy <= 0")
+    red = 1.0 - sb.mean / sa.mean if sa.n and sb.n else NAN
     if sa.n < 2 or sb.n < 2 or not math.isfinite(red):
         return Saving(red, NAN, NAN, level, sa.n, sb.n, sa.mean, sb.mean)
     va, vb = sa.sem2, sb.sem2
     df = welch_df(va, vb, sa.n, sb.n)
-    t = t_ppf((1.0 + level) / 2.0, df) if math.isfinite(df) else _normal_ppf((1.0 + level) / 2.0)
+    t = t_ppf((1.0 + level) / 2.0, df) if math.isfinite(df) else float(_norm.ppf((1.0 + level) / 2.0))
     t2 = t * t
     qa = sa.mean * sa.mean - t2 * va
     if qa <= 0.0:
-        return Saving(red, -math.inf, math.inf, level, sa.n, sb.n, sa.mean, sb.mean)
+        return Saving(red, -math.inf, 1.0, level, sa.n, sb.n, sa.mean, sb.mean)
     qb = sa.mean * sb.mean
     disc = qb * qb - qa * (sb.mean * sb.mean - t2 * vb)
     disc = max(disc, 0.0)
     root = math.sqrt(disc)
-    r_lo, r_hi = (qb - root) / qa, (qb + root) / qa
+    r_lo, r_hi = max((qb - root) / qa, 0.0), (qb + root) / qa
     return Saving(red, 1.0 - r_hi, 1.0 - r_lo, level, sa.n, sb.n, sa.mean, sb.mean)
-
-
-def _normal_ppf(q: float) -> float:
-    """Normal quantile by bisection on erf (used when a t interval has infinite df)."""
-    lo, hi = -40.0, 40.0
-    for _ in range(200):
-        mid = (lo + hi) / 2.0
-        if 0.5 * (1.0 + math.erf(mid / math.sqrt(2.0))) < q:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2.0

@@ -8,7 +8,7 @@ under /tmp) does not exist inside.
 
 The launch chain, each link a trusted system tool that ends in exec:
 
-    [sh: join the run's cgroup] [setpriv: drop root to a run uid] prlimit ... bwrap ... sh REPORT program
+    [sh: join the run's cgroup] prlimit ... bwrap --seccomp FD ... bash REPORT [setpriv: drop root] program
 
 - A PID namespace: when the program exits, bwrap's init ends and the kernel kills every process
   left in the namespace (setsid daemons and double forks included); `--die-with-parent` ends it
@@ -17,8 +17,15 @@ The launch chain, each link a trusted system tool that ends in exec:
 - A small report script inside, between bwrap's init and the program: after the program exits
   it counts the processes still alive in the namespace and writes `rc=N left=M` to a pipe that
   the program itself never inherits, so leftovers are recorded as a failure before they die.
-- Run as root, the chain drops to an unused uid for the run: the kernel exempts root from
-  RLIMIT_NPROC, and a root program could read any root-owned file that stays visible.
+- Run as root, the chain drops to an unused uid for the run after the report shell: the kernel
+  exempts root from RLIMIT_NPROC, and a root program could read any root-owned file that stays
+  visible. The shell itself stays root with only the capabilities setpriv needs, out of the
+  program's reach: another uid cannot signal it, trace it or open its memory.
+- A seccomp filter (syscall_filter.py) on the shell and everything it starts: no tracing, no
+  nested namespaces, no sockets but AF_UNIX without connect, no mounts, bpf or keyrings. As a
+  plain user the shell shares the program's uid, so the filter also refuses signals to it, and
+  the shell runs from an execute-only copy of bash, which leaves it not dumpable: its memory
+  (/proc/<pid>/mem) is closed to the program as well.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.errors import ToolchainError
+from . import syscall_filter
 from .limits import Limits, RunCgroup, prlimit_argv, user_process_count
 
 SYSTEM_TREES = ("/usr", "/etc", "/opt", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
@@ -45,6 +53,10 @@ TMPFS_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private to each sandbox
 GPU_NODES = {"cuda": ("/dev/nvidia*",), "hip": ("/dev/kfd", "/dev/dri")}
 RUN_UID_BASE = 2_100_000_000  # far above any site's user ids; one uid per run when lassi-batch is root
 EXTRA_PROCS = 4  # bwrap's monitor and init, the report shell (when they run under the same uid)
+REPORT_PID = 2  # the report shell's PID inside: bwrap's init is 1 and forks the command first
+# As root, what bwrap's command (the report shell) keeps: setpriv needs the first three to change uid,
+# groups and the bounding set; bwrap needs the last to enter the run folder, owned by the run uid.
+SHELL_CAPS = ("CAP_SETUID", "CAP_SETGID", "CAP_SETPCAP", "CAP_DAC_READ_SEARCH")
 
 # Runs between bwrap's init and the program (bash: the pipe's fd number may exceed 9, which
 # dash cannot redirect). $1: the report pipe's fd number (closed for the
@@ -67,6 +79,9 @@ exit $rc
 """
 
 REPORT_SHELL = "/bin/bash"
+# A plain user's sandbox runs the shell from an execute-only copy: the kernel marks a process that
+# execs a file it cannot read as not dumpable, which closes its /proc/<pid>/mem to the same uid.
+SHELL_COPY = "/.lassi-report-shell"
 _UIDS = itertools.count()
 
 
@@ -157,7 +172,8 @@ class BwrapRunner:
         """
         wd = os.path.abspath(workdir)
         if self.drop_root:
-            ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try"]
+            ns = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
+                  "--cap-drop", "ALL", *[a for c in SHELL_CAPS for a in ("--cap-add", c)]]
         else:
             ns = ["--unshare-all", "--cap-drop", "ALL"]
         # by absolute path, found on this process's PATH: the run's own PATH (the toolchain's) need
@@ -196,6 +212,10 @@ class BwrapRunner:
         env["TMPDIR"] = "/tmp"  # private to the sandbox
         inner, notes = self.bwrap_argv(workdir, env, argv[0] if argv else "", ro_files,
                                        limits.tmp_mb << 20 if limits.tmp_mb > 0 else 0)
+        try:  # check() has built it already where the runner came from make_runner
+            built = syscall_filter.build(0 if self.drop_root else REPORT_PID)
+        except (syscall_filter.FilterUnavailable, OSError) as e:
+            raise SandboxUnavailable(f"no sandbox for generated code: no seccomp filter: {e}") from None
         cg = RunCgroup.create(limits)
         if cg is None:
             notes.append("no cgroup for the run: limits by rlimits, CPU time from the PID namespace")
@@ -210,20 +230,38 @@ class BwrapRunner:
             drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}",
                     f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
-            nproc = limits.processes + 1  # the report shell; bwrap's own processes stay root
+            nproc = limits.processes  # the run uid is the program's alone; bwrap and the shell stay root
         else:
             nproc = user_process_count(os.getuid()) + limits.processes + EXTRA_PROCS
+        fds = [syscall_filter.filter_fd(built)]
+        shell = ["--", REPORT_SHELL]  # bwrap's last options, then the command
+        if not self.drop_root:  # as root the shell is another uid than the program already
+            fds.append(os.open(f"/proc/self/fd/{_shell_image()}", os.O_RDONLY))  # a fresh offset 0
+            shell = ["--perms", "0111", "--ro-bind-data", str(fds[-1]), SHELL_COPY, "--", SHELL_COPY]
         r, w = os.pipe()
         os.set_inheritable(w, True)
-        full = [*prefix, *prlimit_argv(limits, nproc), *inner, "--", *drop, REPORT_SHELL, "-c", REPORT_SCRIPT,
-                "lassi-run", str(w), *argv]
-        return Launch(argv=full, env=env, pass_fds=(w,), report_fd=r, cgroup=cg, uid=uid, notes=notes,
+        full = [*prefix, *prlimit_argv(limits, nproc), *inner, "--seccomp", str(fds[0]), *shell, "-c", REPORT_SCRIPT,
+                "lassi-run", str(w), *drop, *argv]
+        return Launch(argv=full, env=env, pass_fds=(w, *fds), report_fd=r, cgroup=cg, uid=uid, notes=notes,
                       tools=(inner[0], "prlimit"))
 
     def wrap(self, argv: list[str], workdir: Path, env: dict[str, str]) -> tuple[list[str], dict[str, str]]:
-        """The Runner protocol's plain form (no report pipe, no limits): for display and tools."""
+        """The Runner protocol's plain form (no report pipe, no limits, no seccomp filter: it
+        needs an open fd): for display only; builds and runs go through launch()."""
         inner, _ = self.bwrap_argv(workdir, env, argv[0] if argv else "")
         return [*inner, "--", *argv], dict(env)
+
+
+@functools.lru_cache(maxsize=1)
+def _shell_image() -> int:
+    """A memfd holding the report shell's binary (read once per process), for SHELL_COPY."""
+    with open(REPORT_SHELL, "rb") as fh:
+        data = fh.read()
+    fd = os.memfd_create("lassi-report-shell")
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    return fd
 
 
 def _parents(path: str, made: set[str]) -> list[str]:
@@ -277,9 +315,14 @@ def _probe(drop_root: bool, bwrap: str) -> str:
         missing.append(REPORT_SHELL)
     if missing:
         return f"{', '.join(missing)} not found on PATH (Debian packages bubblewrap, util-linux)"
+    why = syscall_filter.problem()
+    if why:
+        return f"no seccomp filter: {why}"
     runner = BwrapRunner("cpu")
+    runner.drop_root = drop_root
     with tempfile.TemporaryDirectory(prefix="lassi-probe-") as tmp:
-        launch = runner.launch(["/bin/sh", "-c", "readlink /proc/self/ns/net; echo $$; id -u"], Path(tmp),
+        launch = runner.launch(["/bin/sh", "-c", "readlink /proc/self/ns/net; echo $$; id -u; "
+                                "sed -n 's/^Seccomp:[[:space:]]*//p' /proc/self/status; echo $PPID"], Path(tmp),
                                {"PATH": os.defpath}, Limits(time_s=30))
         if launch.uid is not None:
             chown_tree(Path(tmp), launch.uid)
@@ -302,4 +345,8 @@ def _probe(drop_root: bool, bwrap: str) -> str:
             return f"bwrap ran but the namespaces were not private ({' '.join(lines)})"
         if drop_root and lines[2] != str(launch.uid):
             return f"the sandbox did not drop root (uid {lines[2]} inside)"
+        if lines[3:4] != ["2"]:  # 2: a filter is loaded (the kernel's seccomp mode "filter")
+            return f"bwrap ran but no seccomp filter was in force inside (Seccomp: {' '.join(lines[3:4]) or '?'})"
+        if lines[4:5] != [str(REPORT_PID)]:  # the filter's signal rules name the shell by this PID
+            return f"the report shell is not PID {REPORT_PID} inside ({' '.join(lines[4:5]) or '?'})"
     return ""

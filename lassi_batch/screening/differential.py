@@ -232,18 +232,37 @@ def output_findings(label: str, args: list[str], reps: list[Finding]) -> list[Fi
     return out
 
 
+# the cost figures a probe run may carry, and how findings name them
+METRICS = {"cpu_s": "CPU time", "gpu_s": "GPU kernel time"}
+
+
+def cost_metric(runs: list[dict[str, Any]]) -> str:
+    """The probe runs' cost figure: GPU kernel time (CUPTI) when every run has it, else CPU time.
+    A GPU program's host CPU time mostly counts waiting and copies (rowstats on an H100: the
+    source's grew 0.669 s over its knob span, a rewrite launching the same kernels 0.196 s), so
+    its work is compared where it is done; one run without the figure (a program that never
+    reaches its exit handlers) puts every run back on CPU time, never a mix."""
+    return "gpu_s" if runs and all(isinstance(r.get("gpu_s"), (int, float)) for r in runs) else "cpu_s"
+
+
 @dataclass
 class Costs:
-    """CPU seconds of one program's probe runs, every sample kept: `first[label]` the first (or
-    only) run in a fresh folder, `again[label]` the second run in the same folder (scale probe)."""
+    """Costs of one program's probe runs, every sample kept: `first[label]` the first (or only)
+    run in a fresh folder, `again[label]` the second run in the same folder (scale probe).
+    `metric`: which figure of a run (METRICS)."""
 
     first: dict[str, list[float]] = field(default_factory=dict)
     again: dict[str, list[float]] = field(default_factory=dict)
+    metric: str = "cpu_s"
 
     def add(self, label: str, run: dict[str, Any]) -> None:
-        self.first.setdefault(label, []).append(float(run["cpu_s"]))
+        value = run.get(self.metric)
+        if not isinstance(value, (int, float)):
+            return  # a later sample without the figure (the program skipped its exit handlers)
+        self.first.setdefault(label, []).append(float(value))
         if "again" in run:
-            self.again.setdefault(label, []).append(float(run["again"]["cpu_s"]))
+            again = run["again"]
+            self.again.setdefault(label, []).append(float(again.get(self.metric, again["cpu_s"])))
 
     def medians(self) -> dict[str, float]:
         return {k: median(v) for k, v in self.first.items() if v}
@@ -261,15 +280,16 @@ class Costs:
 def cost_findings(src: Costs, cand: Costs, knobs: dict[str, int], k0: int | None,
                   src_measured: list[float], cand_measured: list[float],
                   min_scaling: float = MIN_SCALING) -> list[Finding]:
-    """The CPU-time checks (scaling, measured point, reuse) on the medians of the samples.
-    `src_measured`/`cand_measured`: CPU times of the measured repeats at the measured arguments;
-    `min_scaling`: the app's `[run] min_scaling`."""
+    """The cost checks (scaling, measured point, reuse) on the medians of the samples.
+    `src_measured`/`cand_measured`: CPU times of the measured repeats at the measured arguments
+    (compared only with CPU-time probes); `min_scaling`: the app's `[run] min_scaling`."""
     s, c = src.medians(), cand.medians()
-    out = scaling_findings(s, c, knobs, min_scaling=min_scaling)
-    out += measured_point_findings(median(src_measured) if src_measured else None,
-                                   median(cand_measured) if cand_measured else None,
-                                   s.get("below"), c.get("below"), k0, knobs.get("below"))
-    if "scale" in src.again:
+    out = scaling_findings(s, c, knobs, metric=METRICS[src.metric], min_scaling=min_scaling)
+    if src.metric == "cpu_s":
+        out += measured_point_findings(median(src_measured) if src_measured else None,
+                                       median(cand_measured) if cand_measured else None,
+                                       s.get("below"), c.get("below"), k0, knobs.get("below"))
+    if "scale" in src.again and src.metric == "cpu_s":  # a second run's GPU time is not recorded
         out += reuse_findings(src.reuse_view("scale"), cand.reuse_view("scale"))
     n = min(src.samples(), cand.samples())
     if n > 1:

@@ -395,6 +395,33 @@ def verify(check: OutputCheck, source_stdout: str, candidate_stdout: str, candid
     return VerifierReport.from_findings(findings, stats)
 
 
+def source_output_problems(check: OutputCheck, stdout: str) -> list[str]:
+    """What is wrong with the app's [check] against the source's own successful output, one line each.
+
+    A pass, checksum or work pattern that matches no line, a checksum that captures no number, or
+    the source printing its own failure line makes every comparison of a candidate meaningless
+    (nothing to compare, or everything fails), so `profile` reports it as an error of the app's
+    description rather than a verdict on the code.
+    """
+    text = (stdout or "").replace("\r\n", "\n")[:MAX_CHARS]
+    out: list[str] = []
+    for key, pattern in (("pass_regex", check.pass_regex), ("checksum_regex", check.checksum_regex),
+                         ("work_regex", check.work_regex)):
+        rx = _compile(pattern)
+        if rx is None:
+            continue
+        if not rx.search(text):
+            out.append(f"check.{key} {pattern!r} matches no line of the source's output")
+        elif key != "pass_regex" and all(v is None for v in _captures(rx, text)):
+            out.append(f"check.{key} {pattern!r} matches the source's output but its first group holds no number")
+    rx = _compile(check.fail_regex)
+    m = rx.search(text) if rx else None
+    if m:
+        line = text[text.rfind("\n", 0, m.start()) + 1:].split("\n", 1)[0][:200]
+        out.append(f"the source's own output matches check.fail_regex {check.fail_regex!r}: {line!r}")
+    return out
+
+
 def verify_runs(check: OutputCheck, source_stdout: str, runs: Sequence[tuple[str, int | None]]) -> VerifierReport:
     """Verify every measured repeat against the source; the first repeat's findings stand as they
     are, a later repeat adds the findings the first did not have, prefixed with its number.

@@ -35,7 +35,9 @@ from ..power.stats import Saving, is_lower, saving_interval
 from .summary import TrialSummary
 
 NAN = math.nan
-CONFIRM_METHOD = "interleaved A B, Fieller interval with Welch df"
+# how `saving_interval` bounds a saving (power/stats.py); recorded with every confirmed result, so
+# that a reader knows which interval method made an archive's intervals
+CONFIRM_METHOD = "interleaved A B, Fieller interval with Welch df, ratio clipped at 0"
 
 
 @dataclass(frozen=True)

@@ -115,12 +115,12 @@ def read_candidate(g: h5py.Group, cid: int) -> Candidate:
 
 
 class NotATrial(ArchiveError):
-    """A file that is not a trial archive this version reads; the message is the reason, without
-    the path, and `schema` the file's schema attribute (another lassi-batch file names its own)."""
+    """A file that is not a trial archive this version reads: `reason` says why without the path,
+    `schema` is the file's schema attribute (another lassi-batch file names its own)."""
 
-    def __init__(self, reason: str, schema: Any = None):
-        super().__init__(reason)
-        self.schema = schema
+    def __init__(self, reason: str, schema: Any = None, message: str = ""):
+        super().__init__(message or reason)
+        self.reason, self.schema = reason, schema
 
 
 def check_schema(f: h5py.File) -> int:
@@ -132,10 +132,10 @@ def check_schema(f: h5py.File) -> int:
     if not isinstance(version, int):
         raise NotATrial(f"trial archive without a valid schema_version ({version!r})", schema)
     if version > SCHEMA_VERSION:
-        raise NotATrial(f"trial archive schema version {version} is newer than this lassi-batch "
-                        f"({__version__}) reads ({SCHEMA_VERSION}); upgrade lassi-batch", schema)
+        raise NotATrial(f"archive schema version {version} is newer than this lassi-batch ({__version__}) "
+                        f"reads ({SCHEMA_VERSION}); upgrade lassi-batch", schema)
     if version < MIN_READ_VERSION:
-        raise NotATrial(f"trial archive schema version {version} is no longer read "
+        raise NotATrial(f"archive schema version {version} is no longer read "
                         f"(oldest readable: {MIN_READ_VERSION})", schema)
     return version
 
@@ -146,7 +146,7 @@ def validate(path: Path, f: h5py.File) -> int:
     try:
         return check_schema(f)
     except NotATrial as e:
-        raise ArchiveError(f"{path}: {e}") from None
+        raise NotATrial(e.reason, e.schema, f"{path}: {e.reason}") from None
 
 
 def open_h5(path: Path) -> h5py.File:

@@ -1,17 +1,24 @@
-"""One measurement at a time per device: a node-local flock named by the GPU's UUID.
+"""One measurement at a time per device, and nothing else running on it meanwhile.
 
-Several trials share a node so that LLM waits and compiles overlap, but two programs measured
-on one GPU (or on one CPU package, for RAPL) at once would spoil both figures. Each measured
-run holds the device's lock; the kernel drops a flock when its holder dies, so a killed trial
-never leaves a stale lock behind. The lock folder must be local to the node (never a shared
-file system, where flock may be emulated or absent).
+Several trials share a node so that LLM waits and compiles overlap, but a meter reads a whole
+device: NVML's energy counter and power fields (and amdsmi's, and RAPL's package counter) count
+every process on it. So each device has a reader/writer lock (filelock's SQLite ReadWriteLock,
+node-local):
 
-Where the measured device is the CPU itself, a measurement also needs the other trials' CPU work
-to pause: their builds and unmeasured probe runs hold the node's "busy" lock shared
-(`busy_lock`), a CPU measurement holds it exclusively. It is filelock's SQLite reader/writer
-lock: a waiting measurement keeps new builds from starting, and the locks of a killed process
-are dropped with it. GPU measurements need no such pause (the meter reads the GPU), so there
-the busy lock is a no-op and builds overlap measurements as before.
+* a measurement holds it exclusively, for the whole protocol (settle, idle window, run, tail);
+* every unmeasured run of a program on that device (work-count runs, differential probes,
+  verifier and test-size runs, a doctor smoke test) holds it shared (`run_hold`): several may
+  overlap one another, none overlaps a measurement;
+* a waiting measurement keeps new shared holders from starting (SQLite's pending lock), so a
+  stream of probe runs cannot starve it;
+* builds run on the host: they take the lock shared only where the measured device is the CPU
+  itself (`build_hold`), where their CPU time would land in the measurement; on a GPU node they
+  overlap measurements as before.
+
+The kernel drops a holder's locks when it dies, so a killed trial never leaves a stale lock. The
+lock folder must be local to the node (never a shared file system, where locking may be emulated
+or absent). A lock cannot keep out programs that never ask for it (a foreign job on a shared node):
+`power.isolation` checks every measurement for those and has it taken again.
 """
 
 from __future__ import annotations
@@ -30,8 +37,8 @@ from filelock import FileLock, ReadWriteLock
 
 LOCK_DIR_ENV = "LASSI_LOCK_DIR"  # node-local folder for the lock files
 DEVICE_ENV = "LASSI_GPU_UUID"  # set by the batch worker to the GPU a trial is pinned to
-QUIET_KEYS = frozenset({"cpu"})  # devices whose measurements other trials' CPU work would perturb
-_held = threading.local()  # a busy hold of this thread (a measurement inside one would wait on itself)
+QUIET_KEYS = frozenset({"cpu"})  # devices whose measurements other trials' builds would perturb
+_held = threading.local()  # shared holds of this thread (a measurement inside one would wait on itself)
 
 
 def lock_dir() -> Path:
@@ -64,33 +71,43 @@ class LockHold:
 
 @contextmanager
 def measurement_lock(key: str, folder: Path | None = None) -> Iterator[LockHold]:
-    """Hold the device's lock for one measured run; records how long it waited."""
-    if getattr(_held, "busy", 0):
-        raise RuntimeError(f"measurement of {key} requested while this thread holds the busy lock")
+    """Hold the device alone for one measured run; records how long it waited."""
+    if getattr(_held, "shared", 0):
+        raise RuntimeError(f"measurement of {key} requested while this thread holds a shared hold on a device")
     d = _folder(folder)
     t0 = time.monotonic()
-    with FileLock(str(d / _file_name(key))):
-        if key not in QUIET_KEYS:
-            yield LockHold(key=key, wait_s=time.monotonic() - t0)
-            return
-        with _busy_rw(d, key) as rw, rw.write_lock():
-            yield LockHold(key=key, wait_s=time.monotonic() - t0)
+    with FileLock(str(d / _file_name(key))), _device_rw(d, key) as rw, rw.write_lock():
+        yield LockHold(key=key, wait_s=time.monotonic() - t0)
 
 
 @contextmanager
-def busy_lock(key: str, folder: Path | None = None) -> Iterator[LockHold]:
-    """Hold for CPU-heavy work that is not measured (a build, a probe run) on a node where `key`'s
-    measurements are of the CPU: waits for a measurement in progress; a no-op elsewhere."""
+def run_hold(key: str, folder: Path | None = None) -> Iterator[LockHold]:
+    """Shared hold for an unmeasured run of a program on device `key`: waits while a measurement
+    of that device is in progress or waiting, and keeps new ones out until it ends."""
+    with _shared(key, folder) as hold:
+        yield hold
+
+
+@contextmanager
+def build_hold(key: str, folder: Path | None = None) -> Iterator[LockHold]:
+    """Shared hold for host work that runs nothing on the device (a build): needed only where the
+    measured device is the CPU itself; a no-op for GPUs, whose meters do not see it."""
     if key not in QUIET_KEYS:
         yield LockHold(key=key)
         return
+    with _shared(key, folder) as hold:
+        yield hold
+
+
+@contextmanager
+def _shared(key: str, folder: Path | None) -> Iterator[LockHold]:
     t0 = time.monotonic()
-    with _busy_rw(_folder(folder), key) as rw, rw.read_lock():
-        _held.busy = getattr(_held, "busy", 0) + 1
+    with _device_rw(_folder(folder), key) as rw, rw.read_lock():
+        _held.shared = getattr(_held, "shared", 0) + 1
         try:
             yield LockHold(key=key, wait_s=time.monotonic() - t0)
         finally:
-            _held.busy -= 1
+            _held.shared -= 1
 
 
 def _folder(folder: Path | None) -> Path:
@@ -100,8 +117,8 @@ def _folder(folder: Path | None) -> Path:
 
 
 @contextmanager
-def _busy_rw(folder: Path, key: str) -> Iterator[ReadWriteLock]:
-    """The node's busy lock for `key`: an instance per hold, so threads wait on each other."""
+def _device_rw(folder: Path, key: str) -> Iterator[ReadWriteLock]:
+    """The reader/writer lock of device `key`: an instance per hold, so threads wait on each other."""
     rw = ReadWriteLock(str(folder / _file_name(key + ".busy")), is_singleton=False)
     try:
         yield rw

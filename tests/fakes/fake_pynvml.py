@@ -118,6 +118,115 @@ class CadenceGpu(FakeGpu):
 
 
 @dataclass
+class ProcessGpu(CadenceGpu):
+    """A GPU whose power follows the programs running on it, as one device-wide meter sees them.
+
+    A "GPU program" is a live process named `exe_name` whose CUDA_VISIBLE_DEVICES is `visible`
+    (what the sandbox gives a cuda run pinned to this GPU). Each adds `per_process_w`; after the
+    last one ends the GPU holds `plateau_w` for `plateau_s` (an H100's post-run state), then idles.
+    Every process that loads this module and configures the same GPU sees the same programs in
+    /proc, so concurrent trials drive one device-wide counter, as on the real device. With
+    `process_query` False the process lists are unsupported (an old driver): nothing can show a
+    measurement ran alone.
+    """
+
+    visible: str = ""
+    exe_name: str = "app.exe"
+    per_process_w: float = 150.0
+    plateau_w: float = 130.0
+    plateau_s: float = 1.5
+    scan_s: float = 0.01
+    process_query: bool = True
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.procs: list[int] = []
+        self.busy_until = -math.inf
+        self._stop_scan = threading.Event()
+        threading.Thread(target=self._scan_loop, name="fake-gpu-scan", daemon=True).start()
+
+    def stop_scanning(self) -> None:
+        self._stop_scan.set()
+
+    def _programs(self) -> list[int]:
+        import os
+
+        found = []
+        for d in os.listdir("/proc"):
+            if not d.isdigit():
+                continue
+            try:
+                with open(f"/proc/{d}/comm", "rb") as f:
+                    if f.read().strip() != self.exe_name.encode()[:15]:
+                        continue
+                with open(f"/proc/{d}/environ", "rb") as f:
+                    env = f.read().split(b"\0")
+            except OSError:
+                continue
+            if f"CUDA_VISIBLE_DEVICES={self.visible}".encode() in env:
+                found.append(int(d))
+        return found
+
+    def _power_from(self, t: float, watts: float) -> None:
+        """The true power is `watts` from `t` on: later planned changes (a plateau's end) are dropped."""
+        with self._lock:
+            keep = [i for i, s0 in enumerate(self._starts) if s0 < t]
+            self._starts = [self._starts[i] for i in keep] + [t]
+            self._watts = [self._watts[i] for i in keep] + [watts]
+
+    def _scan_loop(self) -> None:
+        n_before = 0
+        while not self._stop_scan.wait(self.scan_s):
+            procs = self._programs()
+            now = time.monotonic()
+            if procs:
+                self.busy_until = now
+            if len(procs) != n_before:
+                if procs:
+                    self._power_from(now, self.idle_w + self.per_process_w * len(procs))
+                else:
+                    self._power_from(now, self.plateau_w)
+                    self.set_power(now + self.plateau_s, self.idle_w)
+                n_before = len(procs)
+            self.procs = procs
+
+
+class _Proc:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.usedGpuMemory = 1 << 20
+
+
+class _Util:
+    def __init__(self, gpu: int) -> None:
+        self.gpu = gpu
+        self.memory = 0
+
+
+def nvmlDeviceGetComputeRunningProcesses(h: FakeGpu) -> list[_Proc]:
+    if not isinstance(h, ProcessGpu):
+        return []
+    if not h.process_query:
+        raise NVMLError_NotSupported()
+    return [_Proc(p) for p in h.procs]
+
+
+def nvmlDeviceGetGraphicsRunningProcesses(h: FakeGpu) -> list[_Proc]:
+    if isinstance(h, ProcessGpu) and not h.process_query:
+        raise NVMLError_NotSupported()
+    return []
+
+
+def nvmlDeviceGetUtilizationRates(h: FakeGpu) -> _Util:
+    """Busy over the last sample period (0.2 s here), as NVML reports it."""
+    if not isinstance(h, ProcessGpu):
+        return _Util(0)
+    if not h.process_query:
+        raise NVMLError_NotSupported()
+    return _Util(100 if time.monotonic() - h.busy_until < 0.2 else 0)
+
+
+@dataclass
 class _State:
     gpus: list[FakeGpu] = field(default_factory=list)
     missing_library: bool = False
@@ -140,6 +249,9 @@ def nvmlInit() -> None:
 
 def nvmlShutdown() -> None:
     STATE.calls.append(("nvmlShutdown", None))
+    for g in STATE.gpus:  # no scanning thread outlives the library's user
+        if isinstance(g, ProcessGpu):
+            g.stop_scanning()
 
 
 def nvmlDeviceGetCount() -> int:
