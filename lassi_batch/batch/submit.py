@@ -22,6 +22,7 @@ from typing import Any
 from ..core.config import StudyConfig, retarget
 from ..core.errors import ConfigError, LassiError
 from ..core.paths import check_workdir
+from ..core.platforms import PLATFORM_FACTS
 from ..core.resources import data_path
 from ..sandbox.apptainer import apptainer_exec_argv, image_problem
 from ..sandbox.toolchain import EXE_NAME, build_argv
@@ -255,8 +256,9 @@ def container_lines(study: StudyConfig, trial: TrialRef) -> list[str]:
     sapp = next(a for a in study.apps if a.app.name == trial.app)
     wd = Path("/tmp") / f"lassi-{trial.app}-t{trial.index}-XXXX" / "s0"
     env = {"OMP_NUM_THREADS": "<cpus>", "TMPDIR": str(wd / ".tmp")}
-    if study.platform.kind in ("cuda", "hip"):
-        env["CUDA_VISIBLE_DEVICES" if study.platform.kind == "cuda" else "ROCR_VISIBLE_DEVICES"] = "<GPU UUID>"
+    visible = PLATFORM_FACTS[study.platform.kind].visible_env
+    if visible:
+        env[visible] = "<GPU UUID>"
     b = apptainer_exec_argv(cont.image, study.platform.kind, wd, build_argv(sapp.app, study.platform), env, cont.binds)
     r = apptainer_exec_argv(cont.image, study.platform.kind, wd, [f"./{EXE_NAME}", *sapp.args], env, cont.binds)
     return [shlex.join(b), shlex.join(r)]

@@ -13,12 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-import h5py
 
 from ..analysis.study import is_study_file
 from ..analysis.trials import trial_files
 from ..core.errors import ConfigError
 from ..core.paths import ensure_writable_dir, ensure_writable_file
+from ..store.reader import is_hdf5
 
 
 def force_option(f):  # noqa: ANN001, ANN201 - a click decorator
@@ -103,7 +103,7 @@ def trial_sources(source: Path, exclude: list[Path] | None = None) -> list[Path]
     """The trial files of a study folder (or one trial file); refused when there are none."""
     if not source.exists():
         raise ConfigError(f"not found: {source}")
-    if source.is_file() and not h5py.is_hdf5(source):
+    if source.is_file() and not is_hdf5(source):
         raise ConfigError(f"{source}: not an HDF5 file; give a study folder, a trial file or a study.h5")
     paths = trial_files(source, exclude=exclude or [])
     if not paths:

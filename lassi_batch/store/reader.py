@@ -149,6 +149,12 @@ def validate(path: Path, f: h5py.File) -> int:
         raise NotATrial(e.reason, e.schema, f"{path}: {e.reason}") from None
 
 
+def is_hdf5(path: Path) -> bool:
+    """Whether `path` is an HDF5 file at all, by its signature (nothing of it is read): what a
+    command checks before it takes a file for a trial or study file."""
+    return path.is_file() and h5py.is_hdf5(path)
+
+
 def open_h5(path: Path) -> h5py.File:
     """Open a published trial file read-only, with a one-line ArchiveError on failure. HDF5's
     own file locking is off: published files never change, and that lock breaks on some
