@@ -55,6 +55,7 @@ class FakeGpu:
     temperature_c: int = 41
     sm_clock_mhz: int | None = 1980  # None: the query is not supported
     power_limit_mw: int | None = 700000
+    minor: int | None = None  # the N of /dev/nvidiaN; None: the query is not supported
 
     def instant_mw(self) -> int:
         return self.power_mw
@@ -300,6 +301,12 @@ class _Memory:
 
 def nvmlDeviceGetMemoryInfo(h: FakeGpu) -> _Memory:
     return _Memory()
+
+
+def nvmlDeviceGetMinorNumber(h: FakeGpu) -> int:
+    if h.minor is None:
+        raise NVMLError_NotSupported()
+    return h.minor
 
 
 def nvmlDeviceGetMigMode(h: FakeGpu) -> tuple[int, int]:
