@@ -141,3 +141,56 @@ def test_amd_levels_pin_by_rocr_uuid(amd: ModuleType) -> None:
     found, _ = discover("hip")
     gpu, _ = resolve_gpu(program_levels("hip", "0", env), found)
     assert gpu.uuid == "48ff74a1-0000-1000-80c1-000000000c1c"
+
+
+# ------------------------------------------------------------------ the sandbox's device nodes
+
+NV_NODES = ["/dev/nvidia-caps", "/dev/nvidia-modeset", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia0",
+            "/dev/nvidia1", "/dev/nvidia2", "/dev/nvidia3", "/dev/nvidiactl"]
+
+
+def _dev_binds(argv: list[str]) -> list[str]:
+    return [argv[i + 1] for i, a in enumerate(argv) if a == "--dev-bind"]
+
+
+def test_sandbox_passes_only_the_pinned_gpus_node_and_the_control_nodes(nv: ModuleType, tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from lassi_batch.sandbox import bwrap
+    from lassi_batch.system.gpus import device_nodes
+
+    monkeypatch.setattr(bwrap, "gpu_nodes", lambda kind: list(NV_NODES) if kind == "cuda" else [])
+    found, _ = discover("cuda")
+    gpu = next(g for g in found if g.uuid == "GPU-bbbb")  # second in PCI order, NVML index 2, minor 2
+    only = device_nodes(gpu, "cuda")
+    assert only == ["/dev/nvidia2"]
+    argv, _ = bwrap.BwrapRunner("cuda", gpu_only=only).bwrap_argv(tmp_path, {})
+    assert _dev_binds(argv) == ["/dev/nvidia-caps", "/dev/nvidia-modeset", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools",
+                                "/dev/nvidia2", "/dev/nvidiactl"]
+    argv, _ = bwrap.BwrapRunner("cuda").bwrap_argv(tmp_path, {})  # not pinned: every GPU
+    assert _dev_binds(argv) == NV_NODES
+
+
+def test_unknown_node_passes_every_gpu(nv: ModuleType) -> None:
+    from lassi_batch.system.gpus import device_nodes
+
+    assert device_nodes(GpuInfo("GPU-x", "00000000:1B:00.0"), "cuda") is None
+    assert device_nodes(GpuInfo("GPU-x", "00000000:1B:00.0", minor=1, mig_uuids=("MIG-1",)), "cuda") is None
+    assert device_nodes(GpuInfo("u", "0000:0c:00.0", render_node="/dev/dri/renderD129"), "hip") == ["/dev/dri/renderD129"]
+    assert device_nodes(GpuInfo("u", "0000:0c:00.0"), "hip") is None
+
+
+def test_sandbox_opens_up_dev_dri_to_pass_one_amd_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lassi_batch.sandbox import bwrap
+
+    dri = tmp_path / "dri"
+    (dri / "by-path").mkdir(parents=True)
+    for n in ("card0", "card1", "renderD128", "renderD129"):
+        (dri / n).touch()
+    monkeypatch.setattr(bwrap, "DRI", str(dri))
+    monkeypatch.setattr(bwrap, "gpu_nodes", lambda kind: ["/dev/kfd", str(dri)] if kind == "hip" else [])
+    work = tmp_path / "work"
+    work.mkdir()
+    argv, _ = bwrap.BwrapRunner("hip", gpu_only=[str(dri / "renderD129")]).bwrap_argv(work, {})
+    assert _dev_binds(argv) == ["/dev/kfd", str(dri / "renderD129")]
+    argv, _ = bwrap.BwrapRunner("hip").bwrap_argv(work, {})
+    assert _dev_binds(argv) == ["/dev/kfd", str(dri)]

@@ -346,3 +346,14 @@ def pinned_device(platform_kind: str, device: str, env: Mapping[str, str]) -> st
     if not pin or platform_kind not in ("cuda", "hip"):
         return device
     return pin if platform_kind == "cuda" else "0"
+
+
+def device_nodes(gpu: GpuInfo, platform_kind: str) -> list[str] | None:
+    """The device node of this one GPU that a sandbox passes along with the control nodes
+    (/dev/nvidiaN from NVML's minor number; AMD: its /dev/dri/renderD node). None when the
+    driver does not say which node is this GPU's: then every GPU node is passed."""
+    if platform_kind == "cuda" and gpu.minor >= 0 and not gpu.mig_uuids:  # MIG needs /dev/nvidia-caps too
+        return [f"/dev/nvidia{gpu.minor}"]
+    if platform_kind == "hip" and gpu.render_node:
+        return [gpu.render_node]
+    return None
