@@ -194,3 +194,218 @@ def test_sandbox_opens_up_dev_dri_to_pass_one_amd_gpu(tmp_path: Path, monkeypatc
     assert _dev_binds(argv) == ["/dev/kfd", str(dri / "renderD129")]
     argv, _ = bwrap.BwrapRunner("hip").bwrap_argv(work, {})
     assert _dev_binds(argv) == ["/dev/kfd", str(dri)]
+
+
+# ------------------------------------------------------------------ the load check (pure verdict)
+
+from lassi_batch.core.errors import GpuMismatch  # noqa: E402
+from lassi_batch.power.loadcheck import Reading, combine, judge_load  # noqa: E402
+
+FOUR = [GpuInfo(u, b, index=i) for i, (u, b, _) in enumerate(sorted(NV_GPUS, key=lambda g: g[1]))]
+IDLE = {g.uuid: Reading(0.0, 70.0) for g in FOUR}
+
+
+def _with(**busy: Reading) -> dict[str, Reading]:
+    return {**IDLE, **{k.replace("_", "-"): v for k, v in busy.items()}}
+
+
+def test_verdict_passes_when_the_pinned_gpu_alone_rises() -> None:
+    v = judge_load(FOUR[1], FOUR, IDLE, _with(GPU_bbbb=Reading(100.0, 230.0)))
+    assert v.ok and v.rose == ["GPU-bbbb"]
+    v = judge_load(FOUR[1], FOUR, IDLE, _with(GPU_bbbb=Reading(None, 120.0)))  # power alone is enough
+    assert v.ok
+
+
+def test_verdict_fails_when_the_load_lands_on_another_gpu() -> None:
+    v = judge_load(FOUR[1], FOUR, IDLE, _with(GPU_dddd=Reading(100.0, 230.0)))
+    assert not v.ok and v.rose == ["GPU-dddd"]
+    assert "did not raise" in v.reason and "GPU-bbbb" in v.reason and "showed on GPU-dddd" in v.reason
+
+
+def test_verdict_fails_when_nothing_rises_or_several_do() -> None:
+    v = judge_load(FOUR[0], FOUR, IDLE, IDLE)
+    assert not v.ok and "no GPU's readings rose" in v.reason
+    v = judge_load(FOUR[0], FOUR, IDLE, _with(GPU_aaaa=Reading(100.0, 200.0), GPU_cccc=Reading(95.0, 210.0)))
+    assert not v.ok and "also raised GPU-cccc" in v.reason
+
+
+def test_verdict_small_wobbles_are_not_a_rise() -> None:
+    v = judge_load(FOUR[0], FOUR, IDLE, _with(GPU_aaaa=Reading(100.0, 200.0), GPU_cccc=Reading(10.0, 78.0)))
+    assert v.ok
+
+
+def test_verdict_fails_when_the_runtime_names_another_pci_address() -> None:
+    busy = _with(GPU_aaaa=Reading(100.0, 200.0))
+    assert judge_load(FOUR[0], FOUR, IDLE, busy, reported_pci="0000:1b:00.0").ok  # CUDA's spelling of 1B
+    v = judge_load(FOUR[0], FOUR, IDLE, busy, reported_pci="0000:41:00.0")
+    assert not v.ok and "PCI 0000:41:00.0" in v.reason
+
+
+def test_verdict_unreadable_pinned_gpu_is_a_failure_not_a_pass() -> None:
+    blank = {g.uuid: Reading() for g in FOUR}
+    v = judge_load(FOUR[0], FOUR, blank, blank)
+    assert not v.ok and "cannot be checked" in v.reason
+
+
+def test_combine_means_before_and_peaks_during() -> None:
+    s = [{"a": Reading(0.0, 70.0)}, {"a": Reading(None, 80.0)}, {"a": Reading(50.0, float("nan"))}]
+    assert combine(s, "mean")["a"] == Reading(25.0, 75.0)
+    assert combine(s, "max")["a"] == Reading(50.0, 80.0)
+
+
+# ------------------------------------------------------------------ the load check through the sandbox
+
+SPIN = ("spin.cpp", r"""#include <chrono>
+#include <cstdlib>
+int main(int argc, char **argv) {
+  double s = argc > 1 ? std::atof(argv[1]) : 1.0;
+  volatile double x = 0;
+  auto t0 = std::chrono::steady_clock::now();
+  while (std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() < s) x = x + 1;
+  return 0;
+}
+""")
+
+
+def _process_gpus(nv: ModuleType, wrong: bool) -> list:
+    """Four GPUs listed out of PCI order whose power follows programs by CUDA_VISIBLE_DEVICES.
+    `wrong`: the driver maps GPU-bbbb's UUID to GPU-dddd's silicon and back (the silent failure)."""
+    swap = {"GPU-bbbb": "GPU-dddd", "GPU-dddd": "GPU-bbbb"} if wrong else {}
+    return [nv.ProcessGpu(u, b, minor=m, visible=swap.get(u, u), idle_w=70.0, scan_s=0.03) for u, b, m in NV_GPUS]
+
+
+def _stop(gpus: list) -> None:
+    for g in gpus:
+        g._stop_scan.set()
+
+
+@pytest.mark.parametrize("wrong", [False, True], ids=["right GPU", "wrong GPU"])
+def test_load_check_through_the_sandbox(nv: ModuleType, wrong: bool) -> None:
+    from lassi_batch.pipeline.pinning import check_gpu, pin_trial
+    from lassi_batch.sandbox.toolchain import make_runner
+    from lassi_batch.core.config import ContainerConfig
+
+    fakes = _process_gpus(nv, wrong)
+    nv.configure(fakes)
+    try:
+        env = {"LASSI_GPU_UUID": "GPU-bbbb", "CUDA_VISIBLE_DEVICES": "GPU-bbbb"}
+        pin = pin_trial(PlatformConfig(kind="cuda", compiler="g++ -O1", device="0"), env)
+        assert pin.gpu is not None and pin.gpu.uuid == "GPU-bbbb" and pin.platform.device == "GPU-bbbb"
+        assert pin.nodes == ["/dev/nvidia2"]
+        runner = make_runner(ContainerConfig(), "cuda", gpu_only=pin.nodes)
+        if not wrong:
+            v = check_gpu(pin, runner, source=SPIN, seconds=1.0)
+            assert v.ok and v.rose == ["GPU-bbbb"]
+        else:
+            with pytest.raises(GpuMismatch) as e:
+                check_gpu(pin, runner, source=SPIN, seconds=1.0, tries=2)
+            msg = str(e.value)
+            assert "GPU-bbbb" in msg and "showed on GPU-dddd" in msg and "\n" not in msg
+    finally:
+        _stop(fakes)
+
+
+def test_load_check_reports_a_program_that_cannot_run(nv: ModuleType) -> None:
+    from lassi_batch.pipeline.pinning import check_gpu, pin_trial
+
+    fakes = _process_gpus(nv, False)
+    nv.configure(fakes)
+    try:
+        pin = pin_trial(PlatformConfig(kind="cuda", compiler="g++ -O1", device="GPU-aaaa"), {})
+        fail = ("fail.cpp", '#include <cstdio>\nint main() { std::printf("FAIL no CUDA device\\n"); return 1; }\n')
+        with pytest.raises(GpuMismatch, match="test load failed on GPU-aaaa: FAIL no CUDA device"):
+            check_gpu(pin, None, source=fail, seconds=0.2)
+    finally:
+        _stop(fakes)
+
+
+# ------------------------------------------------------------------ the UUIDs a measurement records
+
+SLEEPER = r"""#include <cstdio>
+#include <unistd.h>
+int main() { usleep(600 * 1000); std::printf("PASS\n"); return 0; }
+"""
+
+
+def test_a_measurement_records_the_gpu_measured_and_the_gpu_the_program_saw(nv: ModuleType, tmp_path: Path) -> None:
+    import h5py
+
+    from lassi_batch.core.config import MeasureConfig, load_app
+    from lassi_batch.pipeline.bench import Bench
+    from lassi_batch.pipeline.pinning import pin_trial
+    from lassi_batch.store.measurement import read_measurement, write_measurement
+
+    app_dir = tmp_path / "sleeper"
+    app_dir.mkdir()
+    (app_dir / "main.cpp").write_text(SLEEPER)
+    (app_dir / "app.toml").write_text('name = "sleeper"\n[platforms.cuda]\nfiles = ["main.cpp"]\n'
+                                      '[run]\nargs = []\ntime_limit_s = 30\n[check]\npass_regex = "^PASS$"\n')
+    fakes = _process_gpus(nv, False)
+    nv.configure(fakes)
+    try:
+        env = {"LASSI_GPU_UUID": "GPU-dddd", "CUDA_VISIBLE_DEVICES": "GPU-dddd"}  # third by PCI, NVML index 3
+        pin = pin_trial(PlatformConfig(kind="cuda", compiler="g++ -O1", meter="nvml"), env)
+        meter = open_meter("nvml", pin.platform, env=env)
+        measure = MeasureConfig(repeat=1, settle_timeout_s=8.0, idle_window_s=0.5, post_max_s=4.0, random_delay_s=0.0)
+        bench = Bench(load_app(app_dir), pin.platform, measure, [], meter, tmp_path / "work",
+                      program_device_id=pin.gpu.key if pin.gpu else "")
+        try:
+            out = bench.evaluate({}, "source")
+        finally:
+            meter.close()
+        assert out.ran, out.runs
+        m = out.measurements[0]
+        with h5py.File(tmp_path / "m.h5", "w") as f:
+            write_measurement(f.create_group("m"), m)
+        with h5py.File(tmp_path / "m.h5", "r") as f:
+            back = read_measurement(f["m"])
+        assert back.trace.device_id == "GPU-dddd"  # the GPU the meter read
+        assert back.attrs["program_device_id"] == "GPU-dddd"  # the GPU the program's sandbox named
+        assert back.figures["energy_net_j"] > 0.5 * 150.0 * 0.6  # and the program's load showed on it
+    finally:
+        _stop(fakes)
+
+
+# ------------------------------------------------------------------ a trial on a wrongly mapped GPU
+
+
+def test_a_trial_whose_gpu_fails_the_load_check_stops_before_measuring(nv: ModuleType, tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The whole trial program's path (run_trial): a real study, real HDF5 archive, real sandbox;
+    the fake driver runs GPU-bbbb's programs on GPU-dddd."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from batchkit import write_study
+
+    from lassi_batch.batch.state import read_state
+    from lassi_batch.core.config import load_study
+    from lassi_batch.pipeline import pinning, session
+    from lassi_batch.store.archive import TrialArchive
+
+    study_file = write_study(tmp_path, trials=1)
+    text = study_file.read_text().replace('kind = "cpu"', 'kind = "cuda"').replace('meter = "estimate"', 'meter = "nvml"')
+    study_file.write_text(text)
+    app_toml = tmp_path / "app0" / "app.toml"
+    app_toml.write_text(app_toml.read_text().replace("[platforms.cpu]", "[platforms.cuda]"))
+    study = load_study(study_file)
+    monkeypatch.setattr(session, "check_platform", lambda platform, container: [])  # no /dev/nvidia* here
+    monkeypatch.setitem(pinning._LOAD, "cuda", SPIN)  # g++ builds it; no CUDA device to run a kernel on
+    monkeypatch.setenv("LASSI_GPU_UUID", "GPU-bbbb")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-bbbb")
+    fakes = _process_gpus(nv, True)
+    nv.configure(fakes)
+    try:
+        with pytest.raises(GpuMismatch, match="showed on GPU-dddd"):
+            session.run_trial(study, study.apps[0], 0)
+    finally:
+        _stop(fakes)
+    path = session.trial_path(study, "app0", 0)
+    state = read_state(path)
+    assert state.status == "interrupted" and "GPU pinning check failed" in state.reason
+    with TrialArchive.open(path, writable=False) as ar:
+        env = ar.environment()
+        assert not ar.candidates()  # nothing was measured
+        attempt = ar.attempts()[-1]
+    assert attempt["gpu_uuid"] == "GPU-bbbb" and attempt["how"] == "interrupted"  # the pinned GPU, not the first
+    assert env["gpu_pinning"]["program_gpu"] == "GPU-bbbb" and env["gpu_pinning"]["device_nodes"] == ["/dev/nvidia2"]
+    assert env["gpu_check"]["ok"] is False and "GPU-dddd" in env["gpu_check"]["reason"]
+    assert [g["uuid"] for g in env["gpus"]] == ["GPU-aaaa", "GPU-bbbb", "GPU-dddd", "GPU-cccc"]
