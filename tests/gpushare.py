@@ -7,7 +7,9 @@ JSON; ROLE churn: run the app unmeasured (a differential probe) for N seconds, a
 trial's screening does. MODE fixed: as shipped; MODE nolocks: the device locks are not taken
 (what the code did before GPU runs took them; also what a foreign job does); MODE bare: the code
 before the fix: no locks, no settling to the device's idle floor, and a driver that cannot list
-the device's processes (nothing can show a window was clean).
+the device's processes (nothing can show a window was clean); MODE foreign: as shipped, and the
+first measured run starts a copy of the program outside this process tree (double-forked, as
+another job's program would be) that overlaps the measurement.
 The fake NVML (fakes/fake_pynvml.py, the real library's names) is loaded as `pynvml`.
 """
 
@@ -37,12 +39,35 @@ from lassi_batch.screening.differential import Probe  # noqa: E402
 MEASURE = MeasureConfig(repeat=0, settle_timeout_s=8.0, idle_window_s=0.5, post_max_s=4.0, random_delay_s=0.3)
 
 
+def _start_a_foreign_program_once(app) -> None:
+    """Wrap the toolchain's run so that its first call also starts the built program as an orphan
+    (setsid --fork: its parent exits at once, so it is not below this process), with the GPU's
+    visible-devices value, just before the measured program."""
+    import os
+    import subprocess
+
+    real = bench_mod.run_app
+    started: list[int] = []
+
+    def run_app(app_, platform, wd, args, **kw):
+        if not started and not kw.get("env_extra"):
+            exe = Path(wd) / "app.exe"
+            env = {**os.environ, "CUDA_VISIBLE_DEVICES": platform.device}
+            subprocess.run(["setsid", "--fork", str(exe), "300"], env=env, check=True)
+            started.append(1)
+        return real(app_, platform, wd, args, **kw)
+
+    bench_mod.run_app = run_app
+
+
 def main(role: str, app_dir: str, workroot: str, uuid: str, mode: str, n: str) -> None:
     nv.configure([nv.ProcessGpu(uuid, "00000000:1B:00.0", visible=uuid, idle_w=70.0, process_query=mode != "bare")])
     if mode in ("nolocks", "bare"):
         bench_mod.run_hold = bench_mod.measurement_lock = lambda key, folder=None: contextlib.nullcontext(
             bench_mod.LockHold(key))
     app = load_app(Path(app_dir))
+    if mode == "foreign":
+        _start_a_foreign_program_once(app)
     platform = PlatformConfig(kind="cuda", compiler="g++ -O1", meter="nvml", device=uuid)
     meter = open_meter("nvml", platform, env={})
     if mode == "bare":

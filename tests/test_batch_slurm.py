@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from batchkit import ensure_cluster, release_requeued, run_cli, wait_for, write_study
+from batchkit import REPO, ensure_cluster, release_requeued, run_cli, wait_for, write_study
 from lassi_batch.batch import attempts
 from lassi_batch.batch.manifest import StudyFolder, read_manifest
 from lassi_batch.batch.status import collect
@@ -50,9 +50,19 @@ def finished(tmp_path_factory, partition):
     r = run_cli("submit", str(study), "--executor", "slurm", cwd=tmp)
     assert r.returncode == 0, r.stderr
     assert "submitted 2 trial(s) as 1 job array(s)" in r.stdout
+    # what the array's %N says, not the study's array_parallelism (8) that submitit caps at the array size
+    assert "at most 2 task(s) of each array at once (array_parallelism 8; arrays here hold at most 2 tasks)" in r.stdout
     root = tmp / "study-out"
     s = wait_for(_finished(root, 2), 480, "the study's jobs to finish", every=2)
     return tmp, study, root, s
+
+
+def test_openmp_threads_follow_the_allocation(finished):
+    """cpus_per_task = 1 on a 2-CPU node: the trial's programs run with OMP_NUM_THREADS=1."""
+    tmp, study, root, s = finished
+    with TrialArchive.open(root / "trials" / "app0.cpu.t000.h5", writable=False) as ar:
+        env = ar.environment()
+    assert env["env"].get("OMP_NUM_THREADS") == "1" and env["env"].get("SLURM_CPUS_PER_TASK") == "1", env["env"]
 
 
 def test_submitted_study_finishes_with_one_archive_per_trial(finished):
@@ -105,8 +115,11 @@ def test_dry_run_splits_arrays_at_max_array_size_and_writes_nothing(tmp_path, pa
 
 @pytest.mark.parametrize("flags, message", [
     (["--partition", "no-such-partition"], "partition 'no-such-partition' does not exist on this cluster"),
-    (["--gres", "gpu:1"], "sbatch refuses the study's job settings"),
+    (["--gres", "gpu:1"], "[slurm].gres = 'gpu:1': no node of partition"),
+    (["--cpus-per-task", "4096"], "[slurm].cpus_per_task = 4096: the largest node of partition"),
+    (["--slurm", "mem_gb=60000"], "[slurm].mem_gb = 60000: the largest node of partition"),
     (["--account", "no-such-account", "--qos", "no-such-qos"], "sbatch refuses the study's job settings"),
+    (["--slurm", "no_such_key=1"], "slurm.no_such_key: unknown key"),
 ])
 def test_refused_settings_give_one_line_and_write_nothing(tmp_path, partition, flags, message):
     study = write_study(tmp_path, trials=1, slurm_extra=f'partition = "{partition}"')
@@ -118,8 +131,9 @@ def test_refused_settings_give_one_line_and_write_nothing(tmp_path, partition, f
     assert not (tmp_path / "study-out").exists()
 
 
-def _slow_study(tmp: Path, partition: str) -> tuple[Path, Path, str]:
+def _slow_study(tmp: Path, partition: str, confirm_repeats: int = 3) -> tuple[Path, Path, str]:
     study = write_study(tmp, trials=1, delay_s=0.4, slurm_extra=f'partition = "{partition}"')
+    study.write_text(study.read_text().replace("repeat = 1\n", f"repeat = 1\nconfirm_repeats = {confirm_repeats}\n", 1))
     r = run_cli("submit", str(study), "--executor", "slurm", cwd=tmp)
     assert r.returncode == 0, r.stderr
     root = tmp / "study-out"
@@ -146,11 +160,30 @@ def _mid_run(path: Path, n: int = 6) -> None:
     wait_for(some_steps, 120, f"{n} steps in {path.name}")
 
 
+def _in_confirmation(log: Path) -> None:
+    """Until the trial's log says the stage-4 confirmation has begun (logs/<trial>.out)."""
+    def confirming():
+        return log.exists() and "confirmation s4/confirm0" in log.read_text(errors="replace")
+    wait_for(confirming, 300, f"the confirmation to begin ({log.name})", every=0.2)
+
+
 @pytest.mark.parametrize("how", ["scontrol-requeue", "usr2"])
-def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partition, how):
-    study, root, job = _slow_study(tmp_path, partition)
+@pytest.mark.parametrize("when", ["mid-run", "confirmation"])
+def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partition, how, when):
+    """Requeued mid-run or during the stage-4 confirmation, the trial resumes and runs to its end.
+
+    The end of stage 4 depends on the measurements, not on the requeue: the last step is
+    `s4/report` when a candidate's saving was confirmed by the interleaved re-measurement, and the
+    last confirmation tried when none was (on a loaded machine the interval may include no saving;
+    the trial is then done with the source as its result). Either way the result names it.
+    """
+    # more confirmation runs in the second case: a window of seconds for the signal to land in
+    study, root, job = _slow_study(tmp_path, partition, confirm_repeats=12 if when == "confirmation" else 3)
     arc = root / "trials" / "app0.cpu.t000.h5"
-    _mid_run(arc)
+    if when == "confirmation":
+        _in_confirmation(root / "logs" / "app0.cpu.t000.out")
+    else:
+        _mid_run(arc)
     before = _steps(arc)
     if how == "usr2":  # what Slurm sends signal_delay_s before the time limit (and on preemption)
         subprocess.run(["scancel", "--signal=USR2", job], check=True)
@@ -165,7 +198,19 @@ def test_requeued_trial_resumes_without_lost_or_repeated_step(tmp_path, partitio
     # Nothing lost: every step recorded before the stop is still there, first and in order.
     # Nothing repeated: each step once. (Which steps follow depends on measured energies.)
     assert after[:len(before)] == before
-    assert len(after) == len(set(after)) and after[-1] == "s4/report"
+    assert len(after) == len(set(after))
+    with TrialArchive.open(arc, writable=False) as ar:
+        result, stages = ar.result(), ar.stage_times()
+    assert "stage4_report" in stages, stages  # stage 4 ran to its end in the resumed attempt
+    tried = int(result["confirm_tried"])
+    assert tried >= 1 and [s for s in after if s.startswith("s4/confirm")] == [f"s4/confirm{i}" for i in range(tried)]
+    if result["confirmed"]:
+        assert after[-1] == "s4/report", (after, result["confirm_notes"])
+    else:  # no saving confirmed: no report to ask for, the source is the result
+        assert after[-1] == f"s4/confirm{tried - 1}" and "s4/report" not in after, (after, result["confirm_notes"])
+        assert result["best_candidate"] == result["source_candidate"] and not result["improved"]
+    if when == "confirmation":
+        assert "s4/report" not in before and any(s.startswith("s4/confirm") for s in after)
     with TrialArchive.open(arc, writable=False) as ar:
         keys = [c.key for c in ar.llm_calls() if c.ok]
     assert len(keys) == len(set(keys))  # no LLM call made twice for one step
@@ -196,3 +241,21 @@ def test_cancel_stops_the_study_and_status_reports_it(tmp_path, partition):
     assert r.returncode == 0 and "interrupted" in r.stdout and "cancelled" in r.stdout.lower()
     r = run_cli("cancel", str(root))
     assert r.returncode == 0 and "nothing to cancel" in r.stdout
+
+
+def test_shipped_cpu_demo_study_submits_to_the_bundled_cluster_and_finishes(tmp_path, partition):
+    """`submit datasets/examples/demo.toml --executor slurm` as shipped: no GPU asked for, resources
+    that fit the one-node cluster, the study folder under the working directory (one app, one trial
+    of it here, to keep the test short; the full study is the same command)."""
+    demo = REPO / "datasets" / "examples" / "demo.toml"
+    r = run_cli("submit", str(demo), "--executor", "slurm", "--dry-run", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "--gres" not in r.stdout and "#SBATCH --cpus-per-task=2" in r.stdout
+    r = run_cli("submit", str(demo), "--executor", "slurm", "--apps", "rowstats", "--trials", "1", cwd=tmp_path)
+    assert r.returncode == 0, r.stdout + r.stderr
+    root = tmp_path / "runs" / "demo"
+    assert f"folder {root}" in r.stdout and "submitted 1 trial(s)" in r.stdout
+    s = wait_for(_finished(root, 1), 900, "the demo trial to finish", every=3)
+    assert s.totals["done"] == 1, _diagnostics(root)
+    with TrialArchive.open(root / "trials" / "rowstats.cpu.t000.h5", writable=False) as ar:
+        assert ar.status == "done" and ar.result()["source_energy_j"] > 0

@@ -241,9 +241,18 @@ def test_apptainer_definition_takes_its_base_from_a_build_argument():
 def test_site_examples_are_valid_slurm_tables(site, tmp_path):
     text = (REPO / "slurm" / "sites" / site).read_text()
     demo = (REPO / "datasets" / "examples" / "demo.toml").read_text()
+    demo = re.sub(r"\n\[slurm\].*?(?=\n\[|\Z)", "\n", demo, flags=re.S)  # the site's table replaces the demo's
     study = tmp_path / "s.toml"
     study.write_text(demo.replace("[platform]", text + "\n[platform]", 1))
     for app in ("heat2d", "nbody-forces", "rowstats", "transcripts"):
         (tmp_path / app).symlink_to(REPO / "datasets" / "examples" / app)
     cfg = load_study(study)
     assert cfg.slurm.trials_per_node >= 1 and slurm.JobSpec.of(cfg.slurm, "x", 1, 1).params["time"] > 0
+
+
+def test_openmp_threads_come_from_the_allocation_unless_set():
+    from lassi_batch.batch.worker import omp_threads
+    assert omp_threads({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4"}) == "4"
+    assert omp_threads({"SLURM_JOB_ID": "7", "SLURM_CPUS_PER_TASK": "4", "OMP_NUM_THREADS": "2"}) == ""  # the user's wins
+    assert omp_threads({"SLURM_CPUS_PER_TASK": "4"}) == ""  # not a Slurm job
+    assert omp_threads({"SLURM_JOB_ID": "7"}) == ""  # no CPUs given: OpenMP's own default

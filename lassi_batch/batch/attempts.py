@@ -27,6 +27,8 @@ class AttemptInfo:
     last_exit: int | None = None
     last_event: str = ""
     last_pid: int = 0  # the worker that started the last attempt
+    last_outcome: str = ""  # of the last end record
+    last_reason: str = ""  # of the last end record (e.g. what the archive itself could not record)
 
     def running_here(self) -> bool:
         """The last attempt started on this host by a worker that is still alive (no lock probing)."""
@@ -42,13 +44,19 @@ class AttemptInfo:
 
 
 def append(path: Path, **record: Any) -> None:
-    """Append one record; O_APPEND keeps concurrent writers' lines whole."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Append one record; O_APPEND keeps concurrent writers' lines whole. Best effort: a log that
+    cannot be written (disk full) never stops the trials it describes."""
     record = {"at": now_iso(), "host": socket.gethostname(), "pid": os.getpid(), **record}
     line = (json.dumps(record, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    except OSError:
+        return
     try:
         os.write(fd, line)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -74,6 +82,7 @@ def read(path: Path) -> AttemptInfo:
             info.last_pid = int(r.get("pid", 0) or 0)
         elif ev == "end":
             info.last_exit = r.get("exit")
+            info.last_outcome, info.last_reason = r.get("outcome", ""), r.get("reason", "") or ""
             if r.get("crash"):
                 info.crashes += 1
     return info

@@ -202,6 +202,8 @@ def study_data(study_file: Path) -> dict[str, Any]:
         raise ConfigError(f"{study_file}: file not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{study_file}: invalid TOML: {e}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{study_file}: not a TOML file (not UTF-8 text; a study file is expected)") from None
     except OSError as e:
         raise ConfigError(f"{study_file}: cannot read: {e.strerror}") from None
 

@@ -94,6 +94,85 @@ def check_partition(name: str) -> None:
         raise ConfigError(f"partition '{name}' does not exist on this cluster (partitions: {', '.join(have) or 'none'})")
 
 
+@dataclass(frozen=True)
+class Node:
+    """What one node of a partition offers (sinfo): the limits a job's request must fit."""
+
+    name: str
+    cpus: int
+    mem_mb: int
+    gres: str  # "(null)" or e.g. "gpu:a100:4(S:0-1)"
+    max_time: str  # the partition's time limit ("infinite", "1-00:00:00")
+
+    def gres_names(self) -> set[str]:
+        return {g.split(":", 1)[0] for g in re.split(r",(?![^(]*\))", self.gres) if g and g != "(null)"}
+
+
+def nodes_of(partition: str) -> list[Node]:
+    """The nodes of `partition` ('' = the default partition); [] when sinfo cannot tell."""
+    argv = ["sinfo", "-h", "-N", "-o", "%N|%c|%m|%G|%l|%P"]
+    if partition:
+        argv += ["-p", partition]
+    r = _run(argv)
+    if r.returncode != 0:
+        return []
+    out = []
+    for line in r.stdout.splitlines():
+        f = line.strip().split("|")
+        if len(f) != 6 or (not partition and not f[5].endswith("*")):
+            continue
+        try:
+            out.append(Node(f[0], int(f[1].rstrip("+")), int(f[2].rstrip("+")), f[3], f[4]))
+        except ValueError:
+            continue
+    return out
+
+
+def check_resources(cfg: SlurmConfig) -> None:
+    """Refuse a request no node of the partition can meet, naming the value and the node's limit.
+
+    sbatch's own messages ("Requested node configuration is not available") name neither.
+    """
+    nodes = nodes_of(cfg.partition)
+    if not nodes:
+        return
+    where = f"partition '{cfg.partition}'" if cfg.partition else "the default partition"
+    cpus, mem = max(n.cpus for n in nodes), max(n.mem_mb for n in nodes)
+    if cfg.cpus_per_task > cpus:
+        raise ConfigError(f"[slurm].cpus_per_task = {cfg.cpus_per_task}: the largest node of {where} has {cpus} CPUs "
+                          f"(set --cpus-per-task or [slurm].cpus_per_task)")
+    if cfg.mem_gb and cfg.mem_gb * 1024 > mem:
+        raise ConfigError(f"[slurm].mem_gb = {cfg.mem_gb}: the largest node of {where} has {mem} MB "
+                          f"({mem / 1024:.1f} GB) of memory (set --mem-gb or [slurm].mem_gb; 0 = the partition's default)")
+    if cfg.gres:
+        wanted = {g.split(":", 1)[0] for g in cfg.gres.split(",") if g}
+        have = set().union(*(n.gres_names() for n in nodes))
+        if not wanted <= have:
+            shown = ", ".join(sorted({n.gres for n in nodes}))
+            raise ConfigError(f"[slurm].gres = '{cfg.gres}': no node of {where} has '{', '.join(sorted(wanted - have))}' "
+                              f"(node gres: {shown}); a CPU study needs none (--gres '')")
+    limit = nodes[0].max_time
+    if cfg.time and limit not in ("infinite", "n/a", ""):
+        try:
+            over = time_minutes(cfg.time) > time_minutes(limit)
+        except ValueError:
+            over = False
+        if over:
+            raise ConfigError(f"[slurm].time = {cfg.time}: {where} allows at most {limit} (set --time or [slurm].time)")
+
+
+def asked(cfg: SlurmConfig) -> str:
+    """The request in a few words, for an error message."""
+    parts = [f"cpus_per_task {cfg.cpus_per_task}", f"mem_gb {cfg.mem_gb or 'default'}",
+             f"gres {cfg.gres or 'none'}", f"time {cfg.time}"]
+    if cfg.partition:
+        parts.insert(0, f"partition {cfg.partition}")
+    for k in ("account", "qos"):
+        if getattr(cfg, k):
+            parts.append(f"{k} {getattr(cfg, k)}")
+    return ", ".join(parts)
+
+
 # ------------------------------------------------------------------ sbatch settings
 
 
@@ -178,14 +257,15 @@ def sbatch_script(spec: JobSpec, folder: Path, array_size: int) -> str:
                                map_count=array_size if array_size > 1 else None, **params)
 
 
-def test_only(script: str) -> None:
+def test_only(script: str, request: str = "") -> None:
     """Ask the controller whether it would accept the script (`sbatch --test-only`): nothing is queued."""
     with tempfile.NamedTemporaryFile("w", suffix=".sbatch", prefix="lassi-test-", delete=True) as fh:
         fh.write(script)
         fh.flush()
         r = _run(["sbatch", "--test-only", fh.name])
     if r.returncode != 0:
-        raise ConfigError(f"sbatch refuses the study's job settings: {_first_line(r.stderr or r.stdout)}")
+        raise ConfigError(f"sbatch refuses the study's job settings: {_first_line(r.stderr or r.stdout)}"
+                          + (f" (asked: {request})" if request else ""))
 
 
 def split(items: list[Any], size: int) -> list[list[Any]]:

@@ -15,7 +15,7 @@ from ..core.errors import ConfigError
 from ..store.summary import STATUSES
 from . import attempts, slurm
 from .manifest import StudyFolder, read_manifest
-from .state import STALE_REASON, read_state
+from .state import STALE_REASON, explained_reason, read_state
 
 TRIAGE_STATES = ("failed", "interrupted")
 
@@ -77,9 +77,11 @@ def collect(root: Path, tail_lines: int = 5, ask_scheduler: bool = True) -> Stud
         job = last.get(t.key, "")
         js = states.get(job, "")
         status = st.status
-        reason = st.reason
+        reason = explained_reason(path, st.reason) if st.status == "failed" else st.reason
         if status == "running" and not slurm.is_active(js) and not info.running_here():
-            status, reason = "interrupted", STALE_REASON
+            # what the trial program said when its archive could not record it (disk full), if it said
+            told = info.last_reason if info.last_event == "end" and info.last_outcome == "interrupted" else ""
+            status, reason = "interrupted", told or STALE_REASON
         if status == "pending" and slurm.is_active(js) and js.startswith("RUNNING"):
             status = "running"  # started, archive not created yet
         if status == "pending" and info.last_event == "gave_up":

@@ -20,15 +20,17 @@ from pathlib import Path
 from typing import Any
 
 from ..core.config import StudyConfig, retarget
-from ..core.errors import ConfigError
-from ..sandbox.apptainer import apptainer_exec_argv
+from ..core.errors import ConfigError, LassiError
+from ..core.paths import check_workdir
+from ..core.resources import data_path
+from ..sandbox.apptainer import apptainer_exec_argv, image_problem
 from ..sandbox.toolchain import EXE_NAME, build_argv
 from ..system.facts import DIGEST_ENV, digest_hint
 from . import attempts, slurm
 from .manifest import (STUDY_COPY, Manifest, Settings, StudyFolder, Submission, TrialRef, check_folder,
                        file_sha256, now_iso, read_manifest, study_data, trial_list, write_json_atomic,
                        write_manifest)
-from .state import read_state
+from .state import explained_reason, read_state
 from .worker import GroupRunner, NodeWorker, TrialResult
 
 EXECUTORS = ("auto", "slurm", "local")
@@ -85,6 +87,41 @@ def resolve_executor(name: str) -> str:
     return name
 
 
+def shipped_study(path: Path) -> bool:
+    """Whether `path` is one of the study files shipped with the package (its data folder)."""
+    try:
+        shipped = data_path("datasets").resolve()
+    except LassiError:
+        return False
+    return path.resolve().is_relative_to(shipped)
+
+
+def defaults_for(data: dict[str, Any], study: StudyConfig, path: Path, cwd: Path) -> dict[str, Any]:
+    """Settings a study gets from where and how it runs, as overrides (the file wins where it says):
+
+    - a CPU study asks Slurm for no GPU unless its [slurm] table names a gres;
+    - a shipped study's relative `out` is a folder of the working directory, not of the
+      installed package (which may be read-only, and is no place for results).
+    """
+    over: dict[str, Any] = {}
+    slurm_table = data.get("slurm") if isinstance(data.get("slurm"), dict) else {}
+    if study.platform.kind == "cpu" and "gres" not in slurm_table:
+        over["slurm"] = {"gres": ""}
+    out = shipped_out(data, path, cwd)
+    if out:
+        over["study"] = {"out": out}
+    return over
+
+
+def shipped_out(data: dict[str, Any], path: Path, cwd: Path) -> str | None:
+    """A shipped study's relative [study].out made a folder of `cwd`; None for any other study."""
+    study_table = data.get("study") if isinstance(data.get("study"), dict) else {}
+    out = study_table.get("out")
+    if isinstance(out, str) and not Path(out).expanduser().is_absolute() and shipped_study(path):
+        return str((cwd / out).resolve())
+    return None
+
+
 def load(req: Request) -> tuple[StudyConfig, Settings, str]:
     path = req.study_file.expanduser().resolve()
     if not path.is_file():
@@ -92,6 +129,10 @@ def load(req: Request) -> tuple[StudyConfig, Settings, str]:
     data = retarget(study_data(path), req.overrides)
     settings = Settings(data=data, base=str(path.parent), source=str(path), apps=req.apps)
     study = settings.study()
+    extra = defaults_for(data, study, path, Path.cwd())
+    if extra:
+        settings.data = retarget(settings.data, extra)
+        study = settings.study()
     # Freeze the output folder as an absolute path: workers run elsewhere (another cwd, node).
     settings.data = retarget(settings.data, {"study": {"out": str(study.out.resolve())}})
     return study, settings, file_sha256(path)
@@ -153,10 +194,17 @@ def prepare(req: Request) -> Prepared:
     prep.study = replace(study, slurm=cfg)
     cont = study.container
     if cont.runtime == "apptainer":
-        if "://" not in cont.image and not Path(cont.image).expanduser().is_file():
-            raise ConfigError(f"[container].image: image not found: {cont.image} (build it with containers/Apptainer.def)")
+        why = image_problem(cont.image)
+        if why:
+            raise ConfigError(f"[container].image: {why} (build it with containers/Apptainer.def)")
+        if not req.dry_run and not shutil.which("apptainer") and not (executor == "slurm" and study.slurm.setup):
+            # under Slurm, [slurm].setup may make it available on the nodes (module load apptainer)
+            raise ConfigError("[container].runtime = \"apptainer\": 'apptainer' not found on PATH "
+                              "(install it, or add [slurm].setup = [\"module load apptainer\"] for the nodes)")
         if not req.dry_run:
             prep.image_hint = digest_hint(cont.image)  # hashed once here, not by every trial
+    if executor == "local":
+        check_workdir()  # under Slurm it names a folder of the nodes; the trial program checks it there
     accounting = True
     if executor == "slurm":
         if not slurm.have_slurm() and not req.dry_run:
@@ -166,6 +214,7 @@ def prepare(req: Request) -> Prepared:
             accounting = slurm.accounting_enabled(conf)
             prep.max_array = slurm.max_array_size(conf)
             slurm.check_partition(cfg.partition)
+            slurm.check_resources(cfg)
         else:
             prep.max_array = 1001
         prep.spec = slurm.JobSpec.of(cfg, f"lassi-{study.name}", cfg.trials_per_node, cfg.array_parallelism)
@@ -182,8 +231,20 @@ def prepare(req: Request) -> Prepared:
             prep.scripts.append(slurm.sbatch_script(prep.spec, folder.slurm_dir / "%j", len(chunk)))
         if prep.scripts and slurm.have_slurm():
             for s in {s for s in prep.scripts}:
-                slurm.test_only(s)
+                slurm.test_only(s, slurm.asked(cfg))
     return prep
+
+
+def at_once(prep: Prepared) -> str:
+    """How many array tasks may run at once, as the sbatch scripts say it (%N): submitit caps
+    array_parallelism at the array's size, and arrays hold at most MaxArraySize tasks."""
+    cfg = prep.study.slurm
+    sizes = [len(c) for c in slurm.split(slurm.split(prep.to_run, cfg.trials_per_node), prep.max_array or 1)]
+    n = min(cfg.array_parallelism, max(sizes, default=1))
+    text = f"at most {n} task(s) of each array at once"
+    if n < cfg.array_parallelism:
+        text += f" (array_parallelism {cfg.array_parallelism}; arrays here hold at most {max(sizes, default=1)} tasks)"
+    return text
 
 
 def container_lines(study: StudyConfig, trial: TrialRef) -> list[str]:
@@ -305,8 +366,8 @@ def failed_reasons(folder: StudyFolder, results: list[TrialResult]) -> list[tupl
     out = []
     for r in results:
         if r.outcome in ("failed", "crashed", "gave up", "config error"):
-            reason = r.reason or read_state(folder.archive(r.trial)).reason
-            if not reason:
+            reason = explained_reason(folder.archive(r.trial), r.reason or read_state(folder.archive(r.trial)).reason)
+            if not reason or reason == "no reason recorded":
                 tail = attempts.tail(folder.stderr(r.trial), 1)
                 reason = tail[0] if tail else f"exit {r.exit}"
             out.append((r.trial, reason))

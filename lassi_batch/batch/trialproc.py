@@ -19,15 +19,19 @@ from __future__ import annotations
 import ctypes
 import os
 import signal
+import sqlite3
 import sys
+import time
 import traceback
 from pathlib import Path
+from typing import Any
 
 from ..core.errors import ArchiveError, ConfigError, LassiError, TrialInterrupted
+from ..core.paths import check_workdir
 from ..pipeline.session import run_trial, trial_path
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from .manifest import Settings
-from .state import read_state, mark
+from .state import explained_reason, mark, read_state
 
 EXIT_BUSY = 73
 PARENT_ENV = "LASSI_PARENT_PID"
@@ -45,7 +49,22 @@ def _on_signal(signum: int, frame: object) -> None:
     if _stopped_by:
         return  # one stop is enough; let the cleanup that the first one started finish
     _stopped_by.append(signal.Signals(signum).name)
+    sys.unraisablehook = _quiet_after_stop
     raise Stop(_stopped_by[0])
+
+
+def _quiet_after_stop(u: sys.UnraisableHookArgs) -> None:
+    """After a stop signal: drop the one known finalizer message it can cause.
+
+    The stop is raised wherever the trial is, also inside filelock's SQLite lock while it
+    acquires; that lock's internal generator is then finalized after its connection was closed and
+    prints "Exception ignored ... Cannot operate on a closed database" into the trial's stderr,
+    which `status` would show as the last stderr of an interrupted trial. The lock is released
+    all the same (the connection is closed). Anything else is printed as usual.
+    """
+    if isinstance(u.exc_value, sqlite3.ProgrammingError) and "closed database" in str(u.exc_value):
+        return
+    sys.__unraisablehook__(u)
 
 
 def _die_with_parent() -> None:
@@ -61,9 +80,56 @@ def _die_with_parent() -> None:
         sys.exit(EXIT_INTERRUPTED)
 
 
+STAGE_MARK = " stage "  # in a progress line of logs/<trial>.out: the trial entered a stage
+
+
+def elapsed(seconds: float) -> str:
+    """1:02:03 / 2:03: a duration as a reader scans it."""
+    s = int(seconds)
+    return f"{s // 3600}:{s // 60 % 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def describe(ev: dict[str, Any]) -> str:
+    """One trial event as words (for logs/<trial>.out and the local executor's progress)."""
+    kind = ev.get("event", "")
+    key = ev.get("key", "")
+    if kind == "stage":
+        return f"stage {ev.get('stage')}"
+    if kind == "llm":
+        return f"LLM {ev.get('kind')} call ({ev.get('model')}) for {key}"
+    if kind == "evaluate":
+        return f"build, run and measure {key}"
+    if kind == "probes":
+        return "source runs on the unseen probe inputs"
+    if kind == "self_correct":
+        return f"self-correction {ev.get('attempt')} ({key})"
+    if kind == "iteration":
+        return f"iteration {ev.get('iteration')}"
+    if kind == "best":
+        e = ev.get("energy_j")
+        return f"best so far: candidate {ev.get('candidate')}" + (f", {e:.4g} J" if isinstance(e, (int, float)) else "")
+    if kind == "decision":
+        return f"candidate {ev.get('candidate')} against {ev.get('against')}: {ev.get('reason')}"
+    if kind == "remeasure":
+        return f"re-measure candidate {ev.get('candidate')} on this device ({key})"
+    if kind == "confirm":
+        return f"confirmation {key}: candidate {ev.get('candidate')}, {ev.get('repeats')} interleaved runs each"
+    if kind in ("confirmed", "not_confirmed"):
+        red = ev.get("reduction")
+        saving = f", saving {100 * red:.1f}%" if isinstance(red, (int, float)) and red == red else ""
+        return f"{key}: candidate {ev.get('candidate')} {kind.replace('_', ' ')}{saving}"
+    return " ".join(str(x) for x in (kind, key) if x)
+
+
+def _logger(t0: float):  # noqa: ANN202
+    def log(ev: dict[str, Any]) -> None:
+        line = describe(ev)
+        print(f"{time.strftime('%H:%M:%S')} +{elapsed(time.monotonic() - t0)} {line}", flush=True)
+    return log
+
+
 def _reason(path: Path) -> str:
-    st = read_state(path)
-    return st.reason or "no reason recorded"
+    return explained_reason(path)
 
 
 def main(argv: list[str]) -> int:
@@ -76,6 +142,7 @@ def main(argv: list[str]) -> int:
     settings_path, app, index_s = argv
     path: Path | None = None
     try:
+        check_workdir()  # a usage error, never a trial marked failed
         study = Settings.load(Path(settings_path)).study()
         sapp = next((a for a in study.apps if a.app.name == app), None)
         if sapp is None:
@@ -85,7 +152,14 @@ def main(argv: list[str]) -> int:
         if read_state(path).status == "done":
             print(f"{ALREADY_DONE}: {path}")
             return EXIT_OK
-        path, out = run_trial(study, sapp, index)
+        t0 = time.monotonic()
+        print(f"{time.strftime('%Y-%m-%d %H:%M:%S')} trial {app} {index} of study {study.name}: "
+              f"{read_state(path).status}, archive {path}", flush=True)
+        path, out = run_trial(study, sapp, index, progress=_logger(t0))
+        print(f"{time.strftime('%H:%M:%S')} +{elapsed(time.monotonic() - t0)} ended {out.status}: "
+              + (f"source {out.source_energy_j:.4g} J, best {out.best_energy_j:.4g} J"
+                 if out.source_energy_j is not None and out.best_energy_j is not None else "no energies")
+              + (f", {out.candidates} candidates" if out.candidates else ""), flush=True)
     except (Stop, TrialInterrupted) as e:
         # Stop: a signal before the trial took over its own (the archive may not exist yet);
         # TrialInterrupted: the trial stopped on a step boundary and recorded it itself.
@@ -100,7 +174,11 @@ def main(argv: list[str]) -> int:
         return EXIT_USAGE
     except ArchiveError as e:
         print(f"error: {e}", file=sys.stderr)
-        return EXIT_BUSY if "being written" in str(e) else EXIT_FAILED
+        if "being written" in str(e):
+            return EXIT_BUSY
+        # the archive could not take a commit (disk full, I/O error) while the trial ran: every
+        # earlier step is kept in its journal, so the trial is interrupted, not failed
+        return EXIT_INTERRUPTED if path is not None and read_state(path).status in ("running", "interrupted") else EXIT_FAILED
     except LassiError as e:
         print(f"error: {e}", file=sys.stderr)
         return _by_archive(path, EXIT_FAILED)

@@ -32,7 +32,7 @@ from ..system.devlock import DEVICE_ENV
 from ..system.gpus import discover, visible_devices
 from . import attempts
 from .manifest import StudyFolder, TrialRef
-from .state import mark, read_state
+from .state import explained_reason, mark, read_state
 from .trialproc import ALREADY_DONE, EXIT_BUSY, PARENT_ENV
 
 VISIBLE_ENV = {"cuda": "CUDA_VISIBLE_DEVICES", "hip": "ROCR_VISIBLE_DEVICES"}
@@ -50,6 +50,16 @@ def node_gpus(platform_kind: str) -> list[str]:
     found, _ = discover(platform_kind)
     visible, _ = visible_devices(os.environ.get(VISIBLE_ENV[platform_kind]), [d for d in found if d.uuid])
     return [d.uuid for d in visible]
+
+
+def omp_threads(env: dict[str, str]) -> str:
+    """OpenMP threads for a trial under Slurm: the job's CPUs per task, unless OMP_NUM_THREADS is
+    set already (by the user or a [slurm].setup line). Without it OpenMP starts a thread per CPU
+    of the node, whatever the allocation ('' outside Slurm: nothing to set)."""
+    if env.get("OMP_NUM_THREADS") or not env.get("SLURM_JOB_ID"):
+        return ""
+    cpus = env.get("SLURM_CPUS_PER_TASK", "")
+    return cpus if cpus.isdigit() and int(cpus) > 0 else ""
 
 
 def job_id() -> str:
@@ -165,6 +175,9 @@ class GroupRunner:
             return TrialResult(t, "gave up", None, why)
         env = dict(os.environ)
         env[PARENT_ENV] = str(os.getpid())
+        threads = omp_threads(env)
+        if threads:
+            env["OMP_NUM_THREADS"] = threads
         if gpu and self.platform_kind in VISIBLE_ENV:
             env[VISIBLE_ENV[self.platform_kind]] = gpu
             env[DEVICE_ENV] = gpu
@@ -194,8 +207,13 @@ class GroupRunner:
         if rc == EXIT_OK and attempts.tail(out_p, 1) and attempts.tail(out_p, 1)[0].startswith(ALREADY_DONE):
             outcome = "already done"
         reason = ""
-        if outcome in ("failed", "interrupted"):
+        if outcome == "failed":
+            reason = explained_reason(path)
+        elif outcome == "interrupted":
             reason = read_state(path).reason
+            last = attempts.tail(err_p, 1)
+            if (not reason or read_state(path).status == "running") and last and last[0].startswith("error: "):
+                reason = last[0].removeprefix("error: ")  # the archive could not record it (disk full)
         elif outcome in ("crashed", "config error", "busy"):
             last = attempts.tail(err_p, 1)
             sig = f"killed by {signal.Signals(-rc).name}" if rc < 0 and -rc in signal.Signals._value2member_map_ else f"exit {rc}"

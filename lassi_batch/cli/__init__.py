@@ -17,6 +17,28 @@ from ..core.errors import ConfigError, LassiError, TrialInterrupted
 
 
 class _Group(click.Group):
+    def main(self, *args, **kwargs):  # noqa: ANN002, ANN003, ANN201 - click's signature
+        """Usage errors (click's own and the commands') as one line on stderr, exit 2."""
+        if kwargs.get("standalone_mode", True) is False:
+            return super().main(*args, **kwargs)
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as e:
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo("aborted", err=True)
+            sys.exit(1)
+        except click.UsageError as e:
+            if type(e).__name__ == "NoArgsIsHelpError":  # a bare `lassi-batch`: the help, as click prints it
+                click.echo(e.format_message(), err=True)
+                sys.exit(e.exit_code)
+            where = e.ctx.command_path if e.ctx is not None else "lassi-batch"
+            click.echo(f"error: {e.format_message()} (see {where} --help)", err=True)
+            sys.exit(e.exit_code)
+        except click.ClickException as e:
+            click.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+
     def invoke(self, ctx: click.Context):  # noqa: D401
         try:
             return super().invoke(ctx)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from ..batch.state import explained_reason
+from ..batch.trialproc import elapsed
 from ..core.config import StudyConfig
 from ..system.gpus import default_platform_kind
 from ..pipeline.session import run_trial, trial_path
@@ -35,23 +39,32 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
     n = trials or study.trials
     state: dict[str, Any] = {}
 
+    max_it = study.llm.max_iterations
+
     def render() -> Text:
         it = state.get("iteration")
         best = state.get("best")
         return Text.assemble(
             ("  ", ""), (f"{state.get('app', '')} trial {state.get('trial', '')}", "bold"),
+            f"  {elapsed(time.monotonic() - state.get('t0', time.monotonic()))}",
             f"  stage {state.get('stage', '-')}",
-            f"  iteration {it if it is not None else '-'}",
+            f"  iteration {it if it is not None else '-'}/{max_it}",
             f"  best {_fmt(best, 'J')}",
             f"  [{state.get('last', '')}]",
         )
 
-    with Live(render(), console=console, refresh_per_second=8, transient=True) as live:
+    # On a terminal a live line (its clock ticks); elsewhere a printed line per stage.
+    live_or_none = Live(get_renderable=render, console=console, refresh_per_second=4, transient=True) \
+        if console.is_terminal else contextlib.nullcontext()
+    with live_or_none as live:
 
         def on_event(ev: dict[str, Any]) -> None:
             kind = ev.get("event")
             if kind == "stage":
                 state["stage"] = ev["stage"]
+                if live is None:
+                    console.print(f"  {state.get('app')} trial {state.get('trial')}: {ev['stage']} "
+                                  f"({elapsed(time.monotonic() - state['t0'])} so far)", highlight=False)
             elif kind == "iteration":
                 state["iteration"] = ev["iteration"]
             elif kind == "best":
@@ -64,13 +77,11 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                               f"({state.get('confirm_repeats', '?')} runs each): saving "
                               f"{_saving(ev['reduction'], ev['ci_low'], ev['ci_high'], ev['level'])}, {verdict}")
             state["last"] = ev.get("key", kind)
-            live.update(render())
 
         for sapp in study.apps:
             for t in range(n):
                 state.clear()
-                state.update(app=sapp.app.name, trial=t)
-                live.update(render())
+                state.update(app=sapp.app.name, trial=t, t0=time.monotonic())
                 before = trial_path(study, sapp.app.name, t)
                 finished = before.exists() and _status_of(before) == "done"
                 path, out = run_trial(study, sapp, t, progress=on_event)
@@ -91,7 +102,7 @@ def run_study_trials(study: StudyConfig, console: Console, trials: int | None = 
                 else:
                     red = ("-" if out.reduction is None else f"{100 * out.reduction:.1f}%") + ", not confirmed"
                 sel = "" if out.selection_reduction is None else f"; at selection {100 * out.selection_reduction:.1f}%"
-                console.print(f"  {sapp.app.name} trial {t}: {out.status}, source {_fmt(out.source_energy_j, 'J')}, "
+                console.print(f"  {sapp.app.name} trial {t}: {out.status} after {elapsed(time.monotonic() - state['t0'])}, source {_fmt(out.source_energy_j, 'J')}, "
                               f"best {_fmt(out.best_energy_j, 'J')} (saved {red}{sel}), {out.candidates} candidates -> {path}")
     return rows
 
@@ -126,8 +137,7 @@ def _status_of(path: Path) -> str:
 
 
 def _reason_of(path: Path) -> str:
-    with TrialArchive.open(path, writable=False) as ar:
-        return str(ar.meta.get("error") or "no reason recorded")
+    return explained_reason(path)
 
 
 def report_failures(rows: list[dict[str, Any]], console: Console) -> int:

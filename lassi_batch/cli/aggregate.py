@@ -15,6 +15,7 @@ from ..analysis.study import aggregate_study
 from ..analysis.tables import Table
 from ..analysis.trials import Skipped
 from ..core.errors import ConfigError
+from . import _files, _out
 
 PROGRESS_FROM = 200  # files; smaller studies finish before a bar is worth drawing
 
@@ -58,29 +59,42 @@ def _p(v: float | None) -> str:
 
 @click.command("aggregate")
 @click.argument("study_dir", type=click.Path())
-@click.option("-o", "--out", default=None, type=click.Path(dir_okay=False),
-              help="Study file to write (default: STUDY_DIR/study.h5).")
-@click.option("--k", "k_text", default="1,3,5", show_default=True, help="k values for pass@k and energy-reduction@k.")
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), help="Also write every table as CSV into this folder.")
-@click.option("--md", "md_file", type=click.Path(dir_okay=False), help="Also write the tables as Markdown.")
+@click.option("-o", "--out", default=None, type=click.Path(), metavar="FILE.h5",
+              help="Study file (HDF5) to write (default: STUDY_DIR/study.h5).")
+@_files.k_option
+@click.option("--csv", "csv_dir", type=click.Path(), help="Also write every table as CSV into this folder.")
+@click.option("--md", "md_file", type=click.Path(), help="Also write the tables as Markdown.")
 @click.option("--prices", type=click.Path(dir_okay=False), help='Price table (TOML: [models."NAME"] prompt_per_mtok, completion_per_mtok).')
 @click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True,
               help="Bootstrap resamples for the confidence intervals.")
 @click.option("--include-running", is_flag=True, help="Count trials that have not finished (running, interrupted).")
+@_files.force_option
+@_out.json_option
 def command(study_dir: str, out: str | None, k_text: str, csv_dir: str | None, md_file: str | None,
-            prices: str | None, resamples: int, include_running: bool) -> None:
+            prices: str | None, resamples: int, include_running: bool, force: bool, as_json: bool) -> None:
     """Aggregate the trial files under STUDY_DIR. Exit 1 when any file was skipped."""
     root = Path(study_dir)
     if not root.exists():
         raise ConfigError(f"study folder not found: {study_dir}")
+    out_path = Path(out) if out else (root / "study.h5" if root.is_dir() else root.with_name("study.h5"))
+    _files.check_k(k_text, len(_files.trial_sources(root, exclude=[out_path])))
     options = Options(k=parse_k(k_text), resamples=resamples)
     price_table = load_prices(prices)
-    out_path = Path(out) if out else (root / "study.h5" if root.is_dir() else root.with_name("study.h5"))
-    err = Console(stderr=True)
+    _files.out_file(out_path, _files.study_h5, force, "-o")
+    if md_file:
+        _files.out_file(Path(md_file), _files.first_line("# Study "), force, "--md")
+    if csv_dir:
+        _files.out_dir(Path(csv_dir), "skipped.csv", force, "--csv")
+    err = _out.console(stderr=True)
     groups, tables, skipped = aggregate_study(
         root, out_path, Path(csv_dir) if csv_dir else None, Path(md_file) if md_file else None,
         options, price_table, include_running, wrap=progress_wrap(err, "reading trials"))
     n = sum(g.n for g in groups.values())
+    if as_json:
+        _out.print_json({"out": out_path, "trials": n, "pairs": len(groups),
+                         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+                         "cross_app": next(t.rows for t in tables if t.name == "cross_app")})
+        sys.exit(1 if skipped else 0)
     print_headline(tables)
     print_skipped(skipped)
     click.echo(f"{n} trials in {len(groups)} (app, platform) pairs -> {out_path}"

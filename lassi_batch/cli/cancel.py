@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..batch import slurm
 from ..batch.manifest import StudyFolder, read_manifest
 from ..core.errors import ConfigError
+from . import _out
 
 
 @click.command("cancel")
@@ -25,7 +25,7 @@ def command(study_dir: str) -> None:
     if m is None:
         raise ConfigError(f"{study_dir}: no study here (no manifest.json)")
     jobs = [j for j in m.last_job().values() if j != "local"]
-    console = Console()
+    console = _out.console()
     if not jobs:
         console.print("no Slurm jobs recorded for this study")
         return

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..core.config import PLATFORMS, load_study
 from ..core.errors import ConfigError
@@ -17,6 +16,7 @@ from ..batch.submit import Request
 from ._select import app_names
 from ._trials import default_platform
 from .submit import run_request
+from . import _out
 
 EXAMPLES = data_path("datasets/examples")
 DEMO_STUDIES = {"cpu": EXAMPLES / "demo.toml", "cuda": EXAMPLES / "demo-gpu.toml"}  # HIP: no transcripts yet
@@ -30,8 +30,8 @@ NEXT_STEPS = (("aggregate", "aggregate (pass@k, energy-reduction@k tables)"), ("
 @click.option("--apps", "only_apps", help="Comma-separated subset of the demo's apps.")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: runs/demo).")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials per app (default 3).")
-@click.option("--parallel", type=click.IntRange(min=1), default=2, show_default=True,
-              help="Trials run at once (their measured runs still take turns).")
+@click.option("--trials-per-node", "--parallel", "parallel", type=click.IntRange(min=1), default=2, show_default=True,
+              help="Trials run at once, as submit's --trials-per-node (their measured runs still take turns).")
 @click.option("--fresh", is_flag=True, help="Start over instead of resuming trials already in the output folder.")
 @click.pass_context
 def command(ctx: click.Context, platform: str | None, only_apps: str | None, out: str | None, trials: int | None,
@@ -42,7 +42,7 @@ def command(ctx: click.Context, platform: str | None, only_apps: str | None, out
     On an NVIDIA GPU it runs the CUDA versions (datasets/examples/demo-gpu.toml), otherwise the
     OpenMP versions on the CPU (demo.toml), where energy comes from RAPL or a labelled estimate.
     """
-    console = Console()
+    console = _out.console()
     skipped: list[str] = []
     kind = platform or default_platform()
     if kind == "cpu" and platform is None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import click
-from rich.console import Console
 from rich.table import Table
 
 from ..core.config import PLATFORMS, ContainerConfig, LLMConfig, PlatformConfig, load_study, study_app_names
 from ..core.errors import ConfigError
 from ..pipeline.doctor import Check, run_doctor
 from ._select import app_names, apps_option
+from . import _out
 
 _STYLE = {"ok": "green", "fail": "bold red", "warn": "yellow", "missing": "dim", "info": "cyan"}
 
@@ -29,7 +29,6 @@ def _app_checks(study: str, names: list[str] | None, kind: str | None) -> tuple[
         weak = sapp.app.check.weakness()
         checks.append(Check("apps", name, "warn" if weak else "ok", f"{sapp.app.path}" + (f"; {weak}" if weak else "")))
     return checks, problems
-    return checks, problems
 
 
 @click.command("doctor")
@@ -38,7 +37,8 @@ def _app_checks(study: str, names: list[str] | None, kind: str | None) -> tuple[
 @click.option("--study", type=click.Path(dir_okay=False), default=None,
               help="Take the platform, container and LLM settings from this study file, and check its apps.")
 @apps_option
-def command(kind: str | None, study: str | None, only_apps: str | None) -> None:
+@_out.json_option
+def command(kind: str | None, study: str | None, only_apps: str | None, as_json: bool) -> None:
     """Check GPUs, meters, compilers, container, Slurm, sandbox and LLM settings (and a study's apps).
 
     Exits 0 when the platform can build and run a test program and every app checked is usable,
@@ -52,11 +52,22 @@ def command(kind: str | None, study: str | None, only_apps: str | None) -> None:
         raise click.UsageError("--apps selects apps of a --study")
     if study:
         cfg = load_study(study, apps=[], overrides={"platform": {"kind": kind}} if kind else None)
+        unknown = [n for n in app_names(only_apps) or [] if n not in study_app_names(study)]
+        if unknown:
+            raise ConfigError(f"--apps: '{unknown[0]}' is not an app of {study} "
+                              f"(apps: {', '.join(study_app_names(study))})")
         platform, container, llm = cfg.platform, cfg.container, cfg.llm
         app_checks, app_problems = _app_checks(study, app_names(only_apps), kind)
     elif kind:
         platform = PlatformConfig(kind=kind)
     report = run_doctor(platform, container, llm)
+    problems = report.problems + app_problems
+    if as_json:
+        _out.print_json({"platform": report.platform.kind, "ready": not problems, "platform_ready": report.ok,
+                         "checks": [{"area": c.area, "check": c.name, "status": c.status, "detail": c.detail}
+                                    for c in report.checks + app_checks],
+                         "problems": problems})
+        raise SystemExit(1 if problems else 0)
 
     table = Table(title=f"lassi-batch doctor (platform: {report.platform.kind})")
     for col in ("area", "check", "status", "detail"):
@@ -64,9 +75,8 @@ def command(kind: str | None, study: str | None, only_apps: str | None) -> None:
     for c in report.checks + app_checks:
         style = _STYLE.get(c.status, "")
         table.add_row(c.area, c.name, f"[{style}]{c.status}[/]" if style else c.status, c.detail)
-    console = Console()
+    console = _out.console()
     console.print(table)
-    problems = report.problems + app_problems
     if not problems:
         console.print(f"[green]platform {report.platform.kind}: ready[/] ({report.platform.compiler_line})")
         return

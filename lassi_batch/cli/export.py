@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 from rich.table import Table
 
+from ..batch.state import UNREADABLE, read_state
 from ..core.errors import ConfigError
+from ..core.paths import ensure_writable_dir
 from ..export import FORMATS, ExportOptions, export_study
-from ..export.trust import POLICIES
+from . import _files, _out
+from ._select import pass_policy_option
 
 
 def _csv(value: str | None) -> tuple[str, ...]:
@@ -30,12 +33,12 @@ def _fractions(value: str) -> tuple[float, float, float]:
 
 @click.command("export")
 @click.argument("study_dir", type=click.Path(file_okay=False, path_type=Path))
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="Output folder (created; an earlier export there is replaced).")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), metavar="DIR", help="Output folder (created; an earlier export there is replaced).")
 @click.option("--format", "fmt", required=True, type=click.Choice(FORMATS), help="Record format.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split and of pair sampling.")
 @click.option("--min-reduction", type=float, default=0.0, show_default=True, help="Minimum energy saving (fraction of the source's energy) of a preferred candidate.")
 @click.option("--significant", is_flag=True, help="Prefer only savings outside the noise interval (needs confirmed intervals).")
-@click.option("--pass-policy", type=click.Choice(POLICIES), default="recorded", show_default=True, help="What counts as passing screening.")
+@pass_policy_option()
 @click.option("--platforms", help="Comma-separated platforms to keep (cuda, hip, cpu).")
 @click.option("--models", help="Comma-separated generator model patterns to keep (shell globs).")
 @click.option("--apps", help="Comma-separated app name patterns to keep (shell globs).")
@@ -55,8 +58,14 @@ def command(study_dir: Path, out: Path, fmt: str, seed: int, min_reduction: floa
         fractions=_fractions(split), near_dup_threshold=None if near_dup >= 1.0 else near_dup,
         max_pairs_per_trial=max_pairs, license=license_,
     )
+    if not study_dir.is_dir():
+        raise ConfigError(f"study folder not found: {study_dir}")
+    sources = _files.trial_sources(study_dir)  # an empty folder is an input error, not an empty dataset
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"-o {out}: exists and is not a folder")
+    ensure_writable_dir(out, "-o")
     res = export_study(study_dir, out, opts)
-    c = Console()
+    c = _out.console()
     t = Table(title=f"{fmt} export -> {res.out}")
     t.add_column("split")
     t.add_column("records", justify="right")
@@ -69,3 +78,7 @@ def command(study_dir: Path, out: Path, fmt: str, seed: int, min_reduction: floa
     for line in res.skipped:
         c.print(f"[yellow]skipped[/] {line}")
     c.print(f"dataset card: {res.out / 'README.md'}; manifest: {res.out / 'manifest.jsonl'}")
+    unreadable = [p for p in sources if read_state(p).reason.startswith(UNREADABLE)]
+    if unreadable:  # as aggregate: a damaged file left out is worth a non-zero exit
+        c.print(f"[red]{len(unreadable)} trial file(s) could not be read[/] (listed above); exit 1")
+        sys.exit(1)

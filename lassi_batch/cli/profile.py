@@ -5,11 +5,11 @@ from __future__ import annotations
 import sys
 
 import click
-from rich.console import Console
 
 from ..core.config import METERS, PLATFORMS, AppConfig, load_study
-from ..pipeline.profile import profile_app, render
+from ..pipeline.profile import ProfileResult, profile_app, render
 from ._select import app_names, apps_option
+from . import _out
 
 
 @click.command("profile")
@@ -29,9 +29,10 @@ from ._select import app_names, apps_option
               help="HDF5 file to write (default: <app>.<platform>.profile.h5).")
 @click.option("--plot", type=click.Path(dir_okay=False), default=None, help="PNG of the median repeat's power trace.")
 @click.option("--compiler", default=None, help='Compiler command line, e.g. "nvcc -O3 -arch=sm_90".')
+@_out.json_option
 def command(app_dir: str | None, study_file: str | None, only_apps: str | None, platform: str | None,
             repeat: int | None, meter: str | None, run_args: str | None, test_size: bool, out: str | None,
-            plot: str | None, compiler: str | None) -> None:
+            plot: str | None, compiler: str | None, as_json: bool) -> None:
     """Build an app in a fresh folder and measure REPEAT runs of it.
 
     The app is APP_DIR, or each app of a study (inline entries need no app.toml). The app's [check]
@@ -44,7 +45,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
         raise click.UsageError("give either APP_DIR or --study FILE")
     if only_apps is not None and study_file is None:
         raise click.UsageError("--apps selects apps of a --study")
-    err = Console(stderr=True)
+    err = _out.console(stderr=True)
     jobs: list[tuple[AppConfig | str, list[str] | str | None]] = []
     measure = platform_cfg = None
     if study_file:
@@ -58,10 +59,14 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     else:
         jobs.append((app_dir, run_args))
     failed_total = bad_checks = 0
+    reports: list[dict] = []
     for app, args in jobs:
         res = profile_app(app, platform=platform, repeat=repeat or 3, meter=meter, args=args, test_size=test_size, out=out, plot=plot, compiler=compiler,
                           measure_cfg=measure, platform_cfg=platform_cfg, log=lambda s: err.print(f"[dim]{s}[/]"))
-        render(res, Console())
+        if as_json:
+            reports.append(_json_of(res))
+        else:
+            render(res, _out.console())
         failed = res.failed_runs
         if failed:
             failed_total += 1
@@ -71,7 +76,19 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
         for problem in res.check_problems:  # the app's description, not its code, is wrong: exit 2
             bad_checks += 1
             click.echo(f"error: {res.app}: {problem}; fix the app's [check] (measurements kept in {res.out})", err=True)
+    if as_json:
+        _out.print_json(reports)
     if bad_checks:
         sys.exit(2)
     if failed_total:
         sys.exit(1)
+
+
+def _json_of(res: ProfileResult) -> dict:
+    """One app's profile as data: every repeat's figures and exit, the means and CVs."""
+    return {"app": res.app, "platform": res.platform, "meter": res.meter, "device": res.device,
+            "estimate": res.estimate, "args": res.args, "out": res.out, "plot": res.plot,
+            "runs": [{"exit": rr.returncode, "ok": rr.ok, "timed_out": rr.timed_out, "figures": dict(meas.figures)}
+                     for rr, meas in res.results],
+            "summary": {k: {"mean": s.mean, "cv_pct": s.cv_pct} for k, s in res.summary.items()},
+            "notes": res.notes}

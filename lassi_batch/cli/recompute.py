@@ -7,29 +7,31 @@ import sys
 from pathlib import Path
 
 import click
-from rich.console import Console
 
 from ..analysis.aggregate import Options, parse_k
-from ..analysis.recompute import ENERGY_METHODS, IDLE_CHOICES, PASS_POLICIES, TAIL_CHOICES, Choices, recompute_study
+from ..analysis.recompute import ENERGY_METHODS, IDLE_CHOICES, TAIL_CHOICES, Choices, recompute_study
 from ..analysis.study import StudyFile, is_study_file
-from ..analysis.trials import trial_files
 from ..core.errors import ConfigError
+from ._select import pass_policy_option
 from .aggregate import print_skipped, progress_wrap
+from . import _files, _out
 
 
 def study_paths(source: str) -> list[Path]:
-    """Trial files of a study folder, or the trials a study.h5 aggregated."""
+    """Trial files of a study folder, or the trials a study.h5 aggregated (refused when none)."""
     p = Path(source)
-    if not p.exists():
-        raise ConfigError(f"not found: {source}")
     if p.is_file() and is_study_file(p):
-        return [Path(x) for x in StudyFile(p).paths]
-    return trial_files(p)
+        paths = [Path(x) for x in StudyFile(p).paths]
+        if not paths:
+            raise ConfigError(f"{source}: a study file that lists no trials")
+        return paths
+    return _files.trial_sources(p)
 
 
 @click.command("recompute")
 @click.argument("source", type=click.Path())
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("-o", "--out", required=True, type=click.Path(), metavar="DIR",
+              help="Output folder (recompute.h5, recompute.md, csv/).")
 @click.option("--energy-method", type=click.Choice(ENERGY_METHODS), default="auto", show_default=True,
               help="auto: as the trial measured; counter / instant: that source, net of idle; paper-eq4: the "
                    "paper's Eq. 4 on the 1 s averaged power.")
@@ -37,21 +39,31 @@ def study_paths(source: str) -> list[Path]:
               help="Count the energy between exit and settling.")
 @click.option("--idle", type=click.Choice(IDLE_CHOICES), default="auto", show_default=True,
               help="Idle baseline: pre-run, post-run, both (their mean, the paper's).")
-@click.option("--pass-policy", type=click.Choice(PASS_POLICIES), default="recorded", show_default=True,
-              help="Re-decide passes from the stored verdicts (strict: judge VALID and a clean verifier pass).")
-@click.option("--k", "k_text", default="1,3,5", show_default=True)
-@click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True)
+@pass_policy_option({"judge_and_verifier": "both"})
+@_files.k_option
+@click.option("--bootstrap", "resamples", type=click.IntRange(min=100), default=2000, show_default=True,
+              help="Bootstrap resamples for the confidence intervals.")
 @click.option("--include-running", is_flag=True, help="Also recompute trials that have not finished.")
+@_files.force_option
+@_out.json_option
 def command(source: str, out: str, energy_method: str, tail: str, idle: str, pass_policy: str, k_text: str,
-            resamples: int, include_running: bool) -> None:
+            resamples: int, include_running: bool, force: bool, as_json: bool) -> None:
     """Re-derive every energy of the trials in SOURCE from their raw traces, and every metric from
     those; trial files are only read. Exit 1 when any file was skipped."""
     choices = Choices(energy=energy_method, idle=idle, tail=tail, pass_policy=pass_policy)
     options = Options(k=parse_k(k_text), resamples=resamples)
     paths = study_paths(source)
-    out_dir = Path(out)
-    wrap = progress_wrap(Console(stderr=True), "recomputing")
+    _files.check_k(k_text, len(paths))
+    out_dir = _files.out_dir(Path(out), "recompute.h5", force, "-o",
+                             {"recompute.h5": _files.study_h5, "recompute.md": _files.first_line("# Recomputed study")})
+    wrap = progress_wrap(_out.console(stderr=True), "recomputing")
     cmp, skipped, n = recompute_study(wrap(paths), choices, out_dir, options, include_running)
+    if as_json:
+        _out.print_json({"out": [out_dir / "recompute.h5", out_dir / "recompute.md"], "trials": n,
+                         "choices": choices.describe(),
+                         "skipped": [{"path": s.path, "reason": s.reason} for s in skipped],
+                         "cross_app": [r for r in cmp.rows if r["app"] == "cross-app average"]})
+        sys.exit(1 if skipped else 0)
     for r in cmp.rows:
         if r["app"] != "cross-app average":
             continue

@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
 
 from ..core.config import METERS, PLATFORMS, StudyApp, StudyConfig, load_app, load_study, parse_study
 from ..core.errors import ConfigError
-from ..core.paths import ensure_writable_dir
+from ..core.paths import check_workdir, ensure_writable_dir
 from ..pipeline.session import trial_path, with_llm
-from ._select import app_names, apps_option
+from ._select import app_names, apps_option, shipped_overrides
 from ._trials import default_platform, report_failures, run_study_trials, summary_table
+from . import _out
 
 
 def _overrides(platform: str | None, meter: str | None, repeat: int | None, trials: int | None,
@@ -55,7 +55,8 @@ def _with_folder(study: StudyConfig, app_path: Path, study_file: str, over: dict
 @click.option("--llm", help="replay:PATH (transcript .jsonl, folder, or trial .h5) or openai[:MODEL].")
 @click.option("--trials", type=click.IntRange(min=1), default=None, help="Trials to run (default: study's, else 1).")
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: the study's, else runs/<app>).")
-@click.option("--meter", type=click.Choice(METERS), default=None)
+@click.option("--meter", type=click.Choice(METERS), default=None,
+              help="Power source (default: the study's, else auto = nvml (cuda), amdsmi (hip), rapl (cpu), falling back to estimate).")
 @click.option("--repeat", type=click.IntRange(min=1), default=None, help="Measured runs per candidate.")
 @click.option("--test-size", is_flag=True, help="Use the apps' quick test arguments instead of the measurement ones.")
 @click.option("--fresh", is_flag=True, help="Start the trials over instead of resuming (or reusing) their archives.")
@@ -67,7 +68,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     With --study and no APP_DIR, every app of the study runs (or those named by --apps), each
     from its study entry; inline entries need no app.toml.
     """
-    console = Console()
+    console = _out.console()
     names = app_names(only_apps)
     if app_dir is None and study_file is None:
         raise click.UsageError("give an APP_DIR or --study FILE")
@@ -75,6 +76,8 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
         raise click.UsageError("--apps selects apps of a --study (without APP_DIR)")
     over = _overrides(platform, meter, repeat, trials, out)
     if study_file:
+        if not out:  # a shipped study writes under the working directory, not into the package
+            over["study"].update(shipped_overrides(study_file).get("study", {}))
         study = load_study(study_file, apps=[] if app_dir else names, overrides=over)
         if app_dir:
             app_path = Path(app_dir).resolve()
@@ -97,6 +100,7 @@ def command(app_dir: str | None, study_file: str | None, only_apps: str | None, 
     if study.llm.backend == "replay" and not study.llm.replay_path:
         raise ConfigError("no LLM transcript given: use --llm replay:PATH or --llm openai[:MODEL]")
     ensure_writable_dir(study.out / "trials", "--out" if out else "output folder")
+    check_workdir()
     names_line = ", ".join(a.app.name for a in study.apps)
     console.print(f"[bold]lassi-batch run[/]: {names_line} on {study.platform.kind}, "
                   f"{study.trials} trial(s), LLM {study.llm.backend}, out {study.out}")

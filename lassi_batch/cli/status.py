@@ -7,12 +7,13 @@ import time
 from pathlib import Path
 
 import click
-from rich.console import Console, Group
+from rich.console import Group
 from rich.live import Live
 from rich.table import Table
 
 from ..batch.status import StudyStatus, collect
 from ..store.summary import STATUSES
+from . import _out
 
 
 def render(s: StudyStatus) -> Group:
@@ -50,13 +51,29 @@ def command(study_dir: str, as_json: bool, all_rows: bool, watch: bool, interval
     if as_json:
         click.echo(json.dumps(collect(root).to_json(with_rows=all_rows), indent=1))
         return
-    console = Console()
+    console = _out.console()
     if not watch:
         console.print(render(collect(root)))
         return
     s = collect(root)
+    if not console.is_terminal:  # a log or a pipe: a dated block whenever the counts change
+        shown = None
+        while True:
+            key = (sorted(s.totals.items()), sorted(s.jobs.items()))
+            if key != shown:
+                console.print(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')}", highlight=False)
+                console.print(render(s))
+                shown = key
+            if _ended(s):
+                return
+            time.sleep(interval)
+            s = collect(root)
     with Live(render(s), console=console, refresh_per_second=1) as live:
-        while sum(s.totals.get(k, 0) for k in ("done", "failed")) < sum(s.totals.values()):
+        while not _ended(s):
             time.sleep(interval)
             s = collect(root)
             live.update(render(s))
+
+
+def _ended(s: StudyStatus) -> bool:
+    return sum(s.totals.get(k, 0) for k in ("done", "failed")) >= sum(s.totals.values())

@@ -10,11 +10,12 @@ import click
 from rich.console import Console
 
 from ..core.config import PLATFORMS, AppConfig, PlatformConfig, cuda_release, load_app, load_study, std_warning
-from ..core.errors import LassiError
+from ..core.errors import ConfigError, LassiError
 from ..pipeline.profile import check_run, choose_platform
 from ..sandbox.toolchain import build_argv
 from ..system.tools import tool_version
-from ._select import app_names, apps_option
+from . import _out
+from ._select import app_names, apps_option, shipped_overrides
 
 
 def _warn(c: Console, app: AppConfig) -> None:
@@ -87,7 +88,8 @@ def _run_checks(c: Console, jobs: list[tuple[AppConfig, PlatformConfig]]) -> Non
               help="Also build and run each app once at its test_args in the sandbox and try its check lines on the output.")
 @click.option("--platform", type=click.Choice(PLATFORMS), default=None,
               help="With --run: the build to run (default: the study's; for an app folder, this machine's GPU kind if the app has it, else cpu).")
-def command(target: str, only_apps: str | None, run_apps: bool, platform: str | None) -> None:
+@_out.json_option
+def command(target: str, only_apps: str | None, run_apps: bool, platform: str | None, as_json: bool) -> None:
     """Check TARGET (a study TOML or an app folder) and list its apps; exit 2 on any problem.
 
     Apps whose output is not checked deterministically get a warning (exit 0) that says what to add,
@@ -95,9 +97,18 @@ def command(target: str, only_apps: str | None, run_apps: bool, platform: str | 
     With --run each app is also built and run once (test_args): a failed build or run exits 1, a
     pass/checksum/work line that matches nothing the program prints (or its own failure line) exits 2.
     """
-    c = Console(soft_wrap=True)
+    c = _out.console()
     if platform and not run_apps:
         raise click.UsageError("--platform applies with --run")
+    if as_json:
+        if run_apps:
+            raise click.UsageError("--json lists the study; run --run without it")
+        try:
+            _out.print_json(_as_json(target, only_apps))
+        except ConfigError as e:
+            _out.print_json({"ok": False, "problems": e.problems})
+            sys.exit(e.exit_code)
+        return
     if Path(target).is_dir():
         if only_apps:
             raise click.UsageError("--apps applies to a study file, not an app folder")
@@ -111,7 +122,10 @@ def command(target: str, only_apps: str | None, run_apps: bool, platform: str | 
             kind, _note = choose_platform(sorted(app.platforms), platform)
             _run_checks(c, [(app, PlatformConfig(kind=kind))])
         return
-    cfg = load_study(target, apps=app_names(only_apps), overrides={"platform": {"kind": platform}} if platform else None)
+    overrides = shipped_overrides(target)
+    if platform:
+        overrides = {**overrides, "platform": {"kind": platform}}
+    cfg = load_study(target, apps=app_names(only_apps), overrides=overrides or None)
     c.print(f"[bold]{cfg.name}[/]: {len(cfg.apps)} apps x {cfg.trials} trials on {cfg.platform.kind}, k={cfg.k}")
     for a in cfg.apps:
         c.print(f"  {a.app.name:24s} {a.app.path}  args={a.args}")
@@ -122,3 +136,19 @@ def command(target: str, only_apps: str | None, run_apps: bool, platform: str | 
         _warn_std(c, [a.app for a in cfg.apps], cfg.platform)
     if run_apps:
         _run_checks(c, [(a.app, cfg.platform) for a in cfg.apps])
+
+
+def _app_json(app: AppConfig, args: list[str] | None = None) -> dict:
+    return {"name": app.name, "path": app.path, "platforms": sorted(app.platforms), "args": app.args if args is None else args,
+            "test_args": app.test_args, "warning": app.check.weakness() or None}
+
+
+def _as_json(target: str, only_apps: str | None) -> dict:
+    """What validate prints, as data (a ConfigError carries the problems)."""
+    if Path(target).is_dir():
+        if only_apps:
+            raise ConfigError("--apps applies to a study file, not an app folder")
+        return {"ok": True, "kind": "app", "app": _app_json(load_app(target))}
+    cfg = load_study(target, apps=app_names(only_apps), overrides=shipped_overrides(target))
+    return {"ok": True, "kind": "study", "name": cfg.name, "platform": cfg.platform.kind, "trials": cfg.trials,
+            "k": cfg.k, "out": cfg.out, "apps": [_app_json(a.app, a.args) for a in cfg.apps]}

@@ -729,6 +729,8 @@ def _read_toml(path: Path, problems: list[str]) -> dict[str, Any] | None:
         problems.append(f"{path}: is a folder, expected a TOML file")
     except tomllib.TOMLDecodeError as e:
         problems.append(f"{path}: invalid TOML: {e}")
+    except UnicodeDecodeError:
+        problems.append(f"{path}: not a TOML file (not UTF-8 text; a study or app.toml is expected)")
     except OSError as e:
         problems.append(f"{path}: cannot read: {e.strerror}")
     return None

@@ -68,3 +68,17 @@ def ensure_writable_file(path: str | Path, what: str) -> Path:
     if p.exists() and not os.access(p, os.W_OK):
         raise ConfigError(f"{what}: {p} exists and is not writable")
     return p
+
+
+WORKDIR_ENV = "LASSI_WORKDIR"  # where trials make their scratch folders (default: the system's temp folder)
+
+
+def check_workdir() -> None:
+    """LASSI_WORKDIR, when set, is an existing writable folder: checked before a trial starts, so
+    that a mistyped setting is a usage error rather than a trial recorded as failed."""
+    wd = os.environ.get(WORKDIR_ENV)
+    if not wd:
+        return
+    if not Path(wd).is_dir():
+        raise ConfigError(f"{WORKDIR_ENV}={wd}: not an existing folder (trials make their scratch folders there)")
+    ensure_writable_dir(wd, WORKDIR_ENV)

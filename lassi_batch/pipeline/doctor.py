@@ -24,6 +24,7 @@ from ..core.config import (
 from ..core.errors import LassiError
 from ..core.secrets import env_secret_available
 from ..power.base import probe_meters
+from ..sandbox.apptainer import image_problem
 from ..sandbox.toolchain import (
     build,
     check_platform,
@@ -234,10 +235,10 @@ def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfi
     checks.append(Check("container", "apptainer", "ok" if appt else ("fail" if needed else "missing"),
                         appt or "not on PATH"))
     if needed:
-
-        digest = image_digest(container.image)
-        checks.append(Check("container", "image", "ok" if digest or "://" in container.image else "fail",
-                            f"{container.image} sha256:{digest[:12]}" if digest else container.image))
+        bad = image_problem(container.image)
+        digest = "" if bad else image_digest(container.image)
+        checks.append(Check("container", "image", "fail" if bad else "ok",
+                            bad or (f"{container.image} sha256:{digest[:12]}" if digest else container.image)))
 
     for cmd in ("sbatch", "squeue", "sacct", "scontrol"):
         path = shutil.which(cmd)

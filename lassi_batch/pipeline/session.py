@@ -10,6 +10,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 import threading
@@ -269,8 +270,7 @@ def run_trial(
                         archive.set_environment(env)
                         raise
                     archive.set_environment(env)
-                workroot = Path(tempfile.mkdtemp(prefix=f"lassi-{sapp.app.name}-t{index}-",
-                                                 dir=os.environ.get("LASSI_WORKDIR")))
+                workroot = _scratch(sapp.app.name, index, path)
                 bench = Bench(sapp.app, pin.platform, study.measure, sapp.args, meter, workroot,
                               runner=runner, counter_lib=counter_lib,
                               program_device_id=pin.gpu.key if pin.gpu else "")
@@ -294,6 +294,26 @@ def run_trial(
                     _record_stop(archive, "failed", _one_line(e))
                 raise
     return path, outcome
+
+
+SCRATCH_OWNER = ".lassi-archive"  # in a trial's scratch folder: the archive it works for
+
+
+def _scratch(app: str, index: int, archive_path: Path) -> Path:
+    """A fresh scratch folder for the trial. Those left by earlier attempts of the same archive
+    (a kill -9 skips the cleanup) are removed first: the archive's lease is held here, so no live
+    attempt owns them."""
+    base = Path(os.environ.get("LASSI_WORKDIR") or tempfile.gettempdir())
+    for old in base.glob(f"lassi-{app}-t{index}-*"):
+        try:
+            owner = (old / SCRATCH_OWNER).read_text().strip()
+        except OSError:
+            continue
+        if owner == str(archive_path.resolve()):
+            shutil.rmtree(old, ignore_errors=True)
+    d = Path(tempfile.mkdtemp(prefix=f"lassi-{app}-t{index}-", dir=base))
+    (d / SCRATCH_OWNER).write_text(str(archive_path.resolve()))
+    return d
 
 
 def _one_line(e: BaseException) -> str:

@@ -101,3 +101,27 @@ class ApptainerRunner:
 
 
 
+
+
+SIF_MAGIC = b"SIF_MAGIC"  # at byte 32 of a SIF file, after the 32-byte launch line
+SQUASHFS_MAGIC = b"hsqs"  # an older single-file image (a bare squashfs)
+
+
+def image_problem(image: str) -> str:
+    """Why `image` cannot be an Apptainer image ('' when it can): missing, or not a SIF/squashfs
+    file or sandbox folder. A remote URI (docker://, library://, oras://) is left to apptainer."""
+    if "://" in image:
+        return ""
+    p = Path(image).expanduser()
+    if p.is_dir():
+        return "" if (p / ".singularity.d").is_dir() else f"{image} is a folder but not an Apptainer sandbox (no .singularity.d)"
+    if not p.is_file():
+        return f"image not found: {image}"
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(48)
+    except OSError as e:
+        return f"image not readable: {image} ({e.strerror})"
+    if head[32:32 + len(SIF_MAGIC)] == SIF_MAGIC or head.startswith(SQUASHFS_MAGIC):
+        return ""
+    return f"{image} is not an Apptainer image (no SIF header)"

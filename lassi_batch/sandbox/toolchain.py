@@ -30,7 +30,7 @@ from ..core.errors import LassiError, ToolchainError
 from ..core.secrets import looks_secret
 from ..system.gpus import cuda_device
 from . import work_counter
-from .apptainer import ApptainerRunner
+from .apptainer import ApptainerRunner, image_problem
 from .bwrap import BwrapRunner, Launch, SandboxUnavailable, chown_tree
 from .limits import Limits, prlimit_argv, user_process_count
 
@@ -693,8 +693,9 @@ def check_platform(platform: PlatformConfig, container: ContainerConfig | None =
     if container is not None and container.runtime == "apptainer":
         if not shutil.which("apptainer"):
             problems.append("container runtime 'apptainer' not found on PATH")
-        if "://" not in container.image and not Path(container.image).expanduser().is_file():
-            problems.append(f"container image not found: {container.image}")
+        why = image_problem(container.image)
+        if why:
+            problems.append(f"container {why}")
     elif not shutil.which(argv[0]):
         problems.append(f"compiler '{argv[0]}' not found on PATH")
     if platform.kind == "cuda" and not any(Path("/dev").glob("nvidia[0-9]*")):
