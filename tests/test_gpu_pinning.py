@@ -409,3 +409,31 @@ def test_a_trial_whose_gpu_fails_the_load_check_stops_before_measuring(nv: Modul
     assert env["gpu_pinning"]["program_gpu"] == "GPU-bbbb" and env["gpu_pinning"]["device_nodes"] == ["/dev/nvidia2"]
     assert env["gpu_check"]["ok"] is False and "GPU-dddd" in env["gpu_check"]["reason"]
     assert [g["uuid"] for g in env["gpus"]] == ["GPU-aaaa", "GPU-bbbb", "GPU-dddd", "GPU-cccc"]
+
+
+def test_amd_readings_cover_every_gpu_by_uuid(amd: ModuleType) -> None:
+    from lassi_batch.power.loadcheck import GpuReadings
+
+    amd.STATE.gpus[1].gfx_activity = 97  # the one on bus 0c, first in PCI order
+    amd.STATE.gpus[2].power_w = 300.0
+    amd.STATE.gpus[2].gfx_activity = "N/A"
+    r = GpuReadings("hip")
+    try:
+        got = r.read()
+        assert [g.uuid for g in r.gpus] == [g.uuid for g in sorted(amd.STATE.gpus, key=lambda g: g.bdf)]
+    finally:
+        r.close()
+    assert got[amd.STATE.gpus[1].uuid] == Reading(97.0, 120.0)
+    assert got[amd.STATE.gpus[2].uuid] == Reading(None, 300.0)
+
+
+def test_unreadable_gpus_stop_the_check_with_a_reason(nv: ModuleType) -> None:
+    from lassi_batch.pipeline.pinning import check_gpu, pin_trial
+
+    pin = pin_trial(PlatformConfig(kind="cuda", compiler="g++ -O1", device="GPU-aaaa"), {})
+
+    def broken(kind: str) -> None:
+        raise nv.NVMLError_LibraryNotFound()
+
+    with pytest.raises(GpuMismatch, match="the node's GPUs cannot be read"):
+        check_gpu(pin, None, source=SPIN, readings=broken)

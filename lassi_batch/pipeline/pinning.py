@@ -106,10 +106,11 @@ class Pinning:
     gpus: list[GpuInfo] = field(default_factory=list)  # every GPU of the node, PCI order
     nodes: list[str] | None = None  # the device node(s) the sandbox passes; None: all
     notes: list[str] = field(default_factory=list)
+    pinned: str = ""  # the UUID the batch worker pinned the trial to ('' when it did not)
 
     def record(self) -> dict[str, Any]:
         """For the archive's environment: the program's GPU and how it was chosen."""
-        return {"program_gpu": self.gpu.key if self.gpu else "", "pinned": os.environ.get(PIN_ENV, ""),
+        return {"program_gpu": self.gpu.key if self.gpu else "", "pinned": self.pinned,
                 "device": self.platform.device, "device_nodes": list(self.nodes) if self.nodes is not None else "all",
                 "notes": list(self.notes)}
 
@@ -128,21 +129,25 @@ def program_gpu(platform: PlatformConfig, gpus: list[GpuInfo]) -> GpuInfo:
 
 
 def pin_trial(platform: PlatformConfig, env: Mapping[str, str] | None = None) -> Pinning:
-    """The platform a trial runs with and the GPU its program sees (see the module docstring)."""
+    """The platform a trial runs with and the GPU its program sees (see the module docstring).
+    `env`: where the worker's pin is read (default: this process's environment)."""
     env = os.environ if env is None else env
     if platform.kind not in ("cuda", "hip"):
         return Pinning(platform)
+    pin = env.get(PIN_ENV, "")
     pinned = replace(platform, device=pinned_device(platform.kind, platform.device, env))
     gpus, source = discover(platform.kind)
     if not gpus:
-        return Pinning(pinned, notes=[f"no GPU listed ({source}): the program's GPU is not known"])
+        return Pinning(pinned, notes=[f"no GPU listed ({source}): the program's GPU is not known"], pinned=pin)
     try:
         gpu = program_gpu(pinned, gpus)
     except MeterUnavailable as e:
-        return Pinning(pinned, gpus=gpus, notes=[str(e)])
+        return Pinning(pinned, gpus=gpus, notes=[str(e)], pinned=pin)
     nodes = device_nodes(gpu, platform.kind)
     notes = [] if nodes is not None else [f"the device node of {gpu.key} is not known: the sandbox passes every GPU"]
-    return Pinning(pinned, gpu, gpus, nodes, notes)
+    if pin and gpu.key != pin:
+        notes.append(f"the program's GPU {gpu.key} is not the pinned {pin}")
+    return Pinning(pinned, gpu, gpus, nodes, notes, pin)
 
 
 def check_gpu(pin: Pinning, runner: Runner | None, *, source: tuple[str, str] | None = None, seconds: float = LOAD_S,
@@ -157,7 +162,10 @@ def check_gpu(pin: Pinning, runner: Runner | None, *, source: tuple[str, str] | 
         raise GpuMismatch("the trial's GPU cannot be checked: " + ("; ".join(pin.notes) or "no GPU resolved"))
     platform = pin.platform
     fname, text = source or _LOAD[platform.kind]
-    reader = readings(platform.kind)
+    try:
+        reader = readings(platform.kind)
+    except Exception as e:  # NVML/amdsmi errors, a missing library: the check cannot be made
+        raise GpuMismatch(f"the trial's GPU cannot be checked: the node's GPUs cannot be read ({e})") from None
     try:
         with tempfile.TemporaryDirectory(prefix="lassi-gpucheck-") as tmp:
             src = Path(tmp, "src")

@@ -61,6 +61,7 @@ class FakeGpu:
     counter_supported: bool = True
     edge_temp: Any = 45
     clock_mhz: int | None = 2100  # None: the clock query is not supported
+    gfx_activity: Any = 0  # % busy; "N/A" when unsupported
     t0: float = field(default_factory=time.monotonic)
 
 
@@ -151,3 +152,8 @@ def amdsmi_get_clock_info(h: FakeGpu, clk_type: int) -> dict[str, Any]:
     if h.clock_mhz is None:
         raise AmdSmiLibraryException(2)
     return {"clk": h.clock_mhz, "min_clk": 500, "max_clk": 2100, "clk_locked": False, "clk_deep_sleep": False}
+
+
+def amdsmi_get_gpu_activity(h: FakeGpu) -> dict[str, Any]:
+    _check()
+    return {"gfx_activity": h.gfx_activity, "umc_activity": 0, "mm_activity": "N/A"}
