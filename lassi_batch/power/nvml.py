@@ -38,10 +38,6 @@ def import_nvml() -> Any:
         raise MeterUnavailable("nvidia-ml-py (pynvml) is not installed") from e
 
 
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
 def _field_value(fv: Any) -> float:
     """Numeric value of an nvmlFieldValue_t according to its valueType."""
     kind = int(fv.valueType)
