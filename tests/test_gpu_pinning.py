@@ -437,3 +437,17 @@ def test_unreadable_gpus_stop_the_check_with_a_reason(nv: ModuleType) -> None:
 
     with pytest.raises(GpuMismatch, match="the node's GPUs cannot be read"):
         check_gpu(pin, None, source=SPIN, readings=broken)
+
+
+def test_a_meter_on_another_gpu_than_the_programs_stops_the_check(nv: ModuleType) -> None:
+    from lassi_batch.pipeline.pinning import check_gpu, pin_trial
+
+    pin = pin_trial(PlatformConfig(kind="cuda", compiler="g++ -O1", device="1"), {})  # second by PCI: GPU-bbbb
+    assert pin.gpu is not None and pin.gpu.uuid == "GPU-bbbb"
+    meter = open_meter("nvml", PlatformConfig(kind="cuda"), env={"CUDA_VISIBLE_DEVICES": "1"})
+    try:
+        assert meter.device_id == "GPU-bbbb"
+    finally:
+        meter.close()
+    with pytest.raises(GpuMismatch, match="the meter reads GPU-cccc but the program sees GPU-bbbb"):
+        check_gpu(pin, None, measured="GPU-cccc", source=SPIN)

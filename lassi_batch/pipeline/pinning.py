@@ -150,16 +150,19 @@ def pin_trial(platform: PlatformConfig, env: Mapping[str, str] | None = None) ->
     return Pinning(pinned, gpu, gpus, nodes, notes, pin)
 
 
-def check_gpu(pin: Pinning, runner: Runner | None, *, source: tuple[str, str] | None = None, seconds: float = LOAD_S,
-              tries: int = TRIES, readings: Callable[[str], Any] = GpuReadings) -> Verdict:
+def check_gpu(pin: Pinning, runner: Runner | None, *, measured: str = "", source: tuple[str, str] | None = None,
+              seconds: float = LOAD_S, tries: int = TRIES, readings: Callable[[str], Any] = GpuReadings) -> Verdict:
     """Run a short known load on the pinned GPU through the trial's sandbox and check that it
     raises that GPU's utilisation or power and no other GPU's; raise GpuMismatch if it does not.
 
     `source` (file name, text): the load program (default: a busy CUDA/HIP kernel that prints
     the PCI address of its device 0). Each try holds the GPU's measurement lock, so no run of
-    another trial pinned to the same GPU overlaps it."""
+    another trial pinned to the same GPU overlaps it. `measured`: the identity of the GPU the
+    meter opened, which must be the program's."""
     if pin.gpu is None:
         raise GpuMismatch("the trial's GPU cannot be checked: " + ("; ".join(pin.notes) or "no GPU resolved"))
+    if measured and measured != pin.gpu.key:
+        raise GpuMismatch(f"the meter reads {measured} but the program sees {pin.gpu.key}")
     platform = pin.platform
     fname, text = source or _LOAD[platform.kind]
     try:

@@ -263,7 +263,7 @@ def run_trial(
                 meter = open_meter(study.platform.meter, pin.platform)
                 if meter.name in GPU_METERS:  # before anything is measured: the meter reads the program's GPU
                     try:
-                        env["gpu_check"] = check_gpu(pin, runner).record()
+                        env["gpu_check"] = check_gpu(pin, runner, measured=meter.device_id).record()
                     except GpuMismatch as e:
                         meter.close()
                         env["gpu_check"] = {"ok": False, "reason": str(e)}
