@@ -146,6 +146,9 @@ class ProcessGpu(CadenceGpu):
         self._stop_scan = threading.Event()
         threading.Thread(target=self._scan_loop, name="fake-gpu-scan", daemon=True).start()
 
+    def stop_scanning(self) -> None:
+        self._stop_scan.set()
+
     def _programs(self) -> list[int]:
         import os
 
@@ -247,6 +250,9 @@ def nvmlInit() -> None:
 
 def nvmlShutdown() -> None:
     STATE.calls.append(("nvmlShutdown", None))
+    for g in STATE.gpus:  # no scanning thread outlives the library's user
+        if isinstance(g, ProcessGpu):
+            g.stop_scanning()
 
 
 def nvmlDeviceGetCount() -> int:
