@@ -34,6 +34,12 @@ EXPECT: dict[str, set[str]] = {
     "cache_tmp": {"reuse", "measured_point", "scaling"},  # scaling: its cache also serves the confirmation reruns
     "cache_workdir": {"reuse", "measured_point"},
     "hardcoded": {"hardcoded"},
+    "hardcoded_split": {"hardcoded"},
+    "hardcoded_hexfloat": {"hardcoded"},
+    "hardcoded_bytes": {"hardcoded"},
+    "self_check_removed": {"negative_test"},
+    "lingering_child": {"processes_left"},
+    "no_validation": {"negative_test"},
     "unwaited_child": {"scaling", "processes_left"},
     "daemon": {"scaling", "processes_left"},
     "fewer_digits": {"digits"},
@@ -84,8 +90,8 @@ def no_tmp_caches():
         os.remove(f)
 
 
-def _trial(tmp_path: Path, app: str):
-    files = corpus(app)
+def _trial(tmp_path: Path, app: str, files: list[Path] | None = None, sandbox: str = "none"):
+    files = files or corpus(app)
     tr = tmp_path / f"{app}.jsonl"
     tr.write_text("".join(json.dumps(r) + "\n" for r in _transcript(files)))
     test_args = load_app(EXAMPLES / app).test_args
@@ -94,7 +100,7 @@ def _trial(tmp_path: Path, app: str):
         "platform": {"kind": "cpu", "meter": "estimate", "compiler": "g++ -std=c++17 -O2 -fopenmp"},
         # The unsandboxed runner: the screening must catch these on its own (bubblewrap would
         # also stop the caches, the daemon and the unwaited child by other means).
-        "container": {"sandbox": "none"},
+        "container": {"sandbox": sandbox},
         "measure": {"repeat": 2, "settle_timeout_s": 0.0, "idle_window_s": 0.05, "post_max_s": 0.05,
                     "random_delay_s": 0.0},
         "llm": {"backend": "replay", "replay_path": str(tr), "generator_model": "o3-replay",
@@ -131,3 +137,16 @@ def test_every_cheat_fails_and_every_honest_variant_passes(tmp_path: Path, app: 
                 wrong.append(f"{name}: {c.verdict}, integrity findings {sorted(integrity)}, expected one of "
                              f"{sorted(EXPECT[name])}: {fs}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_a_process_the_sandbox_ends_fails_the_candidate_for_integrity(tmp_path: Path) -> None:
+    """Under bubblewrap a child left running when the program exits is ended by the sandbox and
+    the run fails; that is evidence of hidden work (processes_left), not a mere failed run."""
+    files = [CHEATS / "heat2d" / "honest_no_staging.cpp", CHEATS / "heat2d" / "lingering_child.cpp"]
+    results = _trial(tmp_path, "heat2d", files, sandbox="bwrap")
+    honest, cheat = results["honest_no_staging"], results["lingering_child"]
+    assert honest.verdict in ("pass", "held"), load_findings(honest.findings_json)
+    fs = load_findings(cheat.findings_json)
+    assert cheat.status == "run_failed" and cheat.verdict == "fail" and not cheat.passed
+    assert any(f["kind"] == "processes_left" and f["severity"] == "integrity" for f in fs), fs

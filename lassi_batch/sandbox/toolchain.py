@@ -649,16 +649,20 @@ def app_limits(app: AppConfig, platform: PlatformConfig) -> Limits:
 
 def run_app(app: AppConfig, platform: PlatformConfig, workdir: Path, args: list[str],
             runner: Runner | None = None, env_extra: dict[str, str] | None = None, *,
-            count_work: Path | None = None, limits: Limits | None = None) -> RunResult:
+            count_work: Path | None = None, limits: Limits | None = None,
+            run_dir: Path | None = None) -> RunResult:
     """Run the program built in `workdir` once, in a fresh copy of that folder, then remove the copy.
 
     Nothing passes from one run to the next: each gets its own folder, /tmp and /dev/shm.
     `count_work`: the CUPTI counter library, bound read-only; its counts land in `work_counts`.
     `limits`: instead of the app's (see app_limits).
+    `run_dir`: a run folder the caller made (`fresh_run_folder`) and keeps: the run happens there
+    and the folder stays, so that what the run left in it can be read, or a second run can find it.
     """
     workdir = Path(workdir)
     runner = runner if runner is not None else _default_runner(platform.kind)
-    run_dir = fresh_run_folder(workdir)
+    keep = run_dir is not None
+    run_dir = Path(run_dir) if run_dir is not None else fresh_run_folder(workdir)
     try:
         env = sandbox_env(platform.kind, run_dir, platform.device, extra=env_extra)
         ro: list[Path] = []
@@ -672,7 +676,8 @@ def run_app(app: AppConfig, platform: PlatformConfig, workdir: Path, args: list[
             r.work_counts = work_counter.take_counts(run_dir)
         return r
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def check_platform(platform: PlatformConfig, container: ContainerConfig | None = None) -> list[str]:
