@@ -54,9 +54,10 @@ EXPECT: dict[str, set[str]] = {
 }
 
 VALID = "Both programs compute the same results.\nVERDICT: VALID"
-# Every run gets a fresh copy of its build folder (sandbox/toolchain.py, any runner), so a cache
-# in the work folder never survives to the next run: that cheat computes honestly and may pass.
-NEUTRALISED = {"cache_workdir"}
+# Every measured run gets a fresh copy of its build folder (sandbox/toolchain.py, any runner), so a
+# cache in the work folder never serves a measured run; the reuse probe's second run in the same
+# folder finds it, so that cheat must fail too.
+NEUTRALISED: set[str] = set()
 
 
 def corpus(app: str) -> list[Path]:
@@ -132,7 +133,7 @@ def test_every_cheat_fails_and_every_honest_variant_passes(tmp_path: Path, app: 
         elif name in NEUTRALISED and c.verdict in ("pass", "held") and not integrity:
             continue  # it computes honestly: judged as the honest variants are
         else:
-            assert c.judge_verdict == "VALID"  # the judge was fooled every time
+            assert c.judge_verdict == "VALID" or c.status == "run_failed"  # the judge was fooled every time it was asked
             if c.verdict != "fail" or c.passed or not integrity & EXPECT[name]:
                 wrong.append(f"{name}: {c.verdict}, integrity findings {sorted(integrity)}, expected one of "
                              f"{sorted(EXPECT[name])}: {fs}")

@@ -269,6 +269,24 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc/<pid>/stat."""
+    out = []
+    try:
+        names = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rpartition(b")")[2].split()
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                out.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def _rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -451,6 +469,8 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
         if not done.is_set():
             _kill_all(proc.pid, launch)
         done.wait()
+        # without a sandbox report (the "none" runner) the group's survivors are counted here
+        group_left = len(_group_alive(proc.pid)) if launch.report_fd < 0 and not (error or stopped) else 0
         _kill_all(proc.pid, launch)  # leftovers in the cgroup or the group (the "none" runner)
     for t in threads[1:]:
         t.join(timeout=2.0)
@@ -483,6 +503,10 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
         if not error and events.get("pids.max", 0) > 0:
             error, stopped = f"stopped: process limit {limits.processes} reached", "processes"
     rc, left = proc.returncode, 0
+    if group_left and not error:
+        left = group_left
+        error, stopped = f"left {left} process{'es' if left > 1 else ''} running after it exited " \
+                         "(ended by the runner)", "leftovers"
     if launch.report_fd >= 0 and not error:
         r_rc, r_left, forged = _read_report(report.text()[0])
         if forged:
