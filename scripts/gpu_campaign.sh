@@ -97,7 +97,8 @@ for s in "${sections[@]}"; do
       cp "$OUT/raw/sandbox-doctor.log" "$OUT/sandbox-doctor.txt" 2>/dev/null ;;
     demo)
       if bwrap --unshare-all --die-with-parent --ro-bind / / true 2>"$OUT/bwrap-check.txt"; then
-        run_section demo lassi-batch demo --platform cuda ${DEMO_FRESH---fresh} --out "${DEMO_OUT:-$OUT/raw/demo}"
+        # shellcheck disable=SC2086
+        run_section demo lassi-batch demo --platform cuda ${DEMO_FRESH---fresh} ${DEMO_ARGS:-} --out "${DEMO_OUT:-$OUT/raw/demo}"
       else
         # No usable bubblewrap on this machine: the demo would (rightly) refuse to run generated
         # code. Run the same study with the isolation explicitly waived, labelled as such.

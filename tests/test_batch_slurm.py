@@ -62,7 +62,8 @@ def test_openmp_threads_follow_the_allocation(finished):
     tmp, study, root, s = finished
     with TrialArchive.open(root / "trials" / "app0.cpu.t000.h5", writable=False) as ar:
         env = ar.environment()
-    assert env["env"].get("OMP_NUM_THREADS") == "1" and env["env"].get("SLURM_CPUS_PER_TASK") == "1", env["env"]
+    assert env["env"].get("OMP_NUM_THREADS") == "1", env["env"]
+    assert env["slurm"].get("SLURM_CPUS_PER_TASK") == "1", env["slurm"]
 
 
 def test_submitted_study_finishes_with_one_archive_per_trial(finished):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import math
+import os
+import time
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -121,6 +123,27 @@ def fake_nvml(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return nv
 
 
+def test_nvml_lists_compute_processes_and_utilisation(fake_nvml: ModuleType) -> None:
+    """Through the process-driven fake: a program named like the sandbox's, with this GPU as its
+    visible device, is listed; the CPU meters say they cannot tell."""
+    import subprocess
+
+    gpu = fake_nvml.ProcessGpu("GPU-aaaa", "00000000:1B:00.0", visible="GPU-aaaa", exe_name="sleep")
+    fake_nvml.configure([gpu])
+    m = open_meter("nvml", PlatformConfig(kind="cuda"), env={})
+    prog = subprocess.Popen(["sleep", "3"], env={**os.environ, "CUDA_VISIBLE_DEVICES": "GPU-aaaa"})
+    try:
+        deadline = time.monotonic() + 2.0
+        while prog.pid not in (m.device_processes() or []) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert prog.pid in m.device_processes() and m.busy_pct() == 100.0
+    finally:
+        prog.kill()
+        prog.wait()
+        m.close()
+    assert open_meter("estimate", PlatformConfig(kind="cpu"), env={}).device_processes() is None
+
+
 def _two_gpus(nv: ModuleType, **kw: object) -> list:
     # NVML index 0 sits on the higher bus: index order != PCI order
     return [nv.FakeGpu("GPU-ffff0000-0000-0000-0000-00000000000f", "00000000:C1:00.0", power_mw=130000, average_mw=129000, **kw),
@@ -224,6 +247,28 @@ def test_amd_mi300_reads_current_socket_power_and_trusts_a_good_counter(fake_amd
     finally:
         m.close()
     assert "amdsmi_shut_down" in fake_amd.STATE.calls
+
+
+@pytest.mark.parametrize("style", ["info", "handles"])
+def test_amd_lists_the_processes_on_its_gpu_in_either_library_shape(fake_amd: ModuleType, style: str) -> None:
+    gpu = fake_amd.FakeGpu("0000:0c:00.0", "uuid-a", processes=[4242, 17], process_style=style, gfx_activity=37)
+    fake_amd.configure([gpu])
+    m = _open_amd()
+    try:
+        assert m.device_processes() == [17, 4242] and m.busy_pct() == 37.0
+        gpu.processes, gpu.gfx_activity = [], "N/A"
+        assert m.device_processes() == [] and m.busy_pct() is None  # N/A: cannot tell, not idle
+    finally:
+        m.close()
+
+
+def test_amd_without_a_process_list_cannot_show_isolation(fake_amd: ModuleType) -> None:
+    fake_amd.configure([fake_amd.FakeGpu("0000:0c:00.0", "uuid-a", process_style="none")])
+    m = _open_amd()
+    try:
+        assert m.device_processes() is None
+    finally:
+        m.close()
 
 
 def test_amd_mi200_average_only_and_old_energy_key(fake_amd: ModuleType) -> None:

@@ -29,7 +29,7 @@ import submitit
 
 from ..store.summary import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
 from ..system.devlock import DEVICE_ENV
-from ..system.gpus import GpuInfo, amd_gpus, nvidia_gpus, pci_order, visible_devices
+from ..system.gpus import discover, visible_devices
 from . import attempts
 from .manifest import StudyFolder, TrialRef
 from .state import explained_reason, mark, read_state
@@ -45,15 +45,10 @@ OUTCOMES = {EXIT_OK: "done", EXIT_FAILED: "failed", EXIT_USAGE: "config error", 
 
 def node_gpus(platform_kind: str) -> list[str]:
     """UUIDs of the GPUs this job may use, in PCI order, after the scheduler's *_VISIBLE_DEVICES."""
-    if platform_kind == "cuda":
-        found, _ = nvidia_gpus()
-        devs = pci_order([GpuInfo(uuid=g["uuid"], pci_bus_id=g.get("pci_bus_id", ""), name=g["name"]) for g in found])
-    elif platform_kind == "hip":
-        found, _ = amd_gpus()
-        devs = [GpuInfo(uuid=g["uuid"], pci_bus_id="", name=g["name"]) for g in found if g.get("uuid")]
-    else:
+    if platform_kind not in VISIBLE_ENV:
         return []
-    visible, _ = visible_devices(os.environ.get(VISIBLE_ENV[platform_kind]), devs)
+    found, _ = discover(platform_kind)
+    visible, _ = visible_devices(os.environ.get(VISIBLE_ENV[platform_kind]), [d for d in found if d.uuid])
     return [d.uuid for d in visible]
 
 

@@ -22,7 +22,7 @@ class _Group(click.Group):
         if kwargs.get("standalone_mode", True) is False:
             return super().main(*args, **kwargs)
         try:
-            return super().main(*args, standalone_mode=False, **kwargs)
+            rv = super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as e:
             sys.exit(e.exit_code)
         except click.Abort:
@@ -38,6 +38,9 @@ class _Group(click.Group):
         except click.ClickException as e:
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
+        if isinstance(rv, int) and not isinstance(rv, bool):  # click hands back ctx.exit(n) / --help as a code
+            sys.exit(rv)
+        return rv
 
     def invoke(self, ctx: click.Context):  # noqa: D401
         try:

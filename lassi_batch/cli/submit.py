@@ -157,7 +157,7 @@ def _run_here(prep: sub.Prepared, settings: Path, console: Console) -> int:
                         entry[2] = stage
                         console.print(f"  {key}: {stage} ({elapsed(time.monotonic() - t0)} so far)", highlight=False)
 
-    console.print(f"running {len(prep.to_run)} trial(s) here, {parallel} at a time; each trial's steps in "
+    console.print(f"running {len(prep.to_run)} trial(s) here, {min(parallel, len(prep.to_run))} at a time; each trial's steps in "
                   f"{prep.folder.root / 'logs'}/<trial>.out")
     stop = threading.Event()
     watcher = threading.Thread(target=follow, args=(stop,), daemon=True)

@@ -36,6 +36,12 @@ class DeviceBusy(MeterError):
     settled) after its retakes. The trial stops `interrupted`: a resubmission resumes it."""
 
 
+class GpuMismatch(MeterError):
+    """A trial's pinned GPU is not the one its program runs on (or that cannot be shown): a test
+    load on it did not raise its readings alone. The trial stops `interrupted` before measuring
+    anything: figures from the wrong GPU would look plausible and be wrong."""
+
+
 class MeterUnavailable(MeterError):
     """This meter cannot be used on this machine; the message is the one-line reason."""
 

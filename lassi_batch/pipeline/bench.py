@@ -132,6 +132,7 @@ class Bench:
     counter_lib: Path | None = None  # CUPTI work counter (CUDA on the host only)
     rng: random.Random = field(default_factory=random.Random)  # random delays between repeats
     lock_wait_s: float = 0.0  # total wait for the device's measurement lock (trials sharing a node)
+    program_device_id: str = ""  # UUID of the GPU the program sees (its sandbox's visible devices)
 
     def _build(self, files: dict[str, str], tag: str) -> tuple[Path, BuildResult]:
         wd = self.workroot / tag
@@ -173,6 +174,8 @@ class Bench:
             shutil.rmtree(rd, ignore_errors=True)
         m.attrs["random_delay_s"] = delay
         m.attrs["lock_wait_s"] = hold.wait_s
+        if self.program_device_id:  # next to the trace's device_id, the GPU the meter read
+            m.attrs["program_device_id"] = self.program_device_id
         self.lock_wait_s += hold.wait_s
         return run, m
 

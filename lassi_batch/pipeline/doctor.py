@@ -190,11 +190,12 @@ def run_doctor(platform: PlatformConfig | None = None, container: ContainerConfi
     nv, nv_why = nvidia_gpus()
     amd, amd_why = amd_gpus()
     for g in nv:
-        checks.append(Check("gpu", f"NVIDIA {g['index']}", "ok", f"{g['name']} (driver {g.get('driver', '?')}, {g['pci_bus_id']})"))
+        checks.append(Check("gpu", f"NVIDIA {g.index}", "ok",
+                            f"{g.name} (driver {g.driver or '?'}, {g.pci_bus_id}, {g.uuid})"))
     if not nv:
         checks.append(Check("gpu", "NVIDIA", "info", f"none found ({nv_why})"))
     for g in amd:
-        checks.append(Check("gpu", f"AMD {g['index']}", "ok", str(g["name"])))
+        checks.append(Check("gpu", f"AMD {g.index}", "ok", f"{g.name} ({g.pci_bus_id}, {g.uuid or 'no UUID'})"))
     if not amd:
         checks.append(Check("gpu", "AMD", "info", f"none found ({amd_why})"))
     if platform is None:

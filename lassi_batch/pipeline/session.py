@@ -21,7 +21,7 @@ from typing import Any, Callable
 import psutil
 
 from ..core.config import StudyApp, StudyConfig
-from ..core.errors import ArchiveError, ConfigError, DeviceBusy, TrialInterrupted
+from ..core.errors import ArchiveError, ConfigError, DeviceBusy, GpuMismatch, TrialInterrupted
 from ..llm.client import make_backend
 from ..llm.replay import ReplayBackend
 from ..llm.prompts import PromptSet
@@ -32,7 +32,11 @@ from ..system.tools import run_tool
 from ..sandbox.toolchain import check_platform, describe_runner, make_runner
 from ..sandbox import work_counter
 from .bench import Bench
+from .pinning import check_gpu, pin_trial
 from .trial import Progress, Trial, TrialOutcome
+
+
+GPU_METERS = ("nvml", "amdsmi")  # meters that read one GPU: its pinning is checked before a trial measures
 
 
 def trial_path(study: StudyConfig, app_name: str, index: int) -> Path:
@@ -142,8 +146,9 @@ def _git_revision() -> str:
 
 def attempt_info(env: dict[str, Any], prompts_sha: dict[str, str], replay_file: Path | None) -> dict[str, Any]:
     """What an attempt records about where and with what it ran (archive attempts/)."""
-    gpus = env.get("gpus") or []
-    gpu = gpus[0] if gpus and isinstance(gpus[0], dict) else {}
+    gpus = [g for g in env.get("gpus") or [] if isinstance(g, dict)]
+    mine = str((env.get("gpu_pinning") or {}).get("program_gpu", ""))  # the GPU the programs see
+    gpu = next((g for g in gpus if mine and mine in (g.get("uuid"), g.get("pci_bus_id"))), gpus[0] if gpus else {})
     blob = json.dumps(prompts_sha, sort_keys=True).encode()
     return {
         "slurm_job_id": os.environ.get("SLURM_JOB_ID", ""),
@@ -232,7 +237,9 @@ def run_trial(
     path.parent.mkdir(parents=True, exist_ok=True)
     env = environment(study.platform, study.container)
     counter_lib, env["work_counter"] = _work_counter(study)
-    runner = make_runner(study.container, study.platform.kind, hide=[study.out])
+    pin = pin_trial(study.platform)  # the GPU this trial's programs see (the worker's pin wins)
+    env["gpu_pinning"] = pin.record()
+    runner = make_runner(study.container, study.platform.kind, hide=[study.out], gpu_only=pin.nodes)
     env["sandbox"] = describe_runner(runner)
     resume = resume_settings(study, sapp, prompts_sha)
     config = {"study": study.to_dict(), "app": sapp.app.to_dict(), "args": sapp.args, "trial": index,
@@ -253,10 +260,20 @@ def run_trial(
         sysd = system_text if system_text is not None else system_details(study.platform.kind)
         with StopOnSignals(archive) as stop:
             try:
-                meter = open_meter(study.platform.meter, study.platform)
+                meter = open_meter(study.platform.meter, pin.platform)
+                if meter.name in GPU_METERS:  # before anything is measured: the meter reads the program's GPU
+                    try:
+                        env["gpu_check"] = check_gpu(pin, runner, measured=meter.device_id).record()
+                    except GpuMismatch as e:
+                        meter.close()
+                        env["gpu_check"] = {"ok": False, "reason": str(e)}
+                        archive.set_environment(env)
+                        raise
+                    archive.set_environment(env)
                 workroot = _scratch(sapp.app.name, index, path)
-                bench = Bench(sapp.app, study.platform, study.measure, sapp.args, meter, workroot,
-                              runner=runner, counter_lib=counter_lib)
+                bench = Bench(sapp.app, pin.platform, study.measure, sapp.args, meter, workroot,
+                              runner=runner, counter_lib=counter_lib,
+                              program_device_id=pin.gpu.key if pin.gpu else "")
                 try:
                     trial = Trial(study, sapp.app, archive, backend, prompts, bench, sysd, Progress(progress))
                     outcome = trial.run()
@@ -267,9 +284,9 @@ def run_trial(
             except TrialInterrupted as e:
                 _record_stop(archive, "interrupted", stop.reason or str(e))
                 raise
-            except (ArchiveError, DeviceBusy) as e:  # the archive cannot be written (disk full, lease
-                _record_stop(archive, "interrupted", str(e))  # lost), or the device is not ours alone
-                raise
+            except (ArchiveError, DeviceBusy, GpuMismatch) as e:  # the archive cannot be written (disk full,
+                _record_stop(archive, "interrupted", str(e))  # lease lost), the device is not ours alone, or
+                raise  # not the GPU the program runs on
             except BaseException as e:  # keep what was written; record why it stopped
                 if isinstance(e, KeyboardInterrupt):
                     _record_stop(archive, "interrupted", "stopped by SIGINT")

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.config import PlatformConfig
 from ..core.errors import MeterUnavailable
-from ..system.gpus import GpuInfo, resolve_gpu
+from ..system.gpus import GpuInfo, amdsmi_gpus, program_levels, resolve_gpu
 from .base import DEVICE_STATE, ChannelMeter
 
 NAN = math.nan
@@ -91,7 +91,7 @@ class AmdSmiMeter(ChannelMeter):
     settle_hold_s = 0.3
 
     def __init__(self, lib: Any, handle: Any, gpu: GpuInfo, check_s: float = CHECK_WINDOW_S) -> None:
-        super().__init__(device=gpu.name or "AMD GPU", device_id=gpu.uuid or gpu.pci_bus_id)
+        super().__init__(device=gpu.name or "AMD GPU", device_id=gpu.key)
         self._lib = lib
         self._h = handle
         self.pci_bus_id = gpu.pci_bus_id
@@ -123,14 +123,11 @@ class AmdSmiMeter(ChannelMeter):
         except Exception as e:
             raise MeterUnavailable(f"amdsmi_init failed ({e}): no AMD GPU driver?") from None
         try:
-            gpus, handles = cls._list(lib)
+            gpus, handles = amdsmi_gpus(lib)
             if not gpus:
                 raise MeterUnavailable("amdsmi lists no AMD GPU")
-            levels = [("ROCR_VISIBLE_DEVICES", env.get("ROCR_VISIBLE_DEVICES"))]
-            levels.append(("device", platform.device) if platform.device
-                          else ("HIP_VISIBLE_DEVICES", env.get("HIP_VISIBLE_DEVICES")))
-            gpu, notes = resolve_gpu(levels, gpus)
-            meter = cls(lib, handles[gpu.uuid or gpu.pci_bus_id], gpu)
+            gpu, notes = resolve_gpu(program_levels("hip", platform.device, env), gpus)
+            meter = cls(lib, handles[gpu.key], gpu)
         except MeterUnavailable:
             _shutdown(lib)
             raise
@@ -139,25 +136,6 @@ class AmdSmiMeter(ChannelMeter):
             raise MeterUnavailable(f"amdsmi error: {e}") from None
         meter.notes.extend(notes)
         return meter
-
-    @staticmethod
-    def _list(lib: Any) -> tuple[list[GpuInfo], dict[str, Any]]:
-        gpus: list[GpuInfo] = []
-        handles: dict[str, Any] = {}
-        for h in lib.amdsmi_get_processor_handles():
-            try:
-                uuid = str(lib.amdsmi_get_gpu_device_uuid(h))
-            except Exception:
-                uuid = ""
-            bdf = str(lib.amdsmi_get_gpu_device_bdf(h))
-            try:
-                name = str(lib.amdsmi_get_gpu_asic_info(h).get("market_name", ""))
-            except Exception:
-                name = ""
-            g = GpuInfo(uuid=uuid, pci_bus_id=bdf, name=name)
-            gpus.append(g)
-            handles[uuid or bdf] = h
-        return gpus, handles
 
     # ---- helpers
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from ..core.config import PlatformConfig
 from ..core.errors import MeterUnavailable
-from ..system.gpus import GpuInfo, import_pynvml, resolve_gpu
+from ..system.gpus import GpuInfo, import_pynvml, nvml_gpus, program_levels, resolve_gpu
 from .base import DEVICE_STATE, ChannelMeter
 
 NAN = math.nan
@@ -38,43 +38,11 @@ def import_nvml() -> Any:
         raise MeterUnavailable("nvidia-ml-py (pynvml) is not installed") from e
 
 
-def _text(v: Any) -> str:
-    return v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-
-
 def _field_value(fv: Any) -> float:
     """Numeric value of an nvmlFieldValue_t according to its valueType."""
     kind = int(fv.valueType)
     member = {0: "dVal", 1: "uiVal", 2: "ulVal", 3: "ullVal", 4: "sllVal", 5: "siVal", 6: "usVal"}.get(kind, "uiVal")
     return float(getattr(fv.value, member))
-
-
-def list_gpus(nv: Any) -> tuple[list[GpuInfo], list[str]]:
-    """Every GPU NVML can read, with UUID, PCI bus id and MIG instance UUIDs."""
-    notes: list[str] = []
-    out: list[GpuInfo] = []
-    for i in range(nv.nvmlDeviceGetCount()):
-        try:
-            h = nv.nvmlDeviceGetHandleByIndex(i)  # enumeration only; the meter re-opens by UUID
-            uuid = _text(nv.nvmlDeviceGetUUID(h))
-            bus = _text(nv.nvmlDeviceGetPciInfo(h).busId)
-            name = _text(nv.nvmlDeviceGetName(h))
-        except nv.NVMLError as e:
-            notes.append(f"NVML device {i} unreadable ({e}); skipped")
-            continue
-        migs: list[str] = []
-        try:
-            current, _pending = nv.nvmlDeviceGetMigMode(h)
-            if current:
-                for k in range(nv.nvmlDeviceGetMaxMigDeviceCount(h)):
-                    try:
-                        migs.append(_text(nv.nvmlDeviceGetUUID(nv.nvmlDeviceGetMigDeviceHandleByIndex(h, k))))
-                    except nv.NVMLError:
-                        continue
-        except (nv.NVMLError, AttributeError, TypeError):
-            pass
-        out.append(GpuInfo(uuid=uuid, pci_bus_id=bus, name=name, mig_uuids=tuple(migs)))
-    return out, notes
 
 
 class NvmlMeter(ChannelMeter):
@@ -119,16 +87,12 @@ class NvmlMeter(ChannelMeter):
         except nv.NVMLError as e:
             raise MeterUnavailable(f"NVML cannot start ({_nvml_reason(nv, e)})") from None
         try:
-            gpus, notes = list_gpus(nv)
+            gpus, notes = nvml_gpus(nv)
             if not gpus:
                 raise MeterUnavailable("NVML lists no NVIDIA GPU" + (f" ({'; '.join(notes)})" if notes else ""))
-            # the program's CUDA_VISIBLE_DEVICES: the platform's device if set (the toolchain
-            # exports it), else what this process inherited
-            if platform.device:
-                levels = [("device", platform.device)]
-            else:
-                levels = [("CUDA_VISIBLE_DEVICES", env.get("CUDA_VISIBLE_DEVICES"))]
-            gpu, more = resolve_gpu(levels, gpus)
+            # the GPU the program sees: the platform's device if set (the sandbox exports it),
+            # else this process's CUDA_VISIBLE_DEVICES; opened by UUID below
+            gpu, more = resolve_gpu(program_levels("cuda", platform.device, env), gpus)
             try:
                 handle = nv.nvmlDeviceGetHandleByUUID(gpu.uuid)
             except nv.NVMLError:

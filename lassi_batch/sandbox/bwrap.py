@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -51,6 +52,9 @@ TOOLCHAIN_VARS = ("CUDA_HOME", "CUDA_PATH", "ROCM_PATH", "ROCM_HOME", "HIP_PATH"
 TOOLCHAIN_LISTS = ("LD_LIBRARY_PATH", "LIBRARY_PATH", "CPATH", "C_INCLUDE_PATH", "CPLUS_INCLUDE_PATH")
 TMPFS_DIRS = ("/tmp", "/var/tmp", "/dev/shm")  # private to each sandbox
 GPU_NODES = {"cuda": ("/dev/nvidia*",), "hip": ("/dev/kfd", "/dev/dri")}
+# the nodes of one GPU each (all others: control nodes every GPU program needs)
+ONE_GPU_NODE = re.compile(r"nvidia[0-9]+|card[0-9]+|renderD[0-9]+")  # a node's file name
+DRI = "/dev/dri"
 RUN_UID_BASE = 2_100_000_000  # far above any site's user ids; one uid per run when lassi-batch is root
 EXTRA_PROCS = 4  # bwrap's monitor and init, the report shell (when they run under the same uid)
 REPORT_PID = 2  # the report shell's PID inside: bwrap's init is 1 and forks the command first
@@ -117,8 +121,10 @@ class BwrapRunner:
     name = "bwrap"
     isolated = True
 
-    def __init__(self, platform_kind: str = "cpu", binds: Sequence[str] = (), hide: Sequence[str | Path] = ()):
+    def __init__(self, platform_kind: str = "cpu", binds: Sequence[str] = (), hide: Sequence[str | Path] = (),
+                 gpu_only: Sequence[str] | None = None):
         self.platform_kind = platform_kind
+        self.gpu_only = None if gpu_only is None else tuple(gpu_only)  # the pinned GPU's node(s); None: all
         self.binds = [b for b in binds if b]
         self.hide = [_real(h) for h in hide if str(h)]
         self.warnings: list[str] = []
@@ -198,7 +204,7 @@ class BwrapRunner:
         for h in self.hidden():  # a hidden folder inside a visible tree is masked by an empty tmpfs
             if any(_under(h, t) for t in [*SYSTEM_TREES, *extra]) and os.path.isdir(h):
                 args += ["--tmpfs", h]
-        for node in gpu_nodes(self.platform_kind):
+        for node in only_pinned(gpu_nodes(self.platform_kind), self.gpu_only):
             args += ["--dev-bind", node, node]
         for f in ro_files:
             args += [*_parents(str(f), made), "--ro-bind", str(f), str(f)]
@@ -226,7 +232,7 @@ class BwrapRunner:
         drop: list[str] = []
         if self.drop_root:
             uid = RUN_UID_BASE + (os.getpid() % 100_000) * 1000 + next(_UIDS) % 1000
-            groups = sorted({_gid(n) for n in gpu_nodes(self.platform_kind)} - {0})
+            groups = sorted({_gid(n) for n in only_pinned(gpu_nodes(self.platform_kind), self.gpu_only)} - {0})
             drop = ["setpriv", f"--reuid={uid}", f"--regid={uid}",
                     f"--groups={','.join(map(str, groups))}" if groups else "--clear-groups",
                     "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
@@ -291,6 +297,22 @@ def gpu_nodes(platform_kind: str) -> list[str]:
     out: list[str] = []
     for pattern in GPU_NODES.get(platform_kind, ()):
         out += [str(n) for n in sorted(Path("/dev").glob(pattern[len("/dev/"):]))]
+    return out
+
+
+def only_pinned(nodes: Sequence[str], only: Sequence[str] | None) -> list[str]:
+    """`nodes` without the per-GPU nodes (/dev/nvidiaN, /dev/dri/cardN, /dev/dri/renderDN) not in
+    `only`; control nodes (nvidiactl, nvidia-uvm, nvidia-modeset, kfd) stay. A bound /dev/dri folder
+    is opened up into its entries so that one GPU's node can be left out. `only` None: all nodes."""
+    if only is None:
+        return list(nodes)
+    keep = set(only)
+    out: list[str] = []
+    for n in nodes:
+        if n == DRI and os.path.isdir(n):
+            out += only_pinned(sorted(str(p) for p in Path(n).iterdir() if not p.is_dir()), only)
+        elif not ONE_GPU_NODE.fullmatch(os.path.basename(n)) or n in keep:
+            out.append(n)
     return out
 
 

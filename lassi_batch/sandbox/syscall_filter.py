@@ -6,7 +6,9 @@ libseccomp (through its ctypes binding `pyseccomp`), never as hand-written BPF: 
 resolves the numbers per architecture, checks the architecture word, and keeps x32 calls out.
 bubblewrap loads it (`--seccomp FD`) just before it execs the command, after its own set-up.
 
-Policy: everything not named below is allowed, so compilers and GPU runtimes work unchanged.
+Policy: everything not named below is allowed, so that compilers and GPU runtimes keep working
+(g++, nvcc and hipcc builds run under it in the tests; a CUDA run is checked on a GPU by
+scripts/gpu_campaign.sh's sandbox section).
 
 - Other processes: `ptrace`, `process_vm_readv/writev`, `process_madvise`, `pidfd_getfd`, `kcmp`.
 - Kernel surface: `bpf`, `perf_event_open`, `userfaultfd`, `io_uring_*` (its queued operations

@@ -117,19 +117,20 @@ class HostRunner:
         return list(argv), dict(env)
 
 
-def make_runner(container: ContainerConfig, platform_kind: str, hide: Sequence[str | Path] = ()) -> Runner:
+def make_runner(container: ContainerConfig, platform_kind: str, hide: Sequence[str | Path] = (),
+                gpu_only: Sequence[str] | None = None) -> Runner:
     """The runner a study's container settings ask for; fails closed where no isolation exists.
 
     `[container] sandbox` = auto | bwrap | none. Inside Apptainer the container is the sandbox;
     on the host it is bubblewrap, and without a working bubblewrap nothing runs unless the study
-    chose "none" explicitly.
+    chose "none" explicitly. `gpu_only`: the device nodes of the one GPU bubblewrap passes (None: all).
     """
     kind = getattr(container, "sandbox", "auto") or "auto"
     if container.runtime == "apptainer":
         return ApptainerRunner(container.image, platform_kind, list(container.binds))
     if kind == "none":
         return HostRunner()
-    runner = BwrapRunner(platform_kind, binds=list(container.binds), hide=hide)
+    runner = BwrapRunner(platform_kind, binds=list(container.binds), hide=hide, gpu_only=gpu_only)
     why = runner.check()
     if why:
         raise SandboxUnavailable(f"no sandbox for generated code: {why}; install bubblewrap, or set "

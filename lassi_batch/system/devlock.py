@@ -35,8 +35,10 @@ from pathlib import Path
 
 from filelock import FileLock, ReadWriteLock
 
+from .gpus import PIN_ENV
+
 LOCK_DIR_ENV = "LASSI_LOCK_DIR"  # node-local folder for the lock files
-DEVICE_ENV = "LASSI_GPU_UUID"  # set by the batch worker to the GPU a trial is pinned to
+DEVICE_ENV = PIN_ENV  # set by the batch worker to the GPU a trial is pinned to
 QUIET_KEYS = frozenset({"cpu"})  # devices whose measurements other trials' builds would perturb
 _held = threading.local()  # shared holds of this thread (a measurement inside one would wait on itself)
 

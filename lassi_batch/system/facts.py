@@ -20,7 +20,7 @@ from typing import Any
 from .. import __version__
 from ..core.config import ContainerConfig, PlatformConfig
 from ..core.secrets import looks_secret
-from .gpus import amd_gpus, nvidia_gpus
+from .gpus import discover
 from .tools import run_tool, tool_version
 
 MAX_CHARS = 30000  # per command, keeps the LLM context bounded on many-GPU nodes
@@ -100,10 +100,9 @@ def environment(platform: PlatformConfig, container: ContainerConfig) -> dict[st
         "slurm": {k: os.environ[k] for k in _SLURM_VARS if k in os.environ and not looks_secret(k)},
         "env": {k: os.environ[k] for k in _ENV_VARS if k in os.environ and not looks_secret(k)},
     }
-    if platform.kind == "cuda":
-        env["gpus"], env["gpu_source"] = nvidia_gpus()
-    elif platform.kind == "hip":
-        env["gpus"], env["gpu_source"] = amd_gpus()
+    if platform.kind in ("cuda", "hip"):
+        gpus, env["gpu_source"] = discover(platform.kind)
+        env["gpus"] = [g.record() for g in gpus]  # every GPU of the node, in PCI order
     if container.runtime == "apptainer":
         env["container"]["digest"] = image_digest(container.image)
         env["container"]["version"] = tool_version("apptainer")

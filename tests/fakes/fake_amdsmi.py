@@ -61,6 +61,9 @@ class FakeGpu:
     counter_supported: bool = True
     edge_temp: Any = 45
     clock_mhz: int | None = 2100  # None: the clock query is not supported
+    processes: list[int] = field(default_factory=list)  # PIDs on the GPU
+    process_style: str = "info"  # info: ROCm 6.1+ lists dicts; handles: older lists handles; none: unsupported
+    gfx_activity: Any = 0
     t0: float = field(default_factory=time.monotonic)
 
 
@@ -151,3 +154,19 @@ def amdsmi_get_clock_info(h: FakeGpu, clk_type: int) -> dict[str, Any]:
     if h.clock_mhz is None:
         raise AmdSmiLibraryException(2)
     return {"clk": h.clock_mhz, "min_clk": 500, "max_clk": 2100, "clk_locked": False, "clk_deep_sleep": False}
+
+
+def amdsmi_get_gpu_process_list(h: FakeGpu) -> list[Any]:
+    if h.process_style == "none":
+        raise AmdSmiLibraryException(2)
+    if h.process_style == "handles":
+        return [("proc-handle", pid) for pid in h.processes]
+    return [{"name": "prog", "pid": pid, "mem": 1 << 20} for pid in h.processes]
+
+
+def amdsmi_get_gpu_process_info(h: FakeGpu, handle: Any) -> dict[str, Any]:
+    return {"name": "prog", "pid": handle[1], "mem": 1 << 20}
+
+
+def amdsmi_get_gpu_activity(h: FakeGpu) -> dict[str, Any]:
+    return {"gfx_activity": h.gfx_activity, "umc_activity": 0, "mm_activity": "N/A"}

@@ -55,6 +55,7 @@ class FakeGpu:
     temperature_c: int = 41
     sm_clock_mhz: int | None = 1980  # None: the query is not supported
     power_limit_mw: int | None = 700000
+    minor: int | None = None  # the N of /dev/nvidiaN; None: the query is not supported
 
     def instant_mw(self) -> int:
         return self.power_mw
@@ -143,7 +144,20 @@ class ProcessGpu(CadenceGpu):
         self.procs: list[int] = []
         self.busy_until = -math.inf
         self._stop_scan = threading.Event()
-        threading.Thread(target=self._scan_loop, name="fake-gpu-scan", daemon=True).start()
+        self._scanner = threading.Thread(target=self._scan_loop, name="fake-gpu-scan", daemon=True)
+        self._scanner.start()
+
+    def stop_scanning(self) -> None:
+        self._stop_scan.set()
+
+    def start_scanning(self) -> None:
+        """Follow the programs again (a library user came back after the last one left)."""
+        if self._scanner.is_alive() and not self._stop_scan.is_set():
+            return
+        self._scanner.join()
+        self._stop_scan = threading.Event()
+        self._scanner = threading.Thread(target=self._scan_loop, name="fake-gpu-scan", daemon=True)
+        self._scanner.start()
 
     def _programs(self) -> list[int]:
         import os
@@ -228,6 +242,7 @@ class _State:
     gpus: list[FakeGpu] = field(default_factory=list)
     missing_library: bool = False
     calls: list[tuple[str, Any]] = field(default_factory=list)
+    inits: int = 0  # NVML counts nvmlInit calls; nvmlShutdown undoes one
 
 
 STATE = _State()
@@ -237,15 +252,26 @@ def configure(gpus: list[FakeGpu], missing_library: bool = False) -> None:
     STATE.gpus = gpus
     STATE.missing_library = missing_library
     STATE.calls = []
+    STATE.inits = 0
 
 
 def nvmlInit() -> None:
     if STATE.missing_library:
         raise NVMLError_LibraryNotFound()
+    STATE.inits += 1
+    for g in STATE.gpus:
+        if isinstance(g, ProcessGpu):
+            g.start_scanning()
 
 
 def nvmlShutdown() -> None:
     STATE.calls.append(("nvmlShutdown", None))
+    STATE.inits = max(0, STATE.inits - 1)
+    if STATE.inits:
+        return  # reference counted, as in NVML: other users of this process still read the GPUs
+    for g in STATE.gpus:  # no scanning thread outlives the library's last user
+        if isinstance(g, ProcessGpu):
+            g.stop_scanning()
 
 
 def nvmlDeviceGetCount() -> int:
@@ -300,6 +326,12 @@ class _Memory:
 
 def nvmlDeviceGetMemoryInfo(h: FakeGpu) -> _Memory:
     return _Memory()
+
+
+def nvmlDeviceGetMinorNumber(h: FakeGpu) -> int:
+    if h.minor is None:
+        raise NVMLError_NotSupported()
+    return h.minor
 
 
 def nvmlDeviceGetMigMode(h: FakeGpu) -> tuple[int, int]:
