@@ -470,8 +470,10 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
         if not done.is_set():
             _kill_all(proc.pid, launch)
         done.wait()
-        # without a sandbox report (the "none" runner) the group's survivors are counted here
-        group_left = len(_group_alive(proc.pid)) if launch.report_fd < 0 and not (error or stopped) else 0
+        # the "none" runner has no sandbox report: the group's survivors are counted here (not for
+        # apptainer, whose helpers, such as a FUSE mount, may outlive the program on the host)
+        group_left = (len(_group_alive(proc.pid)) if isinstance(runner, HostRunner) and launch.report_fd < 0
+                      and not (error or stopped) else 0)
         _kill_all(proc.pid, launch)  # leftovers in the cgroup or the group (the "none" runner)
     for t in threads[1:]:
         t.join(timeout=2.0)
