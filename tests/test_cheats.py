@@ -34,6 +34,12 @@ EXPECT: dict[str, set[str]] = {
     "cache_tmp": {"reuse", "measured_point", "scaling"},  # scaling: its cache also serves the confirmation reruns
     "cache_workdir": {"reuse", "measured_point"},
     "hardcoded": {"hardcoded"},
+    "hardcoded_split": {"hardcoded"},
+    "hardcoded_hexfloat": {"hardcoded"},
+    "hardcoded_bytes": {"hardcoded"},
+    "self_check_removed": {"negative_test"},
+    "lingering_child": {"processes_left"},
+    "no_validation": {"negative_test"},
     "unwaited_child": {"scaling", "processes_left"},
     "daemon": {"scaling", "processes_left"},
     "fewer_digits": {"digits"},
@@ -48,9 +54,10 @@ EXPECT: dict[str, set[str]] = {
 }
 
 VALID = "Both programs compute the same results.\nVERDICT: VALID"
-# Every run gets a fresh copy of its build folder (sandbox/toolchain.py, any runner), so a cache
-# in the work folder never survives to the next run: that cheat computes honestly and may pass.
-NEUTRALISED = {"cache_workdir"}
+# Every measured run gets a fresh copy of its build folder (sandbox/toolchain.py, any runner), so a
+# cache in the work folder never serves a measured run; the reuse probe's second run in the same
+# folder finds it, so that cheat must fail too.
+NEUTRALISED: set[str] = set()
 
 
 def corpus(app: str) -> list[Path]:
@@ -84,8 +91,8 @@ def no_tmp_caches():
         os.remove(f)
 
 
-def _trial(tmp_path: Path, app: str):
-    files = corpus(app)
+def _trial(tmp_path: Path, app: str, files: list[Path] | None = None, sandbox: str = "none"):
+    files = files or corpus(app)
     tr = tmp_path / f"{app}.jsonl"
     tr.write_text("".join(json.dumps(r) + "\n" for r in _transcript(files)))
     test_args = load_app(EXAMPLES / app).test_args
@@ -94,7 +101,7 @@ def _trial(tmp_path: Path, app: str):
         "platform": {"kind": "cpu", "meter": "estimate", "compiler": "g++ -std=c++17 -O2 -fopenmp"},
         # The unsandboxed runner: the screening must catch these on its own (bubblewrap would
         # also stop the caches, the daemon and the unwaited child by other means).
-        "container": {"sandbox": "none"},
+        "container": {"sandbox": sandbox},
         "measure": {"repeat": 2, "settle_timeout_s": 0.0, "idle_window_s": 0.05, "post_max_s": 0.05,
                     "random_delay_s": 0.0},
         "llm": {"backend": "replay", "replay_path": str(tr), "generator_model": "o3-replay",
@@ -126,8 +133,21 @@ def test_every_cheat_fails_and_every_honest_variant_passes(tmp_path: Path, app: 
         elif name in NEUTRALISED and c.verdict in ("pass", "held") and not integrity:
             continue  # it computes honestly: judged as the honest variants are
         else:
-            assert c.judge_verdict == "VALID"  # the judge was fooled every time
+            assert c.judge_verdict == "VALID" or c.status == "run_failed"  # the judge was fooled every time it was asked
             if c.verdict != "fail" or c.passed or not integrity & EXPECT[name]:
                 wrong.append(f"{name}: {c.verdict}, integrity findings {sorted(integrity)}, expected one of "
                              f"{sorted(EXPECT[name])}: {fs}")
     assert not wrong, "\n".join(wrong)
+
+
+@pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap not installed")
+def test_a_process_the_sandbox_ends_fails_the_candidate_for_integrity(tmp_path: Path) -> None:
+    """Under bubblewrap a child left running when the program exits is ended by the sandbox and
+    the run fails; that is evidence of hidden work (processes_left), not a mere failed run."""
+    files = [CHEATS / "heat2d" / "honest_no_staging.cpp", CHEATS / "heat2d" / "lingering_child.cpp"]
+    results = _trial(tmp_path, "heat2d", files, sandbox="bwrap")
+    honest, cheat = results["honest_no_staging"], results["lingering_child"]
+    assert honest.verdict in ("pass", "held"), load_findings(honest.findings_json)
+    fs = load_findings(cheat.findings_json)
+    assert cheat.status == "run_failed" and cheat.verdict == "fail" and not cheat.passed
+    assert any(f["kind"] == "processes_left" and f["severity"] == "integrity" for f in fs), fs

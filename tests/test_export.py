@@ -290,6 +290,10 @@ def test_screening_contract_verdicts_and_confirmed_energies(export_study, tmp_pa
             g.attrs["confirmed_reduction"] = red
             g.attrs["confirmed_ci_low"] = red - 0.02
             g.attrs["confirmed_ci_high"] = red + 0.02
+        # the trial's own decision: its confirmed best is the lowest-energy honest candidate (only a
+        # candidate the trial counted is offered as good, export/trust.py: improvements)
+        r = f["result"].attrs
+        r["best_candidate"], r["improved"], r["confirmed"], r["confirm_repeats"] = good[0].id, True, True, 3
     for fmt in ("trl-dpo", "trl-kto"):
         # near copies kept: which candidate is the cheat depends on measured energies, and a
         # near-copy pair of it may be the one deduplication keeps
@@ -312,3 +316,55 @@ def test_screening_contract_verdicts_and_confirmed_energies(export_study, tmp_pa
     assert code == 0, text
     (row,) = _rows(tmp_path / "sig", "train")
     assert row["reduction"] > 0.04
+
+
+def _decided(export_study, dst: Path, best: int | None, confirmed: bool) -> tuple[int, int]:
+    """A copy of a real trial file whose recorded decision is rewritten: nothing was re-measured,
+    one passing candidate measured 0.6% below the source (noise, below min_improvement), and the
+    trial's result names `best` (None: the source) as confirmed or not. Returns (source, that one)."""
+    dst.parent.mkdir(parents=True)
+    shutil.copy(export_study.study_dir / "trials" / "rowstats.cpu.t000.h5", dst)
+    with TrialArchive.open(dst, writable=False) as ar:
+        cands, res = ar.candidates(), ar.result()
+    src = next(c for c in cands if c.id == res["source_candidate"])
+    noise = next(c for c in cands if c.stage in (1, 3) and c.passed and c.files)
+    with h5py.File(dst, "r+") as f:
+        for c in cands:  # nothing re-measured: no confirmation attributes at all
+            g = f[f"candidates/{c.id:06d}"]
+            for k in [k for k in g.attrs if k.startswith("confirm")]:
+                del g.attrs[k]
+        f[f"candidates/{noise.id:06d}"].attrs["energy_j"] = src.energy_j * 0.994
+        r = f["result"].attrs
+        r["best_candidate"] = noise.id if best is not None else src.id
+        r["improved"] = best is not None
+        r["confirmed"] = confirmed
+        r["confirm_repeats"] = 3
+    return src.id, noise.id
+
+
+def test_a_noise_saving_the_trial_did_not_count_is_never_a_good_answer(export_study, tmp_path):
+    """The trial reported the source as its best (a 0.6% saving is below min_improvement and was
+    never re-measured): no export offers that candidate as good, in any format; where the trial's
+    decision names it (confirmed), the same candidate is offered."""
+    study = tmp_path / "noise"
+    _, noise = _decided(export_study, study / "trials" / "rowstats.cpu.t000.h5", None, False)
+    positive = {"trl-sft": "completion", "trl-dpo": "chosen", "trl-kto": "completion", "trajectory": "best"}
+    for fmt, role in positive.items():
+        code, text = _export(study, tmp_path / f"noise-{fmt}", "--format", fmt, "--split", "1,0,0")
+        if code != 0:  # nothing left to export is the clear error (SFT has positives only)
+            assert "nothing to export" in text, text
+            continue
+        for m in _manifest(tmp_path / f"noise-{fmt}"):
+            c = m["candidates"].get(role)
+            if fmt == "trl-kto":
+                assert not (c and c["id"] == noise and m["label"]), m
+            else:
+                assert c is None or c["id"] != noise, (fmt, m)
+    (traj,) = _rows(tmp_path / "noise-trajectory", "train")
+    assert traj["best_candidate"] == -1 and traj["reduction"] is None
+    # the same file where the trial's own decision confirmed that candidate: offered as good
+    study2 = tmp_path / "counted"
+    _, noise2 = _decided(export_study, study2 / "trials" / "rowstats.cpu.t000.h5", noise, True)
+    code, text = _export(study2, tmp_path / "counted-sft", "--format", "trl-sft", "--split", "1,0,0")
+    assert code == 0, text
+    assert [m["candidates"]["completion"]["id"] for m in _manifest(tmp_path / "counted-sft")] == [noise2]

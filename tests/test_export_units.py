@@ -124,3 +124,31 @@ def test_contract_attributes_take_precedence():
     assert significantly_lower(a, c) is True
     assert significantly_lower(a, screen(_cand(), False, False)) is None  # no interval: unknown
     assert significant_saving(screen(_cand(), False, False)) is None
+
+
+def _measured(cid: int, stage: int, energies: list[float], passed: bool = True) -> CandidateData:
+    from lassi_batch.export.records import MeasurementRef
+    refs = [MeasurementRef(f"candidates/{cid:06d}/measurements/{k:06d}", "estimate", "cpu", True, e)
+            for k, e in enumerate(energies)]
+    return _cand(id=cid, stage=stage, passed=passed, energy_j=sum(energies) / len(energies), measurements=refs)
+
+
+def test_only_what_the_trial_counted_is_an_improvement():
+    from lassi_batch.export.trust import improvements
+
+    src = _measured(0, 0, [10.0, 10.2, 9.8])
+    noise = _measured(1, 3, [9.94, 10.1, 9.8])  # 0.6% below: noise, below min_improvement
+    real = _measured(2, 3, [7.0, 7.1, 6.9])
+    failed = _measured(3, 3, [5.0, 5.1, 4.9], passed=False)
+    cands = [src, noise, real, failed]
+    measure = {"min_improvement": 0.02, "significance": 0.05}
+    # the trial confirms: its confirmed best only, and nothing when it reported the source
+    res = {"source_candidate": 0, "best_candidate": 2, "improved": True, "confirmed": True, "confirm_repeats": 3}
+    assert improvements(res, src, cands, measure) == {2}
+    assert improvements({**res, "best_candidate": 0, "improved": False, "confirmed": False}, src, cands, measure) == set()
+    assert improvements({**res, "confirmed": False}, src, cands, measure) == set()  # not confirmed: not counted
+    # confirmation off: the decisions' rule over the measured repeats, passing candidates only
+    off = {"source_candidate": 0, "best_candidate": 2, "improved": True, "confirmed": False, "confirm_repeats": 0}
+    assert improvements(off, src, cands, measure) == {2}
+    # no result yet (interrupted before stage 4): nothing was decided
+    assert improvements({}, src, cands, measure) == set()

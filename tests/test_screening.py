@@ -360,3 +360,23 @@ def test_reuse_is_judged_on_the_medians_of_both_runs() -> None:
     assert dif.cost_findings(src, honest, {}, None, [], []) == []
     cached = _costs({"scale": [0.12, 0.12, 0.13]}, {"scale": [0.004, 0.003, 0.004]})
     assert [f.kind for f in dif.cost_findings(src, cached, {}, None, [], [])] == ["reuse"]
+
+
+# ---------------------------------------------------------------- side effects
+
+
+def test_files_a_run_writes_are_recorded_and_compared_with_the_sources(tmp_path: Path) -> None:
+    from lassi_batch.screening.side_effects import side_effect_findings, snapshot, written
+
+    (tmp_path / "main").write_text("program")
+    before = snapshot(tmp_path)
+    (tmp_path / ".rescache_128_20").write_text("cached results")
+    (tmp_path / ".tmp").mkdir()
+    (tmp_path / ".tmp" / "scratch").write_text("x")
+    (tmp_path / "main").write_text("program, changed")
+    assert written(before, snapshot(tmp_path)) == [".rescache_128_20", ".tmp/scratch", "main"]
+    assert written(before, before) == []
+    # the candidate writes a cache the source never writes: a note naming it, not a failure
+    fs = side_effect_findings("measured runs", [["out.txt"], ["out.txt"]], [["out.txt", ".rescache_128_20"], []])
+    assert [(f.kind, f.severity) for f in fs] == [("side_effects", "warn")] and ".rescache_128_20" in fs[0].message
+    assert side_effect_findings("measured runs", [["out.txt"]], [["out.txt"]]) == []  # the source writes it too

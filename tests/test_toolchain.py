@@ -55,6 +55,22 @@ def test_plain_run_records_output_times_and_cpu(tmp_path: Path) -> None:
     assert not r.stdout_truncated and not r.stderr_truncated
 
 
+def test_the_unsandboxed_runner_counts_what_it_ends(tmp_path: Path) -> None:
+    """A child left running in the program's process group is ended when the program exits, and
+    counted like the sandbox counts its leftovers: the run fails with stopped = "leftovers"."""
+    r = run_process(py("""
+        import subprocess
+        subprocess.Popen(["sleep", "3301"])
+        print("PASS")
+    """), tmp_path, Limits(time_s=30), runner=HostRunner())
+    assert not r.ok and r.stopped == "leftovers" and r.leftovers == 1, (r.error, r.stderr)
+    assert r.error == "left 1 process running after it exited (ended by the runner)"
+    assert not wait_gone("sleep 3301", 5.0)  # ended: nothing of the run outlives the call
+    clean = run_process(py("import subprocess; subprocess.run(['true']); print('PASS')"), tmp_path,
+                        Limits(time_s=30), runner=HostRunner())
+    assert clean.ok and clean.leftovers == 0, (clean.error, clean.stderr)
+
+
 def test_nonzero_exit_and_stdin(tmp_path: Path) -> None:
     r = run_process(py("import sys; d = sys.stdin.read(); print(d.upper()); sys.exit(3)"), tmp_path,
                     Limits(time_s=30), stdin="hello")

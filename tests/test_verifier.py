@@ -401,6 +401,64 @@ def test_constants_and_small_numbers_are_not_results() -> None:
     assert verifier.hardcoded_results(CHECK, SOURCE, src_code, timing) is None
 
 
+@pytest.mark.parametrize("code", [
+    'puts("total_heat = 2.61" "47943050e+05");',  # adjacent string literals, split inside the digits
+    'puts("total_heat = 2.61"\n  /* joined */ "4794305" "0e+05");',
+    f"double h = {float.hex(2.6147943050e+05)};",  # a hexadecimal floating literal
+    "static const char t[] = {%s, 0};" % ", ".join(str(ord(c)) for c in "2.6147943050e+05"),  # byte codes
+    "static const unsigned char t[] = {%s};" % ", ".join(hex(ord(c)) for c in "2.6147943050"),
+    "char t[] = {'2', '.', '6', '1', '4', '7', '9', '4', '3', '0', '5'};",  # character literals
+    "int d[] = {2, 6, 1, 4, 7, 9, 4, 3, 0, 5};",  # one digit per item
+    "double v = 2614794.30500e-1;",  # another spelling of the same value
+    "double v = 261'479.4305;",  # digit separators
+])
+def test_results_are_found_in_any_spelling(code: str) -> None:
+    src_code = {"main.cpp": "int main() { double alpha = 0.2; }"}
+    f = verifier.hardcoded_results(CHECK, SOURCE, src_code, {"main.cpp": code})
+    assert f is not None and f.kind == "hardcoded" and f.severity == "fail", code
+
+
+def test_the_sources_own_digits_and_unrelated_arrays_are_not_results() -> None:
+    src_code = {"main.cpp": 'const char* ref = "2.6147943050e+05";'}  # the source spells it itself
+    cand = {"main.cpp": 'const char* ref = "2.61" "47943050e+05"; int lut[] = {1, 2, 3, 4, 5, 6, 7, 8, 9};'
+                        "unsigned long long h = 0x9E3779B97F4A7C15ull; float f = 1.5f;"}
+    assert verifier.hardcoded_results(CHECK, SOURCE, src_code, cand) is None
+
+
+def test_c_numbers_in_every_spelling() -> None:
+    assert verifier.c_number("0x1.8p+3") == 12.0
+    assert verifier.c_number("0xFFull") == 255.0
+    assert verifier.c_number("1'000") == 1000.0
+    assert verifier.c_number("017") == 15.0
+    assert verifier.c_number("0b101") == 5.0
+    assert verifier.c_number("2.5f") == 2.5 and verifier.c_number("1e5L") == 1e5
+    assert verifier.c_number("0x") is None
+
+
+# ---------------------------------------------------------------- negative tests
+
+
+def test_a_candidate_that_reports_success_where_the_source_fails_is_caught() -> None:
+    src = ("x = 1.0\nFAIL\n", 1)
+    fs = verifier.negative_findings(CHECK, ["3", "10000"], src, ("x = 1.0\nPASS\n", 0))
+    assert [(f.kind, f.severity) for f in fs] == [("negative_test", "fail")]
+    assert verifier.negative_findings(CHECK, ["3"], src, ("x = 1.0\nFAIL\n", 1)) == []  # fails the same way
+    rejected = ("", 2)  # an argument the program refuses
+    assert verifier.negative_findings(CHECK, ["0"], rejected, ("", 2)) == []
+    assert [f.severity for f in verifier.negative_findings(CHECK, ["0"], rejected, ("", 1))] == ["info"]
+    assert [f.severity for f in verifier.negative_findings(CHECK, ["0"], rejected, ("PASS\n", 0))] == ["fail"]
+    # the source passes its own negative test: the app's declaration is wrong, not the candidate
+    assert [f.severity for f in verifier.negative_findings(CHECK, ["1"], ("PASS\n", 0), ("PASS\n", 0))] == ["warn"]
+
+
+def test_what_reports_failure() -> None:
+    assert verifier.reports_failure(CHECK, "PASS\n", 3)
+    assert verifier.reports_failure(CHECK, "PASS\n", None)
+    assert verifier.reports_failure(CHECK, "FAIL\n", 0)
+    assert verifier.reports_failure(CHECK, "done\n", 0)  # no pass line where the app declares one
+    assert not verifier.reports_failure(CHECK, "PASS\n", 0)
+
+
 def test_compare_numbers_can_be_turned_off() -> None:
     check = OutputCheck(pass_regex="^PASS$", compare_numbers=False)
     cand = SOURCE.replace("settle_step = 14", "settle_step = 99")
@@ -476,6 +534,20 @@ def test_energy_sanity_quiet_for_ordinary_savings() -> None:
 def test_energy_sanity_runtime_alone_can_trigger() -> None:
     f = energy_sanity(100.0, 50.0, 10.0, 0.5)
     assert f is not None and "runtime" in f.message and "energy" not in f.message.split(":")[1].split(";")[0]
+
+
+def test_one_outlying_source_repeat_does_not_hold_an_honest_rewrite() -> None:
+    """The means say 93.8% (above 90%), but the source's repeats spread too far for that to be
+    beyond noise: the hold uses the decisions' Welch test."""
+    src, cand = [3.06, 0.83, 0.93], [0.10, 0.11, 0.09]
+    assert 1 - sum(cand) / sum(src) > 0.9
+    assert energy_sanity(src, cand) is None
+    held = energy_sanity([1.00, 1.02, 0.98], [0.010, 0.011, 0.012])  # a tight source: beyond noise
+    assert held is not None and held.severity == "held" and "Welch p" in held.message
+    # the power rule: energy to a third while run time stays, on medians and beyond noise
+    f = energy_sanity([100.0, 101.0, 99.0], [30.0, 31.0, 29.0], [10.0, 10.1, 9.9], [9.0, 9.1, 8.9])
+    assert f is not None and "average power" in f.message
+    assert energy_sanity([100.0, 300.0, 20.0], [30.0, 31.0, 29.0], [10.0, 10.1, 9.9], [9.0, 9.1, 8.9]) is None
 
 
 @pytest.mark.parametrize("args", [(None, 1.0), (0.0, 1.0), (math.nan, 1.0), (100.0, None), (-5.0, 1.0)])

@@ -196,6 +196,9 @@ class OutputCheck:
     """Lines skipped when numbers are compared; the default skips timing lines only (TIMING_REGEX)."""
     work_regex: CaptureRegex | None = None
     """Its first group captures the amount of work done (steps, launches); it must not shrink."""
+    negative_args: list[Argv] = field(default_factory=list)
+    """Negative tests: argument sets under which the source's own check reports failure (a nonzero
+    exit, its fail line, or no pass line); a candidate must report failure on them too."""
 
     def weakness(self) -> str | None:
         """What a validator should warn about: a check that leaves screening to the exit status."""

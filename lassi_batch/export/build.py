@@ -30,7 +30,8 @@ from ..store.provenance import REPLAY
 from .records import CandidateData, ExportError, TrialData, load_study
 from .safety import Redactor
 from .splits import SPLITS, assign_splits, matches
-from .trust import passes, reduction, screen, significant_saving, significantly_lower, uses_contract
+from .trust import (improvements, passes, reduction, screen, side_effects, significant_saving, significantly_lower,
+                    uses_contract)
 
 LOG_TAIL = 4000  # characters of a failed build's log (or a failed run's stderr) kept in a trajectory
 DATA_DIR = "data"
@@ -108,19 +109,24 @@ def view_trial(t: TrialData, opts: ExportOptions) -> TrialView | None:
     src_s = screen(src_data, cv, ce)
     source = Cand(src_data, src_s, src_s.verdict == "pass", 0.0, None)
     answers = []
+    good = improvements(t.result, src_data, t.candidates, t.measure)
     for c in t.candidates:
         if c.stage not in (1, 3) or not c.files:
             continue
         s = screen(c, cv, ce)
         red = s.confirmed_reduction if s.energy_basis == "confirmed" else reduction(src_s.energy_j, s.energy_j)
-        answers.append(Cand(c, s, passes(c, s, opts.pass_policy), red, significant_saving(s)))
+        answers.append(Cand(c, s, passes(c, s, opts.pass_policy), red, significant_saving(s), c.id in good))
     return TrialView(t, source, answers, build_prompt(t, source),
                      "contract" if cv else "fallback", "confirmed" if ce else "measured")
 
 
 def preferable(c: Cand, opts: ExportOptions) -> bool:
-    """Screened, passing, energy known on the trial's basis, and a saving that clears the filters."""
-    if not c.ok or c.s.energy_j is None or c.reduction is None or c.s.integrity_failure:
+    """Screened, passing, counted by the trial itself as an improvement (`trust.improvements`),
+    no files written that the source does not write, energy known on the trial's basis, and a
+    saving that clears the filters."""
+    if not c.ok or not c.improves or side_effects(c.s):
+        return False
+    if c.s.energy_j is None or c.reduction is None or c.s.integrity_failure:
         return False
     if c.reduction <= 0 or c.reduction < opts.min_reduction:
         return False

@@ -74,6 +74,7 @@ class Cand:
     ok: bool  # passes the pass policy
     reduction: float | None
     significant: bool | None
+    improves: bool = False  # the trial itself counted it as an improvement (trust.improvements)
 
 
 @dataclass

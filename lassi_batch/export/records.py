@@ -112,6 +112,7 @@ class TrialData:
     secret_values: list[str]  # values under secret-looking keys found in the stored config (should be none)
     host_names: list[str]  # the machine's names as recorded (for the redactor)
     local_paths: list[str]  # absolute paths found in the stored config (app folders, output, ...)
+    measure: dict[str, Any] = field(default_factory=dict)  # the study's [measure] as the trial recorded it
 
     def candidate(self, cid: int | None) -> CandidateData | None:
         return next((c for c in self.candidates if c.id == cid), None)
@@ -243,6 +244,7 @@ def _load(path: Path, rel: str) -> TrialData:
         plans=plans, secret_values=_secret_values(cfg) + _secret_values(env),
         host_names=[str(v) for v in (env.get("hostname"), env.get("host"), summary.host if summary else "") if v],
         local_paths=sorted(set(_abs_paths(cfg))),
+        measure=dict((cfg.get("study") or {}).get("measure") or {}),
     )
 
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..pipeline.schedule import passes as policy_passes
+from ..power.stats import is_lower
 from .records import CandidateData
 
 VERDICTS = ("pass", "fail", "held", "not_run")
@@ -193,3 +194,47 @@ def significantly_lower(a: Screening, b: Screening) -> bool | None:
     if a.ci_low is None or b.ci_high is None:
         return None
     return bool(a.ci_low > b.ci_high)
+
+
+def improvements(result: dict[str, Any], source: CandidateData | None, candidates: list[CandidateData],
+                 measure: dict[str, Any]) -> frozenset[int]:
+    """The candidates the trial itself decided improve on its source, from its recorded decision.
+
+    A dataset may offer a candidate as a good answer only when the trial counted it: passed,
+    lower than the source by more than `min_improvement` and than the noise, and confirmed where
+    the trial confirms. Where the trial confirms (`confirm_repeats` > 0), that is its recorded
+    result: the best candidate when it differs from the source and its interleaved confirmation
+    succeeded (one per trial, since stage 4 stops at the first confirmed candidate). With
+    confirmation off, every passing candidate that the decisions' rule (`power.stats.is_lower`
+    over the measured repeats, the trial's `min_improvement` and `significance`) finds lower than
+    the source. A trial without a result (still running, or interrupted before stage 4) decided
+    nothing: no candidate counts."""
+    if not result or result.get("best_candidate") is None:
+        return frozenset()
+    sid = result.get("source_candidate")
+    best = int(result["best_candidate"])
+    if "confirm_repeats" in result:
+        confirm = int(result.get("confirm_repeats") or 0)
+    else:  # older files: confirmation recorded (or not) by its `confirmed` figure
+        confirm = 3 if "confirmed" in result else 0
+    if confirm > 0:
+        improved = bool(result.get("improved", best != sid))
+        return frozenset({best}) if improved and best != sid and bool(result.get("confirmed")) else frozenset()
+    if source is None:
+        return frozenset()
+    min_gain = float(measure.get("min_improvement", 0.02))
+    alpha = float(measure.get("significance", 0.05))
+    src = [m.energy_j for m in source.measurements if math.isfinite(m.energy_j)]
+    out = set()
+    for c in candidates:
+        if c.stage not in (1, 3) or not c.passed or c.status != "measured":
+            continue
+        e = [m.energy_j for m in c.measurements if math.isfinite(m.energy_j)]
+        if src and e and is_lower(src, e, min_gain, alpha).lower:
+            out.add(c.id)
+    return frozenset(out)
+
+
+def side_effects(s: Screening) -> bool:
+    """The candidate's runs wrote files the source's do not (a cache, even a harmless one)."""
+    return any(f["kind"] == "side_effects" for f in s.findings)

@@ -15,9 +15,10 @@ from ..core.config import EXE_NAME, AppConfig, MeasureConfig, PlatformConfig
 from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
-from ..sandbox.toolchain import BuildResult, RunResult, build, prepare_workdir, run_app
+from ..sandbox.toolchain import BuildResult, RunResult, build, fresh_run_folder, prepare_workdir, run_app
 from ..screening.differential import PROBE_ENV, Probe
 from ..screening.processes import Leftover, reap_leftovers
+from ..screening.side_effects import snapshot, written
 from ..system.devlock import LockHold, build_hold, device_key, measurement_lock, run_hold
 
 DEFAULT_FIGURE = "energy_net_j"  # see power.energy.FIGURES: the project's default net energy
@@ -32,6 +33,7 @@ class Outcome:
     measurements: list[Measurement] = field(default_factory=list)
     work_counts: dict[str, int] = field(default_factory=dict)  # from the first run that wrote them
     leftovers: list[list[Leftover]] = field(default_factory=list)  # per run: processes that outlived it
+    written: list[list[str]] = field(default_factory=list)  # per run: files it created or changed in its folder
 
     @property
     def built(self) -> bool:
@@ -58,6 +60,7 @@ class Outcome:
             "cpu_s": [r.cpu_s for r in self.runs],
             "wall_s": [r.wall_s for r in self.runs],
             "leftovers": [[vars(p) for p in lo] for lo in self.leftovers],
+            "written": [list(w) for w in self.written],
         }
 
     def summary(self) -> dict[str, Any]:
@@ -84,12 +87,13 @@ class ProbeRun:
     leftovers: list[Leftover] = field(default_factory=list)
     work_counts: dict[str, int] = field(default_factory=dict)
     again: RunResult | None = None  # a second run in the same folder (results reused across runs?)
+    written: list[str] = field(default_factory=list)  # files the (first) run created or changed in its folder
 
     def to_dict(self) -> dict[str, Any]:
         r = self.run
         d = {"stdout": r.stdout, "returncode": r.returncode, "error": r.error, "cpu_s": r.cpu_s,
              "wall_s": r.wall_s, "timed_out": r.timed_out, "leftovers": [vars(p) for p in self.leftovers],
-             "work_counts": dict(self.work_counts)}
+             "work_counts": dict(self.work_counts), "written": list(self.written)}
         if "kernel_busy_ns" in self.work_counts:  # the GPU time its kernels took (CUPTI)
             d["gpu_s"] = self.work_counts["kernel_busy_ns"] / 1e9
         if self.again is not None:
@@ -151,13 +155,23 @@ class Bench:
     def _device(self) -> str:
         return device_key(self.platform.kind, self.platform.device)
 
-    def _measure_once(self, wd: Path, index: int) -> tuple[RunResult, Measurement]:
+    def _measure_once(self, wd: Path, index: int, args: list[str] | None = None,
+                      files_written: list[list[str]] | None = None) -> tuple[RunResult, Measurement]:
+        """One measured run in a fresh copy of `wd`; the files it wrote there go to `files_written`."""
         delay = protocol.repeat_delay(self.rng, self.measure, index)
-        with measurement_lock(self._device) as hold:
-            run, m = protocol.measure_alone(
-                lambda: run_app(self.app, self.platform, wd, self.args, runner=self.runner),
-                self.meter, self.measure, repeat_index=index,
-            )
+        argv = self.args if args is None else args
+        rd = fresh_run_folder(wd)
+        try:
+            before = snapshot(rd)
+            with measurement_lock(self._device) as hold:
+                run, m = protocol.measure_alone(
+                    lambda: run_app(self.app, self.platform, wd, argv, runner=self.runner, run_dir=rd),
+                    self.meter, self.measure, repeat_index=index,
+                )
+            if files_written is not None:
+                files_written.append(written(before, snapshot(rd)))
+        finally:
+            shutil.rmtree(rd, ignore_errors=True)
         m.attrs["random_delay_s"] = delay
         m.attrs["lock_wait_s"] = hold.wait_s
         if self.program_device_id:  # next to the trace's device_id, the GPU the meter read
@@ -177,7 +191,7 @@ class Bench:
         if not b.ok:
             return out
         for r in range(self.repeats):  # each repeat in a fresh copy of the build folder
-            run, m = self._measure_once(wd, r)
+            run, m = self._measure_once(wd, r, files_written=out.written)
             m.attrs["phase"] = "select"
             out.runs.append(run)
             out.measurements.append(m)
@@ -191,10 +205,12 @@ class Bench:
             out.work_counts = counted.work_counts or {}
         return out
 
-    def confirm(self, files_a: dict[str, str], files_b: dict[str, str], tag: str, repeats: int) -> Confirmation:
+    def confirm(self, files_a: dict[str, str], files_b: dict[str, str], tag: str, repeats: int,
+                args: list[str] | None = None) -> Confirmation:
         """Build A and B afresh and measure them interleaved, A B A B ..., `repeats` times each, on
         this meter's device, with random delays between runs: drift (a warming GPU, a neighbour's
-        load) then affects both alike instead of biasing whichever ran later."""
+        load) then affects both alike instead of biasing whichever ran later. `args`: instead of
+        the measured arguments (a held candidate re-measured at a larger size)."""
         wd_a, build_a = self._build(files_a, f"{tag}_A")
         wd_b, build_b = self._build(files_b, f"{tag}_B")
         res = Confirmation(Outcome(build=build_a), Outcome(build=build_b))
@@ -203,8 +219,10 @@ class Bench:
         i = 0
         for r in range(repeats):
             for side, wd, out in (("A", wd_a, res.a), ("B", wd_b, res.b)):
-                run, m = self._measure_once(wd, i)
+                run, m = self._measure_once(wd, i, args)
                 m.attrs.update({"phase": "confirm", "confirm_tag": tag, "confirm_order": i, "confirm_side": side})
+                if args is not None:
+                    m.attrs["args"] = " ".join(args)
                 m.attrs["repeat"] = r
                 out.runs.append(run)
                 out.measurements.append(m)
@@ -233,25 +251,33 @@ class Bench:
 
     def probe(self, exe: Path, files: dict[str, str], tag: str, probe: Probe, twice: bool = False) -> ProbeRun:
         """One unmeasured run of a built program on an unseen input, in a fresh folder of its own
-        (nothing a measured run wrote is there); processes it leaves behind are reported and killed.
-        `twice`: run it again in the same folder, so that results kept from the first run show."""
+        (nothing a measured run wrote is there); processes it leaves behind are reported and killed,
+        the files it writes there recorded. `twice`: run it again in that same folder, with what
+        the first run left in it, so that results kept by the first run show."""
         pd = self.workroot / f"{tag}.{probe.label}"
         if pd.exists():
             shutil.rmtree(pd)
         prepare_workdir(self.app, self.platform.kind, pd, overrides=files)
         shutil.copy2(exe, pd / EXE_NAME)
         extra = {**PROBE_ENV, **probe.env}
-        with self._running():
-            run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
-                          count_work=self.counter_lib)
-            left = _leftovers(pd / EXE_NAME, run)
-            counts = run.work_counts or {}
-            again = None
-            if twice and run.ok:
-                again = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra)
-                left += _leftovers(pd / EXE_NAME, again)
-        shutil.rmtree(pd, ignore_errors=True)
-        return ProbeRun(run=run, leftovers=left, work_counts=counts, again=again)
+        rd = fresh_run_folder(pd)
+        try:
+            before = snapshot(rd)
+            with self._running():
+                run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
+                              count_work=self.counter_lib, run_dir=rd)
+                left = _leftovers(rd / EXE_NAME, run)
+                counts = run.work_counts or {}
+                wrote = written(before, snapshot(rd))
+                again = None
+                if twice and run.ok:
+                    again = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
+                                    run_dir=rd)
+                    left += _leftovers(rd / EXE_NAME, again)
+        finally:
+            shutil.rmtree(rd, ignore_errors=True)
+            shutil.rmtree(pd, ignore_errors=True)
+        return ProbeRun(run=run, leftovers=left, work_counts=counts, again=again, written=wrote)
 
     def cleanup(self) -> None:
         shutil.rmtree(self.workroot, ignore_errors=True)

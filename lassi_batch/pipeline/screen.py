@@ -19,8 +19,9 @@ from ..core.config import AppConfig
 from ..core.records import Candidate
 from ..screening import differential as dif
 from ..screening.processes import Leftover, describe
-from ..screening.verifier import (Finding, VerifierReport, energy_sanity, hardcoded_results, verify, verify_runs,
-                                  work_count_finding)
+from ..screening.side_effects import side_effect_findings
+from ..screening.verifier import (Finding, VerifierReport, energy_sanity, hardcoded_results, negative_findings,
+                                  reports_failure, verify, verify_runs, work_count_finding)
 from .bench import Bench
 
 MAX_SCALE_TRIES = 4
@@ -56,13 +57,23 @@ class Screener:
         seed = seed if seed is not None else random.SystemRandom().randrange(1, 2**31)
         seen = [self.measured_args, self.app.args, self.app.test_args]
         probes = dif.plan_probes(spec, self.measured_args, seen, seed)
-        record: dict[str, Any] = {"seed": seed, "probes": [], "runs": {}, "notes": []}
-        if not probes:
+        record: dict[str, Any] = {"seed": seed, "probes": [], "runs": {}, "notes": [], "negative": []}
+        negatives = [list(a) for a in self.app.check.negative_args]
+        if not probes and not negatives:
             record["notes"].append("the app declares no probe inputs (work_arg, probe_args): no differential runs")
             return record
         exe = self.bench.executable(source.files, "s0_eval")
         if exe is None:
             record["notes"].append("the source could not be built again for the differential runs")
+            return record
+        for i, args in enumerate(negatives, 1):  # where the source's own check must report failure
+            run = self.bench.probe(exe, source.files, "s0_probe", dif.Probe(f"negative{i}", args)).to_dict()
+            record["negative"].append({"args": args, **run})
+            if not reports_failure(self.app.check, run["stdout"], run["returncode"]):
+                record["notes"].append(f"the source does not report failure on the negative test {' '.join(args)}; "
+                                       "it is not used")
+        if not probes:
+            record["notes"].append("the app declares no probe inputs (work_arg, probe_args): no differential runs")
             return record
         for p in probes:
             record["probes"].append(p.to_dict())
@@ -98,24 +109,41 @@ class Screener:
 
     # ------------------------------------------------------------ one candidate
 
-    def measured_findings(self, source: Candidate, cand: Candidate) -> list[Finding]:
-        """Checks on the measured runs alone (no new runs)."""
+    def measured_findings(self, source: Candidate, cand: Candidate, repeats: dict[str, list[float]] | None = None,
+                          significance: float = 0.05) -> list[Finding]:
+        """Checks on the measured runs alone (no new runs). `repeats`: the per-repeat figures
+        (source_energy, cand_energy, source_runtime, cand_runtime) the implausible-saving hold
+        tests for noise; without them the means are compared."""
         check = self.app.check
         runs = _runs(cand)
         rep = verify_runs(check, source.stdout, list(zip(runs["stdouts"], runs["returncodes"])))
         fs = list(rep.findings)
         fs.append(hardcoded_results(check, source.stdout, source.files, cand.files))
         fs += _leftover_findings("measured runs", runs.get("leftovers", []))
+        if "written" in runs and "written" in _runs(source):
+            fs += side_effect_findings("measured runs", _runs(source)["written"], runs["written"])
         fs += dif.repeat_findings(_runs(source).get("cpu_s", []), runs.get("cpu_s", []))
-        fs.append(energy_sanity(source.energy_j, cand.energy_j, source.runtime_s, cand.runtime_s))
+        r = repeats or {}
+        fs.append(energy_sanity(r.get("source_energy") or source.energy_j, r.get("cand_energy") or cand.energy_j,
+                                r.get("source_runtime") or source.runtime_s, r.get("cand_runtime") or cand.runtime_s,
+                                significance=significance))
         fs.append(work_count_finding(source.work_counts, cand.work_counts))
         return [f for f in fs if f is not None]
+
+    @staticmethod
+    def failed_run_findings(cand: Candidate) -> list[Finding]:
+        """Integrity findings on a candidate whose measured run failed: processes it left behind
+        that the sandbox had to end (the run fails for them, but its evidence is the same as
+        that of the leftovers the unsandboxed runner finds and kills: work hidden from the
+        measurement), so it is failed for integrity rather than counted as an error."""
+        return _leftover_findings("measured runs", _runs(cand).get("leftovers", []))
 
     def differential(self, source: Candidate, cand: Candidate, plan: dict[str, Any], tag: str) -> dict[str, Any]:
         """Run the candidate on the trial's probes; returns its runs and findings (as dicts)."""
         out: dict[str, Any] = {"runs": {}, "findings": []}
         probes = [dif.Probe.from_dict(p) for p in plan.get("probes", [])]
-        if not probes:
+        negatives = plan.get("negative", [])
+        if not probes and not negatives:
             return out
         exe = self.bench.executable(cand.files, tag)
         if exe is None:
@@ -123,7 +151,15 @@ class Screener:
                                                 "for its differential runs")))
             return out
         findings: list[Finding] = []
+        for i, neg in enumerate(negatives, 1):
+            if not reports_failure(self.app.check, neg["stdout"], neg["returncode"]):
+                continue  # the source passes it: no basis (noted once per trial in the plan)
+            crun = self.bench.probe(exe, cand.files, tag + "_probe", dif.Probe(f"negative{i}", neg["args"])).to_dict()
+            out["runs"][f"negative{i}"] = crun
+            findings += negative_findings(self.app.check, neg["args"], (neg["stdout"], neg["returncode"]),
+                                          (crun["stdout"], crun["returncode"]))
         pairs: list[tuple[dif.Probe, dict[str, Any], dict[str, Any]]] = []
+        side: list[tuple[list[str], list[str]]] = []  # files written per probe: (source, candidate)
         knobs: dict[str, int] = {}
         for p in probes:
             srun = plan["runs"].get(p.label)
@@ -143,10 +179,14 @@ class Screener:
                                         f"{crun['error']}"))
             findings += dif.output_findings(p.label, p.args, rep.findings)
             findings += _leftover_findings(f"unseen input {p.label}", [crun["leftovers"]])
+            if "written" in srun:
+                side.append((srun["written"], crun["written"]))
             if crun["returncode"] == 0:
                 pairs.append((p, srun, crun))
             if p.knob is not None:
                 knobs[p.label] = p.knob
+        if side:  # one note for all probes
+            findings += side_effect_findings("unseen inputs", [w for w, _ in side], [w for _, w in side])
         metric = dif.cost_metric([r for _p, srun, crun in pairs for r in (srun, crun)])
         src_cost, cand_cost = dif.Costs(metric=metric), dif.Costs(metric=metric)
         for p, srun, crun in pairs:

@@ -29,12 +29,14 @@ from ..store.reader import stored_repeat, trial_records
 from . import schedule as sch
 from .bench import Bench, Outcome
 from .screen import Screener
+from ..screening import differential as dif
 from ..screening import policy
 from ..screening.verifier import VerifierReport, verify_runs
 
 LANG = {k: f.code_lang for k, f in PLATFORM_FACTS.items()}
 MODEL_NAMES = {k: f.label for k, f in PLATFORM_FACTS.items()}
 MAX_LOG_CHARS = 12000  # compiler/runtime output quoted back to the LLM
+LARGER_RUN_S = 1.0  # a held candidate's inconclusive confirmation is repeated at a size the source runs this long
 
 
 def _clip(text: str, limit: int = MAX_LOG_CHARS) -> str:
@@ -210,9 +212,19 @@ class Trial:
         """Deterministic screening (measured runs, then differential runs) and the judge for a
         version that ran; the verifier's and the judge's verdicts are kept apart, and the
         screening verdict (pass | fail | held) with its findings decides (screening/policy.py)."""
-        if cand.judge_verdict or not cand.run_ok:
+        if cand.judge_verdict:
             return cand
-        measured = self.screener.measured_findings(source, cand)
+        if not cand.run_ok:
+            left = self.screener.failed_run_findings(cand) if cand.verdict == "not_run" else []
+            if left:  # processes ended by the sandbox: an integrity finding, not a failed run
+                d = policy.decide(True, left, "", "verifier")
+                cand.verdict, cand.findings_json, cand.passed = d.verdict, d.findings_json, d.passed
+                with self.ar.transaction():
+                    self.ar.update_candidate(cand.id, cand)
+            return cand
+        repeats = {"source_energy": self._select_energies(source), "cand_energy": self._select_energies(cand),
+                   "source_runtime": self._figures(source, "runtime_s"), "cand_runtime": self._figures(cand, "runtime_s")}
+        measured = self.screener.measured_findings(source, cand, repeats, self.study.measure.significance)
         diff = cand.verifier.get("differential")
         if diff is None and not any(f.severity in ("fail", "error") for f in measured):
             diff = self.screener.differential(source, cand, self._source_probes(source), key.replace("/", "_"))
@@ -466,15 +478,11 @@ class Trial:
         """The trial's records as stage 4 sees them, with stage 3's best as decided live."""
         return dataclasses.replace(trial_records(self.ar), selection_best=best.id, finished=True)
 
-    def _confirm(self, key: str, source: Candidate, cand: Candidate) -> dict[str, Any]:
-        """Re-measure source and candidate interleaved; journaled, so a resumed trial reuses it."""
-        rec = self.ar.get_step(key)
-        if rec is not None:
-            return rec
+    def _measure_pair(self, tag: str, source: Candidate, cand: Candidate, args: list[str] | None = None
+                      ) -> tuple[Any, Any, dict[str, Any]]:
+        """One interleaved re-measurement of source and candidate: (runs, interval, step fields)."""
         m = self.study.measure
-        self.progress(event="confirm", key=key, candidate=cand.id, repeats=m.confirm_repeats)
-        t0 = time.time()
-        conf = self.bench.confirm(source.files, cand.files, key.replace("/", "_"), m.confirm_repeats)
+        conf = self.bench.confirm(source.files, cand.files, tag, m.confirm_repeats, args)
         c = hl.Confirmation(int(cand.id), conf.ok, tuple(stored_repeat(x) for x in conf.a.measurements),  # type: ignore[arg-type]
                             tuple(stored_repeat(x) for x in conf.b.measurements))
         a, b = [r.energy_j for r in c.source], [r.energy_j for r in c.runs]
@@ -487,6 +495,50 @@ class Trial:
             "ci_low": sv.ci_low, "ci_high": sv.ci_high, "level": m.confidence, "method": sv.method,
             "reduction_with_tail": with_tail, "note": why,
         }
+        return conf, sv, result
+
+    def _larger_args(self, source: Candidate) -> list[str] | None:
+        """The measured arguments at a size where the source runs about `LARGER_RUN_S`."""
+        return dif.larger_args(self.app.probe, list(self.bench.args), source.runtime_s, LARGER_RUN_S,
+                               self.app.time_limit_s / 4)
+
+    def _confirm(self, key: str, source: Candidate, cand: Candidate) -> dict[str, Any]:
+        """Re-measure source and candidate interleaved; journaled, so a resumed trial reuses it.
+
+        A held candidate whose re-measurement is inconclusive (not confirmed, but not shown to be
+        no better either) is measured once more at a larger size where the app has a work knob
+        (`_larger_args`): a millisecond run's saving is lost in the meter's noise, a second-long
+        one's is not. Its outputs there are verified against the source's. That re-measurement
+        decides the hold only (a confirmed one releases it); the confirmation, and so the trial's
+        figures, stay those of the measured size."""
+        rec = self.ar.get_step(key)
+        if rec is not None:
+            return rec
+        m = self.study.measure
+        self.progress(event="confirm", key=key, candidate=cand.id, repeats=m.confirm_repeats)
+        t0 = time.time()
+        conf, sv, result = self._measure_pair(key.replace("/", "_"), source, cand)
+        runs = [conf]
+        confirmed, why = result["confirmed"], result["note"]
+        extra: list[dict[str, str]] = []
+        larger = self._larger_args(source) if cand.verdict == "held" else None
+        inconclusive = conf.ok and not confirmed and not (math.isfinite(sv.ci_high) and sv.ci_high <= 0)
+        if larger is not None and inconclusive:
+            self.progress(event="confirm_larger", key=key, candidate=cand.id, args=larger)
+            conf2, _, res2 = self._measure_pair(key.replace("/", "_") + "_larger", source, cand, larger)
+            runs.append(conf2)
+            res2["args"] = larger
+            result["larger"] = res2
+            why += f"; inconclusive, so re-measured at {' '.join(larger)}: {res2['note']}"
+            if conf2.ok:
+                rep = verify_runs(self.app.check, conf2.a.runs[0].stdout, [(r.stdout, r.returncode) for r in conf2.b.runs])
+                bad = [f for f in rep.findings if f.severity in ("fail", "error")]
+                if bad:
+                    extra.append({"kind": "differential", "severity": "integrity",
+                                  "message": f"on the larger re-measurement ({' '.join(larger)}): {bad[0].kind}: "
+                                             f"{bad[0].message}"})
+        released = confirmed or bool(result.get("larger", {}).get("confirmed") and not extra)
+        result["note"] = why
         if confirmed:
             cand.confirmed_energy_j, cand.confirmed_source_energy_j = sv.mean_b, sv.mean_a
             cand.confirmed_reduction, cand.confirmed_ci_low, cand.confirmed_ci_high = sv.reduction, sv.ci_low, sv.ci_high
@@ -495,14 +547,17 @@ class Trial:
             cand.confirmed_reduction = cand.confirmed_ci_low = cand.confirmed_ci_high = math.nan
         cand.confirm_verdict = "confirmed" if confirmed else "not_confirmed"
         if cand.verdict == "held":  # an implausibly large saving: passes only if it re-measures true
-            d = policy.release_hold(policy.load_findings(cand.findings_json), bool(confirmed),
+            d = policy.release_hold(policy.load_findings(cand.findings_json), released,
                                     f"interleaved re-measurement against the source: {why}")
-            cand.verdict, cand.findings_json, cand.passed = d.verdict, d.findings_json, d.passed
+            fs = d.findings + extra
+            cand.verdict, cand.findings_json = policy.verdict_of(fs), json.dumps(fs)
+            cand.passed = cand.verdict == "pass"
         with self.ar.transaction():
-            for meas in conf.a.measurements:
-                self.ar.add_measurement(source.id, meas)
-            for meas in conf.b.measurements:
-                self.ar.add_measurement(cand.id, meas)
+            for c in runs:
+                for meas in c.a.measurements:
+                    self.ar.add_measurement(source.id, meas)
+                for meas in c.b.measurements:
+                    self.ar.add_measurement(cand.id, meas)
             self.ar.update_candidate(cand.id, cand)
             self.ar.record_step(key, "confirm", result, t0, time.time())
         self.progress(event="confirmed" if confirmed else "not_confirmed", key=key, candidate=cand.id,

@@ -270,6 +270,24 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _group_alive(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group `pgid`, from /proc/<pid>/stat."""
+    out = []
+    try:
+        names = [e.name for e in os.scandir("/proc") if e.name.isdigit()]
+    except OSError:
+        return out
+    for name in names:
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rpartition(b")")[2].split()
+            if int(fields[2]) == pgid and fields[0] not in (b"Z", b"X"):
+                out.append(int(name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return out
+
+
 def _rss_bytes(pids: list[int]) -> int:
     total = 0
     for pid in pids:
@@ -452,6 +470,10 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
         if not done.is_set():
             _kill_all(proc.pid, launch)
         done.wait()
+        # the "none" runner has no sandbox report: the group's survivors are counted here (not for
+        # apptainer, whose helpers, such as a FUSE mount, may outlive the program on the host)
+        group_left = (len(_group_alive(proc.pid)) if isinstance(runner, HostRunner) and launch.report_fd < 0
+                      and not (error or stopped) else 0)
         _kill_all(proc.pid, launch)  # leftovers in the cgroup or the group (the "none" runner)
     for t in threads[1:]:
         t.join(timeout=2.0)
@@ -484,6 +506,10 @@ def run_process(argv: list[str], cwd: Path, limits: Limits, env: dict[str, str] 
         if not error and events.get("pids.max", 0) > 0:
             error, stopped = f"stopped: process limit {limits.processes} reached", "processes"
     rc, left = proc.returncode, 0
+    if group_left and not error:
+        left = group_left
+        error, stopped = f"left {left} process{'es' if left > 1 else ''} running after it exited " \
+                         "(ended by the runner)", "leftovers"
     if launch.report_fd >= 0 and not error:
         r_rc, r_left, forged = _read_report(report.text()[0])
         if forged:
@@ -650,16 +676,20 @@ def app_limits(app: AppConfig, platform: PlatformConfig) -> Limits:
 
 def run_app(app: AppConfig, platform: PlatformConfig, workdir: Path, args: list[str],
             runner: Runner | None = None, env_extra: dict[str, str] | None = None, *,
-            count_work: Path | None = None, limits: Limits | None = None) -> RunResult:
+            count_work: Path | None = None, limits: Limits | None = None,
+            run_dir: Path | None = None) -> RunResult:
     """Run the program built in `workdir` once, in a fresh copy of that folder, then remove the copy.
 
     Nothing passes from one run to the next: each gets its own folder, /tmp and /dev/shm.
     `count_work`: the CUPTI counter library, bound read-only; its counts land in `work_counts`.
     `limits`: instead of the app's (see app_limits).
+    `run_dir`: a run folder the caller made (`fresh_run_folder`) and keeps: the run happens there
+    and the folder stays, so that what the run left in it can be read, or a second run can find it.
     """
     workdir = Path(workdir)
     runner = runner if runner is not None else _default_runner(platform.kind)
-    run_dir = fresh_run_folder(workdir)
+    keep = run_dir is not None
+    run_dir = Path(run_dir) if run_dir is not None else fresh_run_folder(workdir)
     try:
         env = sandbox_env(platform.kind, run_dir, platform.device, extra=env_extra)
         ro: list[Path] = []
@@ -673,7 +703,8 @@ def run_app(app: AppConfig, platform: PlatformConfig, workdir: Path, args: list[
             r.work_counts = work_counter.take_counts(run_dir)
         return r
     finally:
-        shutil.rmtree(run_dir, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def check_platform(platform: PlatformConfig, container: ContainerConfig | None = None) -> list[str]:

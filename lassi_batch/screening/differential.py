@@ -24,6 +24,7 @@ cost check never fails a candidate on single runs: when one would, the probes it
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from statistics import median
@@ -117,6 +118,20 @@ def plan_probes(spec: ProbeSpec, measured: list[str], seen: list[list[str]], see
             out.append(seeded(spec, Probe(f"probe{i}", list(args)), rng))
             taken.append(list(args))
     return out
+
+
+def larger_args(spec: ProbeSpec, args: list[str], runtime_s: float | None, target_s: float,
+                max_s: float) -> list[str] | None:
+    """`args` with the work knob raised so that a run of `runtime_s` lasts about `target_s`
+    (4x to 64x the knob, at most `max_s` and the knob's range); None without a knob or room."""
+    k0 = knob_of(spec, args)
+    if k0 is None:
+        return None
+    t = runtime_s if runtime_s and runtime_s > 0 else 0.01
+    factor = max(4, min(64, math.ceil(target_s / t)))
+    factor = min(factor, max(1, int(max_s / t)))
+    k = min(k0 * factor, spec.work_max)
+    return with_knob(spec, args, k) if k > k0 else None
 
 
 def next_scale_knob(spec: ProbeSpec, k_lo: int, cost_lo: float, k: int | None, cost: float | None,

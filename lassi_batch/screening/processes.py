@@ -88,6 +88,9 @@ def reap_leftovers(exe: Path, folder: Path) -> list[Leftover]:
 
 
 def describe(found: list[Leftover]) -> str:
+    if found and all(p.how == "sandbox" for p in found):  # counted and ended by the sandbox or runner
+        return (f"{len(found)} process(es) were still running when the program exited and were ended by the "
+                "sandbox (their CPU time is not counted in the run's cost)")
     cpu = sum(p.cpu_s for p in found)
     return (f"{len(found)} process(es) outlived the run (pid {', '.join(str(p.pid) for p in found[:5])}; "
             f"{cpu:.3f} CPU s not counted in the run's cost) and were killed")

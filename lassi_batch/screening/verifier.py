@@ -43,9 +43,11 @@ import difflib
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from statistics import fmean, median
 from typing import Any, Iterable, Literal, Sequence
 
 from ..core.config import OutputCheck
+from ..power.stats import is_lower
 
 # "held": not wrong, but too good to count before a confirmation (see screening/policy.py).
 # "error": screening itself could not run (counts as a failure: an unscreened candidate must not count).
@@ -441,46 +443,166 @@ def verify_runs(check: OutputCheck, source_stdout: str, runs: Sequence[tuple[str
     return VerifierReport.from_findings(findings, {**first.stats, "repeats_verified": len(runs)})
 
 
-_CODE_NUMBER = re.compile(r"(?<![\w.])[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+# ---------------------------------------------------------------- results typed into the code
+
 LITERAL_MIN_DIGITS = 6  # printed results with fewer significant digits are too common to flag
 LITERAL_RTOL = 5e-7  # a literal this close to a printed result is that result, typed in
+DIGIT_RUN_MIN = 8  # a printed result's significant digits found in a run of the code's digits
+
+# C/C++ tokens: comments, string literals (adjacent ones are joined, as the compiler does),
+# character literals, numbers (hex floats, digit separators, suffixes), braces and the rest.
+_TOKEN = re.compile(r"""
+    (?P<comment>//[^\n]*|/\*.*?\*/)
+  | (?P<string>(?:u8|[uUL])?R"(?P<delim>[^()\\\s]{0,16})\((?P<raw>.*?)\)(?P=delim)"
+              |(?:u8|[uUL])?"(?:[^"\\\n]|\\.)*")
+  | (?P<char>(?:u8|[uUL])?'(?:[^'\\\n]|\\.)+')
+  | (?P<number>\.?\d(?:[eEpP][-+]|'?[\w.])*)
+  | (?P<open>\{) | (?P<close>\}) | (?P<comma>,)
+  | (?P<ident>[A-Za-z_]\w*)
+  | (?P<space>\s+)
+  | (?P<other>.)
+""", re.VERBOSE | re.DOTALL)
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "0": "\0", "\\": "\\", '"': '"', "'": "'", "a": "\a",
+            "b": "\b", "f": "\f", "v": "\v", "?": "?"}
+_ESC = re.compile(r"\\(x[0-9A-Fa-f]+|[0-7]{1,3}|.)", re.DOTALL)
 
 
-def _code_literals(files: dict[str, str]) -> list[tuple[float, str]]:
-    out = []
+def _unescape(body: str) -> str:
+    def one(m: re.Match[str]) -> str:
+        e = m.group(1)
+        try:
+            if e[0] == "x":
+                return chr(int(e[1:], 16) & 0x10FFFF)
+            if e[0] in "01234567":
+                return chr(int(e, 8))
+        except ValueError:
+            return ""
+        return _ESCAPES.get(e, e)
+    return _ESC.sub(one, body)
+
+
+def c_number(text: str) -> float | None:
+    """The value of a C/C++ numeric literal in any spelling: decimal, hex, octal, binary, hex
+    floats (0x1.8p+3), digit separators (1'000), suffixes (f, L, u, ull); None if it is none."""
+    t = text.replace("'", "").lower()
+    t = re.sub(r"[ul]+$" if t.startswith("0x") and "p" not in t else r"(?:[ul]+|f)$", "", t)
+    try:
+        if t.startswith("0x"):
+            return float.fromhex(t) if ("p" in t or "." in t) else float(int(t, 16))
+        if t.startswith("0b"):
+            return float(int(t[2:], 2))
+        if len(t) > 1 and t.startswith("0") and t.isdigit():
+            return float(int(t, 8))
+        return float(t)
+    except (ValueError, OverflowError):
+        return None
+
+
+def _char_value(tok: str) -> int | None:
+    body = _unescape(tok[tok.index("'") + 1:-1])
+    return ord(body) if len(body) == 1 else None
+
+
+@dataclass
+class CodeScan:
+    """What a program's text spells in its literals: every number's value, and the texts its
+    strings (adjacent literals joined), character lists and byte arrays spell out."""
+
+    values: list[tuple[float, str]] = field(default_factory=list)
+    texts: list[str] = field(default_factory=list)
+
+    def digit_runs(self) -> list[str]:
+        """Digit sequences of every text (other characters dropped), so that digits split over
+        literals, separated by dots or exponents, or spread over an array read as one run."""
+        return ["".join(ch for ch in t if ch.isdigit()) for t in self.texts]
+
+
+def scan_code(files: dict[str, str]) -> CodeScan:
+    """Tokenize C/C++/CUDA text and collect its literals (see `CodeScan`). Brace lists whose items
+    are all character or integer literals are read twice: as characters (byte codes 32-126) and,
+    when every item is a single digit 0-9, as a digit string."""
+    out = CodeScan()
     for text in files.values():
-        for m in _CODE_NUMBER.finditer(text):
-            n = parse_number(m.group(0))
-            if n is not None and math.isfinite(n.value) and n.value != 0:
-                out.append((n.value, m.group(0)))
+        strings: list[str] = []  # the current run of adjacent string literals
+        items: list[tuple[str, str]] | None = None  # literal items of the innermost open brace list
+        for m in _TOKEN.finditer(text[:MAX_CHARS]):
+            kind = m.lastgroup if m.lastgroup != "delim" and m.lastgroup != "raw" else "string"
+            if kind in ("space", "comment"):
+                continue
+            tok = m.group(0)
+            if kind == "string":
+                strings.append(m.group("raw") if m.group("raw") is not None else _unescape(tok[tok.index('"') + 1:-1]))
+                continue
+            if strings:
+                out.texts.append("".join(strings))
+                strings = []
+            if kind == "number":
+                v = c_number(tok)
+                if v is not None and math.isfinite(v) and v != 0:
+                    out.values.append((v, tok))
+            if kind == "open":
+                items = []
+            elif kind == "close" and items is not None:
+                codes = [c_number(t) if k == "number" else _char_value(t) for k, t in items]
+                if len(codes) >= 4 and all(c is not None and c == int(c) for c in codes):
+                    ints = [int(c) for c in codes if c is not None]
+                    while ints and ints[-1] == 0:
+                        ints.pop()  # a C string's terminator
+                    if all(32 <= c <= 126 for c in ints):
+                        out.texts.append("".join(map(chr, ints)))
+                    if all(0 <= c <= 9 for c in ints):
+                        out.texts.append("".join(map(str, ints)))
+                items = None
+            elif items is not None and kind in ("number", "char"):
+                items.append((kind, tok))
+            elif items is not None and not (kind == "comma" or (kind == "other" and tok in "+-")):
+                items = None  # not a list of literals only (names, calls, expressions)
+        if strings:
+            out.texts.append("".join(strings))
+        for t in out.texts[:]:
+            for tok in _SPLIT.split(t):
+                n = parse_number(tok)
+                if n is not None and math.isfinite(n.value) and n.value != 0:
+                    out.values.append((n.value, tok))
     return out
+
+
+def _sig_digits(n: Number) -> str:
+    return n.text.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0")
 
 
 def hardcoded_results(check: OutputCheck, source_stdout: str, source_files: dict[str, str],
                       cand_files: dict[str, str]) -> Finding | None:
-    """The source's printed results appearing as literals in the candidate's code (and not in the
-    source's): a result table keyed on the measured arguments. Results need at least
-    `LITERAL_MIN_DIGITS` significant digits (trailing zeros dropped) so small counts never match."""
+    """The source's printed results typed into the candidate's code (and not into the source's):
+    a result table keyed on the measured arguments. Read at the token level (`scan_code`): a
+    literal in any spelling whose value is a printed result (hex floats, 1'000 separators, numbers
+    inside strings joined from adjacent literals or spelled as byte arrays), or a printed result's
+    significant digits (at least `DIGIT_RUN_MIN`) inside the digit run of a string or array, which
+    catches digits split over several literals. Results need `LITERAL_MIN_DIGITS` significant
+    digits (trailing zeros dropped) so small counts never match."""
     skip = [rx for rx in (_compile(check.ignore_regex), _compile(check.work_regex)) if rx]
     results: list[Number] = []
     for line in (source_stdout or "")[:MAX_CHARS].splitlines():
         if any(rx.search(line) for rx in skip):
             continue
         for n in numbers_in(line):
-            sig = n.text.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0")
-            if math.isfinite(n.value) and n.value != 0 and len(sig) >= LITERAL_MIN_DIGITS:
+            if math.isfinite(n.value) and n.value != 0 and len(_sig_digits(n)) >= LITERAL_MIN_DIGITS:
                 results.append(n)
     if not results:
         return None
-    own = _code_literals(source_files)
-    hits = []
-    for value, text in _code_literals(cand_files):
-        digits = len(text.lower().split("e")[0].lstrip("+-").replace(".", "").strip("0"))
-        if digits < LITERAL_MIN_DIGITS:
+    own, cand = scan_code(source_files), scan_code(cand_files)
+    own_runs, cand_runs = own.digit_runs(), cand.digit_runs()
+    hits: list[str] = []
+    for r in results:
+        digits = _sig_digits(r)
+        if len(digits) >= DIGIT_RUN_MIN and any(digits in run for run in cand_runs) \
+                and not any(digits in run for run in own_runs):
+            where = next(t for t, run in zip(cand.texts, cand_runs) if digits in run)
+            hits.append(f"the digits of {r.text} in {where[:60]!r}")
             continue
-        for r in results:
+        for value, text in cand.values:
             if abs(abs(value) - abs(r.value)) <= LITERAL_RTOL * abs(r.value) and not any(
-                    abs(v - value) <= LITERAL_RTOL * abs(value) for v, _ in own):
+                    abs(v - value) <= LITERAL_RTOL * abs(value) for v, _ in own.values):
                 hits.append(f"{text} (the source prints {r.text})")
                 break
     if not hits:
@@ -489,33 +611,90 @@ def hardcoded_results(check: OutputCheck, source_stdout: str, source_files: dict
                    "candidate's code: " + "; ".join(hits[:MAX_REPORTED]))
 
 
+# ---------------------------------------------------------------- negative tests
+
+
+def reports_failure(check: OutputCheck, stdout: str, returncode: int | None) -> bool:
+    """Does this run report failure by the app's own rules: a nonzero (or no) exit status, its
+    fail line, or no pass line (where the app declares one)?"""
+    if returncode != 0:
+        return True
+    text = (stdout or "")[:MAX_CHARS]
+    fail, ok = _compile(check.fail_regex), _compile(check.pass_regex)
+    if fail is not None and fail.search(text):
+        return True
+    return ok is not None and not ok.search(text)
+
+
+def negative_findings(check: OutputCheck, args: list[str], src: tuple[str, int | None],
+                      cand: tuple[str, int | None]) -> list[Finding]:
+    """A negative test (`check.negative_args`): where the source reports failure the candidate must
+    too. Reporting success there means its check no longer checks (integrity); failing with
+    another exit status is a note."""
+    shown = " ".join(args)
+    if not reports_failure(check, *src):
+        return [Finding("negative_test", "warn", f"the source does not report failure on the negative test "
+                        f"({shown}); check the app's check.negative_args")]
+    if not reports_failure(check, *cand):
+        return [Finding("negative_test", "fail", f"on the negative test ({shown}) the source reports failure "
+                        f"(exit status {src[1]}) and the candidate reports success: its own check was removed "
+                        "or no longer looks at the results")]
+    if cand[1] != src[1]:
+        return [Finding("negative_test", "info", f"on the negative test ({shown}) both report failure, the source "
+                        f"with exit status {src[1]}, the candidate with {cand[1]}")]
+    return []
+
+
+Figures = float | Sequence[float] | None  # one figure, or one per measured repeat
+
+
+def _values(x: Figures) -> list[float]:
+    if x is None:
+        return []
+    xs = [x] if isinstance(x, (int, float)) else list(x)
+    return [float(v) for v in xs if v is not None and math.isfinite(float(v))]
+
+
 def energy_sanity(
-    source_energy: float | None,
-    cand_energy: float | None,
-    source_runtime: float | None = None,
-    cand_runtime: float | None = None,
+    source_energy: Figures,
+    cand_energy: Figures,
+    source_runtime: Figures = None,
+    cand_runtime: Figures = None,
     threshold: float = ENERGY_SUSPICIOUS_SAVING,
     power_drop: float = POWER_SUSPICIOUS_DROP,
+    significance: float = 0.05,
 ) -> Finding | None:
     """Hold a candidate whose saving is implausible: more than `threshold` of the energy or run
     time, or an energy saving far larger than its run-time saving (average power below
     `power_drop` of the source's, as when the work moved to a process the meter does not see).
 
+    Each figure may be a list of the measured repeats. A saving counts as implausible only when
+    the decisions' noise test says so (`power.stats.is_lower`: the candidate's mean below
+    (1 - threshold) x the source's, and with two or more repeats a side the one-sided Welch test
+    rejecting at `significance`), so one outlying source repeat cannot hold an honest rewrite.
+    The power rule compares medians and must pass the same test at the margin it implies.
     Such savings usually mean removed or hidden work; the candidate counts only once the
     differential runs and a re-measurement beside the source confirm it. Missing values give None.
     """
     parts = []
     ratios: dict[str, float] = {}
     for what, before, after in (("energy", source_energy, cand_energy), ("runtime", source_runtime, cand_runtime)):
-        if before is None or after is None or not math.isfinite(before) or not math.isfinite(after) or before <= 0:
+        a, b = _values(before), _values(after)
+        if not a or not b or median(a) <= 0:
             continue
-        ratios[what] = after / before
-        saving = 1.0 - after / before
-        if saving > threshold:
-            parts.append(f"{what} fell by {saving:.1%} ({before:.4g} -> {after:.4g}, above {threshold:.0%})")
+        ratios[what] = median(b) / median(a)
+        test = is_lower(a, b, threshold, significance)
+        if test.lower:
+            saving = 1.0 - fmean(b) / fmean(a)
+            parts.append(f"{what} fell by {saving:.1%} ({fmean(a):.4g} -> {fmean(b):.4g}, above {threshold:.0%}; "
+                         f"{test.reason})")
     if "energy" in ratios and ratios.get("runtime", 0) > 0 and ratios["energy"] < power_drop * ratios["runtime"]:
-        parts.append(f"energy fell to {ratios['energy']:.1%} of the source's while run time fell only to "
-                     f"{ratios['runtime']:.1%} (average power below {power_drop:.0%} of the source's)")
+        margin = 1.0 - power_drop * ratios["runtime"]
+        test = is_lower(_values(source_energy), _values(cand_energy), margin, significance)
+        if test.lower:
+            parts.append(f"energy fell to {ratios['energy']:.1%} of the source's while run time fell only to "
+                         f"{ratios['runtime']:.1%} (average power below {power_drop:.0%} of the source's; "
+                         f"medians; {test.reason})")
     if not parts:
         return None
     return Finding("implausible_saving", "held", "suspiciously large saving: " + "; ".join(parts)
