@@ -223,7 +223,8 @@ class Trial:
                     self.ar.update_candidate(cand.id, cand)
             return cand
         repeats = {"source_energy": self._select_energies(source), "cand_energy": self._select_energies(cand),
-                   "source_runtime": self._figures(source, "runtime_s"), "cand_runtime": self._figures(cand, "runtime_s")}
+                   "source_runtime": self._select_energies(source, "runtime_s"),
+                   "cand_runtime": self._select_energies(cand, "runtime_s")}
         measured = self.screener.measured_findings(source, cand, repeats, self.study.measure.significance)
         diff = cand.verifier.get("differential")
         if diff is None and not any(f.severity in ("fail", "error") for f in measured):
@@ -454,13 +455,13 @@ class Trial:
                           {"candidate": cand.id, "device_id": self.device_id, "ok": ok}, t0)
         return cand
 
-    def _select_energies(self, cand: Candidate) -> list[float]:
-        """The candidate's default energy figure from each selection-time repeat on this device,
-        measured here first when it has none (`_here`): one header read when it has."""
+    def _select_energies(self, cand: Candidate, name: str = "energy_net_j") -> list[float]:
+        """A figure (default: the default energy) from each selection-time repeat of the candidate
+        on this device, measured here first when it has none (`_here`): one header read when it has."""
         ms = self._select_measurements(cand)
         if not ms:
             ms = self._select_measurements(self._here(cand))
-        return [float(m.figures.get("energy_net_j", math.nan)) for m in ms]
+        return [float(m.figures.get(name, math.nan)) for m in ms]
 
     def _beats(self, cand: Candidate, best: Candidate) -> bool:
         """A new best: lower by more than min_improvement and, with repeats, than the measured noise
