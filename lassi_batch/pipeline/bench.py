@@ -6,7 +6,7 @@ import math
 import random
 import shutil
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -15,7 +15,7 @@ from ..core.config import EXE_NAME, AppConfig, MeasureConfig, PlatformConfig
 from ..power import protocol
 from ..power.base import Meter
 from ..power.trace import Measurement
-from ..sandbox.toolchain import BuildResult, RunResult, build, fresh_run_folder, prepare_workdir, run_app
+from ..sandbox.toolchain import BuildResult, RunResult, app_limits, build, fresh_run_folder, prepare_workdir, run_app
 from ..screening.differential import PROBE_ENV, Probe
 from ..screening.processes import Leftover, reap_leftovers
 from ..screening.side_effects import snapshot, written
@@ -249,11 +249,13 @@ class Bench:
             b = build(self.app, self.platform, wd, runner=self.runner)
         return wd / EXE_NAME if b.ok and (wd / EXE_NAME).is_file() else None
 
-    def probe(self, exe: Path, files: dict[str, str], tag: str, probe: Probe, twice: bool = False) -> ProbeRun:
+    def probe(self, exe: Path, files: dict[str, str], tag: str, probe: Probe, twice: bool = False,
+              time_s: float | None = None) -> ProbeRun:
         """One unmeasured run of a built program on an unseen input, in a fresh folder of its own
         (nothing a measured run wrote is there); processes it leaves behind are reported and killed,
         the files it writes there recorded. `twice`: run it again in that same folder, with what
-        the first run left in it, so that results kept by the first run show."""
+        the first run left in it, so that results kept by the first run show. `time_s`: a time
+        limit below the app's (never above it)."""
         pd = self.workroot / f"{tag}.{probe.label}"
         if pd.exists():
             shutil.rmtree(pd)
@@ -264,8 +266,11 @@ class Bench:
         try:
             before = snapshot(rd)
             with self._running():
+                limits = app_limits(self.app, self.platform)
+                if time_s is not None:
+                    limits = replace(limits, time_s=min(limits.time_s, time_s))
                 run = run_app(self.app, self.platform, pd, probe.args, runner=self.runner, env_extra=extra,
-                              count_work=self.counter_lib, run_dir=rd)
+                              count_work=self.counter_lib, run_dir=rd, limits=limits)
                 left = _leftovers(rd / EXE_NAME, run)
                 counts = run.work_counts or {}
                 wrote = written(before, snapshot(rd))

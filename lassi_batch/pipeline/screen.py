@@ -26,6 +26,9 @@ from .bench import Bench
 
 MAX_SCALE_TRIES = 4
 
+NEGATIVE_MIN_S = 10.0  # time limit of a candidate's negative-test run: at least this, ...
+NEGATIVE_FACTOR = 20.0  # ... or this multiple of the source's time there (never above the app's limit)
+
 
 def _runs(cand: Candidate) -> dict[str, Any]:
     """The measured-run record `Trial._evaluate` keeps (older archives: the first run only)."""
@@ -154,10 +157,17 @@ class Screener:
         for i, neg in enumerate(negatives, 1):
             if not reports_failure(self.app.check, neg["stdout"], neg["returncode"]):
                 continue  # the source passes it: no basis (noted once per trial in the plan)
-            crun = self.bench.probe(exe, cand.files, tag + "_probe", dif.Probe(f"negative{i}", neg["args"])).to_dict()
+            # the source rejects a negative input at once: a candidate gets a bounded multiple of its time
+            limit = max(NEGATIVE_MIN_S, NEGATIVE_FACTOR * float(neg.get("wall_s") or 0.0))
+            crun = self.bench.probe(exe, cand.files, tag + "_probe", dif.Probe(f"negative{i}", neg["args"]),
+                                    time_s=limit).to_dict()
             out["runs"][f"negative{i}"] = crun
             findings += negative_findings(self.app.check, neg["args"], (neg["stdout"], neg["returncode"]),
                                           (crun["stdout"], crun["returncode"]))
+            if crun.get("timed_out"):
+                findings.append(Finding("negative_test", "warn", f"on the negative test ({' '.join(neg['args'])}) "
+                                        f"the candidate did not finish within {limit:.0f} s; the source took "
+                                        f"{float(neg.get('wall_s') or 0.0):.2f} s"))
         pairs: list[tuple[dif.Probe, dict[str, Any], dict[str, Any]]] = []
         side: list[tuple[list[str], list[str]]] = []  # files written per probe: (source, candidate)
         knobs: dict[str, int] = {}
